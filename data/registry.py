@@ -1,0 +1,99 @@
+"""Reader registry: ``load_sequence(path)`` guesses the log format from the path.
+
+Each reader module in ``data/readers/`` calls :func:`register_reader` with a
+``detect(path) -> bool`` and a ``load(path, **options) -> Sequence``. Readers
+are tried in order of ``priority`` (higher first).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from fuse4d.data.types import Sequence
+from fuse4d.errors import DataError
+
+#: reader modules imported on first use (each registers itself)
+READER_MODULES = (
+    "fuse4d.data.zarr_log",
+    "fuse4d.data.readers.kitti_odometry",
+    "fuse4d.data.readers.kitti_raw",
+    "fuse4d.data.readers.tum_rgbd",
+    "fuse4d.data.readers.euroc",
+    "fuse4d.data.readers.av2",
+    "fuse4d.data.readers.sevenscenes",
+)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A registered log format."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    load: Callable[..., Sequence]
+    priority: int = 0
+    description: str = ""
+
+
+_READERS: dict[str, Reader] = {}
+_loaded = False
+
+
+def register_reader(name: str, detect: Callable[[Path], bool], load: Callable[..., Sequence],
+                    priority: int = 0, description: str = "") -> None:
+    """Register a log format under ``name`` (replacing any reader of that name)."""
+    _READERS[name] = Reader(name, detect, load, priority, description)
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for mod in READER_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # a reader not written yet must not break the others
+            if e.name != mod:
+                raise
+    _loaded = True
+
+
+def readers() -> list[Reader]:
+    """All registered readers, highest priority first."""
+    _ensure_loaded()
+    return sorted(_READERS.values(), key=lambda r: -r.priority)
+
+
+def detect_format(path: str | Path) -> str:
+    """Name of the reader that recognises ``path``; raises DataError when none does."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(p, "no such file or directory")
+    for r in readers():
+        if r.detect(p):
+            return r.name
+    names = ", ".join(r.name for r in readers())
+    raise DataError(p, f"unknown log layout: no reader recognises it (known formats: {names})")
+
+
+def load_sequence(path: str | Path, format: str | None = None, **options: Any) -> Sequence:
+    """Open a log as a lazy :class:`Sequence`.
+
+    Args:
+        path: a log folder or file (KITTI odometry/raw, TUM RGB-D, EuRoC, AV2,
+            7-Scenes, or a fuse4d zarr log).
+        format: reader name to skip auto-detection (see :func:`readers`).
+        **options: passed to the reader (e.g. ``sequence="00"`` for KITTI odometry).
+
+    Raises:
+        DataError: the path is missing, its layout is unknown, or a file is bad.
+    """
+    p = Path(path).expanduser()
+    name = format or detect_format(p)
+    _ensure_loaded()
+    if name not in _READERS:
+        raise DataError(p, f"unknown format {name!r}; known: {', '.join(sorted(_READERS))}")
+    return _READERS[name].load(p, **options)
