@@ -103,12 +103,12 @@ def eval_(
 ) -> None:
     """Print every metric a run and its ground truth allow (ATE, RPE, KITTI drift, ...)."""
     def go():
-        from fuse4d import evaluation
         from fuse4d.errors import ConfigError
         if align not in ("se3", "sim3", "none"):
             raise ConfigError(f"--align must be se3, sim3 or none, got {align!r}")
         if (est is None) != (ref is None):
             raise ConfigError("give both --est and --ref, or a run folder")
+        from fuse4d import evaluation
         if est is not None:
             m = evaluation.evaluate_files(est, ref, align=align)
         elif run_dir is not None:
