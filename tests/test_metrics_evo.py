@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 evo_fi = pytest.importorskip("evo.tools.file_interface")
 from evo.core import filters, geometry, lie_algebra, metrics as evo_metrics, sync  # noqa: E402
@@ -156,3 +157,21 @@ def test_kitti_devkit_numbers(evo_dir):
     assert k["lengths_m"] == metrics.KITTI_LENGTHS
     assert k["trans_pct"] == pytest.approx(0.70, abs=0.005)
     assert k["rot_deg_per_100m"] == pytest.approx(0.25, abs=0.005)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.0, 0.1, 0.25, 0.5, 1.0, 2.0]), min_size=2, max_size=60),
+       st.sampled_from([0.25, 0.5, 1.0, 3.0]), st.booleans())
+def test_pairs_by_path_property_vs_evo(steps, delta, all_pairs):
+    """Random step lengths, with stops (repeated positions) and exact ties at the delta."""
+    positions = np.zeros((len(steps) + 1, 3))
+    positions[1:, 0] = np.cumsum(steps)
+    poses = [np.eye(4) for _ in positions]
+    for p, x in zip(poses, positions):
+        p[:3, 3] = x
+    try:
+        expected = filters.filter_pairs_by_path(poses, delta, delta * 0.1, all_pairs)
+    except ValueError:  # evo's argmin on an empty slice
+        return
+    i, j = metrics._pairs_by_path(positions, delta, delta * 0.1, all_pairs)
+    assert list(zip(i.tolist(), j.tolist())) == expected
