@@ -1,0 +1,157 @@
+"""LiDAR odometry: deskew, downsample, register against a local voxel map, update the map.
+
+The stage follows KISS-ICP (``register_frame``): constant-velocity (or given)
+motion for deskewing, a prediction for the initial guess, an adaptive
+correspondence threshold, and a voxel-hash local map; it adds point-to-plane
+residuals on planar voxels and returns the registration Hessian, which the
+pose graph uses as the factor's information.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fuse4d.fusion.estimation.deskew import MotionModel, constant_velocity_motion, deskew
+from fuse4d.fusion.estimation.geometry_checks import degeneracy
+from fuse4d.fusion.estimation.registration import AdaptiveThreshold, register_to_map
+from fuse4d.fusion.estimation.voxel_map import VoxelMap, voxel_downsample, voxel_downsample_mask
+from fuse4d.geometry import invert
+
+
+@dataclass
+class OdometryStep:
+    """Result of registering one sweep.
+
+    Attributes:
+        T_world_lidar: ``[4, 4]`` pose of the sensor at the frame stamp (odometry frame).
+        hessian: ``[6, 6]`` registration information (left perturbation, translation
+            then rotation, world axes), in 1/m² units of the residual.
+        fitness: fraction of source points matched to the map, [0, 1].
+        rmse: residual of matched points (m).
+        sigma: adaptive threshold scale used (m).
+        degenerate: the registration is poorly constrained in some direction.
+        points: ``[M, 3]`` deskewed, downsampled sweep (sensor frame) that entered the map.
+        first: this sweep started the map (no registration was done).
+    """
+
+    T_world_lidar: np.ndarray
+    hessian: np.ndarray
+    fitness: float
+    rmse: float
+    sigma: float
+    degenerate: bool
+    points: np.ndarray
+    first: bool = False
+
+
+class LidarOdometry:
+    """Scan-to-map LiDAR odometry (KISS-ICP-style, numpy + scipy KD-tree).
+
+    Args:
+        voxel_size: map cell size (m); sweeps are downsampled at half of it for the
+            map and at 1.5× for registration.
+        max_range / min_range: points outside this range (m) are dropped.
+        max_points_per_voxel: map cell capacity.
+        point_to_plane: use point-to-plane residuals on planar voxels.
+        initial_threshold / min_motion: adaptive-threshold settings (m).
+        max_iterations: Gauss-Newton iterations per sweep.
+        deskew: compensate motion within a sweep when per-point times are given.
+    """
+
+    def __init__(self, voxel_size: float = 1.0, max_range: float = 100.0, min_range: float = 0.0,
+                 max_points_per_voxel: int = 20, point_to_plane: bool = True, initial_threshold: float = 2.0,
+                 min_motion: float = 0.1, max_iterations: int = 50, deskew: bool = True):
+        self.voxel_size, self.max_range, self.min_range = float(voxel_size), float(max_range), float(min_range)
+        self.point_to_plane, self.max_iterations, self.deskew = point_to_plane, int(max_iterations), deskew
+        self.map = VoxelMap(voxel_size, max_points_per_voxel, max_range)
+        self.threshold = AdaptiveThreshold(initial_threshold, min_motion, max_range)
+        self.last_pose: np.ndarray | None = None
+        self.last_delta = np.eye(4)
+        self.last_dt: float | None = None
+        self.kernel_scale = 1.0
+        #: seconds spent per stage (preprocess, registration, map_update), summed over sweeps
+        self.timings: dict[str, float] = {}
+
+    def preprocess(self, points: np.ndarray, point_time: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Range-filter and downsample a sweep at half the voxel size.
+
+        Args:
+            points: ``[N, 3+]`` sensor-frame points (metres); NaN rows are dropped.
+            point_time: ``[N]`` seconds from the stamp, or None.
+
+        Returns:
+            ``[M, 3]`` float64 points (one per ``voxel_size / 2`` cell) and their times ``[M]`` (or None).
+        """
+        xyz = np.asarray(points)[:, :3]
+        r2 = np.einsum("ij,ij->i", xyz, xyz)
+        keep = (r2 <= self.max_range ** 2) & (r2 >= self.min_range ** 2)  # NaN compares False
+        xyz = xyz[keep]
+        tau = None if point_time is None else np.asarray(point_time).reshape(-1)[keep]
+        keep = voxel_downsample_mask(xyz, 0.5 * self.voxel_size)
+        return xyz[keep].astype(np.float64), None if tau is None else tau[keep].astype(np.float64)
+
+    def predict(self) -> np.ndarray | None:
+        """Constant-velocity prediction of the next pose ``[4, 4]`` (None before the first sweep)."""
+        return None if self.last_pose is None else self.last_pose @ self.last_delta
+
+    def register(self, points: np.ndarray, point_time: np.ndarray | None = None, dt: float | None = None,
+                 T_pred: np.ndarray | None = None, motion: MotionModel | None = None,
+                 widen: float = 1.0) -> OdometryStep:
+        """Register one sweep and add it to the map.
+
+        Args:
+            points: ``[N, 3+]`` sensor-frame points (metres).
+            point_time: ``[N]`` seconds from the frame stamp, or None.
+            dt: seconds since the previous sweep (for constant-velocity deskewing).
+            T_pred: ``[4, 4]`` predicted ``T_world_lidar`` (e.g. from the IMU); default
+                constant velocity.
+            motion: deskew model ``T_stamp_τ``; default constant velocity over ``dt``.
+            widen: factor on the correspondence threshold (after a sensor gap).
+
+        Raises:
+            ValueError: fewer than 10 points within range.
+        """
+        tic = time.perf_counter()
+        frame, tau = self.preprocess(points, point_time)
+        if len(frame) < 10:
+            raise ValueError(f"sweep has only {len(frame)} points within range")
+        if self.deskew and tau is not None:
+            if motion is None and self.last_pose is not None and (self.last_dt or dt):
+                motion = constant_velocity_motion(self.last_delta, self.last_dt or dt)
+            frame = deskew(frame, tau, motion)
+        source = voxel_downsample(frame, 1.5 * self.voxel_size)
+        tic = self._tick("preprocess", tic)
+        T_init = T_pred if T_pred is not None else self.predict()
+        if self.map.empty:
+            T = np.eye(4) if T_init is None else T_init
+            self._commit(T, frame, dt)
+            return OdometryStep(T, np.zeros((6, 6)), 1.0, 0.0, self.threshold.sigma, False, frame, first=True)
+        sigma = self.threshold.sigma * widen
+        res = register_to_map(source, self.map, T_init, 3.0 * sigma, self.kernel_scale * sigma,
+                              self.point_to_plane, self.max_iterations)
+        tic = self._tick("registration", tic)
+        self.threshold.update(invert(T_init) @ res.T)
+        self._commit(res.T, frame, dt)
+        self._tick("map_update", tic)
+        return OdometryStep(res.T, res.hessian, res.fitness, res.rmse, sigma, degeneracy(res.hessian, len(source)),
+                            frame)
+
+    def _tick(self, stage: str, tic: float) -> float:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - tic
+        return now
+
+    def _commit(self, T: np.ndarray, frame: np.ndarray, dt: float | None) -> None:
+        self.map.add(frame @ T[:3, :3].T + T[:3, 3], origin=T[:3, 3])
+        if self.last_pose is not None:
+            self.last_delta = invert(self.last_pose) @ T
+        self.last_pose, self.last_dt = T, dt
+
+    def reset_motion(self, T_world_lidar: np.ndarray, delta: np.ndarray | None = None) -> None:
+        """Set the current pose (and per-frame motion) without a sweep, e.g. from IMU over a LiDAR gap."""
+        self.last_pose = np.asarray(T_world_lidar, dtype=np.float64)
+        if delta is not None:
+            self.last_delta = np.asarray(delta, dtype=np.float64)
