@@ -231,6 +231,19 @@ def calib_matrix(calib: dict[str, np.ndarray], key: str, shape: tuple[int, int],
     return check_finite(v.reshape(shape), path, f"calibration entry {key!r}")
 
 
+def rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``[4, 4]`` transform from a rotation ``[3, 3]`` projected onto SO(3) (SVD) and ``t [3]``.
+
+    Calibration files print rotations to ~7 digits, so they are not exactly
+    orthonormal; projecting keeps every later inverse exact (changes are ~1e-7).
+    """
+    U, _, Vt = np.linalg.svd(np.asarray(R, dtype=np.float64))
+    R_ = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R_, np.asarray(t, dtype=np.float64).reshape(3)
+    return T
+
+
 def read_opencv_yaml(path: str | Path) -> dict[str, Any]:
     """Read an ASL/OpenCV-style YAML file (``%YAML:1.0`` header allowed) into a dict.
 

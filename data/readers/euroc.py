@@ -67,7 +67,10 @@ def read_csv(path: Path, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _sensor_T(folder: Path) -> np.ndarray:
     p = folder / "sensor.yaml"
-    return _common.yaml_matrix(_common.read_opencv_yaml(p), "T_BS", p) if p.is_file() else np.eye(4)
+    if not p.is_file():
+        return np.eye(4)
+    T = _common.yaml_matrix(_common.read_opencv_yaml(p), "T_BS", p)
+    return _common.rigid(T[:3, :3], T[:3, 3])
 
 
 def _camera(mav: Path):
@@ -87,7 +90,8 @@ def _camera(mav: Path):
         raise DataError(y_path, "intrinsics [fu, fv, cu, cv] or resolution missing") from None
     K = np.array([[fu, 0, cu], [0, fv, cv], [0, 0, 1.0]])
     dist = {"model": y.get("distortion_model"), "coefficients": list(y.get("distortion_coefficients") or [])}
-    return ns, files, K, size, _common.yaml_matrix(y, "T_BS", y_path), dist
+    T_B_cam = _common.yaml_matrix(y, "T_BS", y_path)
+    return ns, files, K, size, _common.rigid(T_B_cam[:3, :3], T_B_cam[:3, 3]), dist
 
 
 def load(path: Path, rate_hz: float = 20.0, rebase: str = "gravity") -> Sequence:

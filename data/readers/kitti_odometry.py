@@ -66,8 +66,8 @@ def _calibration(seq_dir: Path, has_camera: bool) -> tuple[Calibration, np.ndarr
     path = seq_dir / "calib.txt"
     calib = _common.parse_kitti_calib(path)
     key = "Tr_velo_to_cam" if "Tr" not in calib and "Tr_velo_to_cam" in calib else "Tr"
-    Tr = np.eye(4)
-    Tr[:3, :] = _common.calib_matrix(calib, key, (3, 4), path)
+    M = _common.calib_matrix(calib, key, (3, 4), path)
+    Tr = _common.rigid(M[:, :3], M[:, 3])
     T_body_cam = invert(Tr)
     K = None
     if has_camera:

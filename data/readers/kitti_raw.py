@@ -74,11 +74,11 @@ def _calibration(day: Path) -> Calibration:
     cam_path, velo_path, imu_path = (day / f for f in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt",
                                                        "calib_imu_to_velo.txt"))
     cam, velo, imu = (_common.parse_kitti_calib(p) for p in (cam_path, velo_path, imu_path))
-    T_cam0_velo = make_T(_common.calib_matrix(velo, "R", (3, 3), velo_path),
-                         _common.calib_matrix(velo, "T", (3, 1), velo_path)[:, 0])
-    T_velo_imu = make_T(_common.calib_matrix(imu, "R", (3, 3), imu_path),
-                        _common.calib_matrix(imu, "T", (3, 1), imu_path)[:, 0])
-    R_rect = make_T(_common.calib_matrix(cam, "R_rect_00", (3, 3), cam_path), np.zeros(3))
+    T_cam0_velo = _common.rigid(_common.calib_matrix(velo, "R", (3, 3), velo_path),
+                                _common.calib_matrix(velo, "T", (3, 1), velo_path))
+    T_velo_imu = _common.rigid(_common.calib_matrix(imu, "R", (3, 3), imu_path),
+                               _common.calib_matrix(imu, "T", (3, 1), imu_path))
+    R_rect = _common.rigid(_common.calib_matrix(cam, "R_rect_00", (3, 3), cam_path), np.zeros(3))
     P2 = _common.calib_matrix(cam, "P_rect_02", (3, 4), cam_path)
     K = P2[:, :3].copy()
     T_cam2_cam0 = make_T(np.eye(3), np.linalg.solve(K, P2[:, 3]))
