@@ -1,17 +1,11 @@
-"""Evaluation metrics, numpy only, one section per family.
+"""Evaluation metrics, numpy only, one section per family (trajectories, depth, segmentation, ...).
 
-Trajectory metrics reproduce evo (``evo.core.sync``, ``geometry``, ``filters``
-and ``metrics.APE/RPE``) number for number, vectorised; the KITTI drift
-metric follows the devkit's ``evaluate_odometry.cpp``. Depth and
-segmentation metrics follow their usual definitions (Eigen et al. depth
-errors; confusion-matrix IoU). Later families (occupancy, dynamics) add a
-section of their own here.
-
-Trajectory inputs: :class:`fuse4d.data.trajectory.Trajectory` objects, which
-are first associated by timestamp (:func:`associate`), or ``[S, 4, 4]`` pose
-arrays that are already associated one to one. Functions raise
-:class:`fuse4d.errors.DataError` (with no path; callers that read files re-raise
-it with theirs) for empty, mismatched or degenerate input.
+Trajectory metrics reproduce evo (``sync``, ``geometry``, ``filters``, ``metrics.APE/RPE``)
+number for number, vectorised; the KITTI drift follows the devkit's ``evaluate_odometry.cpp``.
+Trajectory inputs are :class:`fuse4d.data.trajectory.Trajectory` objects (associated by
+timestamp first, :func:`associate`) or ``[S, 4, 4]`` pose arrays already paired one to one.
+Empty, mismatched or degenerate input raises :class:`fuse4d.errors.DataError` without a path;
+callers that read files re-raise it with theirs.
 """
 
 from __future__ import annotations
@@ -80,8 +74,7 @@ def associate(t_est: np.ndarray, t_ref: np.ndarray, max_diff: float = 0.01,
     Raises:
         DataError: when no stamp matches.
     """
-    t_est = np.asarray(t_est, dtype=np.float64).reshape(-1)
-    t_ref = np.asarray(t_ref, dtype=np.float64).reshape(-1)
+    t_est, t_ref = np.asarray(t_est, dtype=np.float64).ravel(), np.asarray(t_ref, dtype=np.float64).ravel()
     if len(t_est) > len(t_ref):
         i_ref, i_est = _match_indices(t_ref, t_est + offset, max_diff)
     else:
@@ -103,8 +96,7 @@ def umeyama_alignment(x: np.ndarray, y: np.ndarray, with_scale: bool = False) ->
     Raises:
         DataError: shapes differ, or the points are degenerate (covariance rank < m - 1).
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 2 or x.shape[1] == 0:
         raise DataError(None, f"Umeyama alignment needs two [m, N] arrays of one shape, got {x.shape} and {y.shape}")
     m, n = x.shape
@@ -157,8 +149,7 @@ _align = align  # ate/rpe take a parameter named ``align``
 
 
 def _check_pair(est: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    P = np.asarray(est, dtype=np.float64)
-    Q = np.asarray(ref, dtype=np.float64)
+    P, Q = np.asarray(est, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     if P.ndim != 3 or P.shape[1:] != (4, 4) or Q.shape != P.shape:
         raise DataError(None, f"need two [S, 4, 4] pose arrays of one shape, got {P.shape} and {Q.shape}")
     if len(P) == 0:
@@ -333,8 +324,7 @@ def depth_errors(pred: np.ndarray, gt: np.ndarray, max_depth: float | None = Non
     Raises:
         DataError: shapes differ.
     """
-    pred = np.asarray(pred, dtype=np.float64)
-    gt = np.asarray(gt, dtype=np.float64)
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
     if pred.shape != gt.shape:
         raise DataError(None, f"depth prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     valid_gt = np.isfinite(gt) & (gt > 0) & ((gt <= max_depth) if max_depth else True)
@@ -365,8 +355,7 @@ def iou(pred: np.ndarray, gt: np.ndarray, num_classes: int,
     Raises:
         DataError: shapes differ.
     """
-    pred = np.asarray(pred).reshape(-1).astype(np.int64)
-    gt = np.asarray(gt).reshape(-1).astype(np.int64)
+    pred, gt = np.asarray(pred).reshape(-1).astype(np.int64), np.asarray(gt).reshape(-1).astype(np.int64)
     if pred.shape != gt.shape:
         raise DataError(None, f"label prediction ({pred.size}) and ground truth ({gt.size}) differ in size")
     keep = (gt >= 0) & (gt < num_classes) & (pred >= 0) & (pred < num_classes)
@@ -389,8 +378,7 @@ def binary_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     Raises:
         DataError: shapes differ.
     """
-    pred = np.asarray(pred).astype(bool)
-    gt = np.asarray(gt).astype(bool)
+    pred, gt = np.asarray(pred).astype(bool), np.asarray(gt).astype(bool)
     if pred.shape != gt.shape:
         raise DataError(None, f"mask prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     union = int(np.count_nonzero(pred | gt))
