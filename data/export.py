@@ -18,7 +18,9 @@ KITTI choices:
 - a frame without LiDAR gets an empty (0-byte) ``.bin``, so scans, poses and
   times stay one line per frame; KISS-ICP 1.3 keeps its motion prediction on
   an empty scan. ``calib.yaml`` lists those frames under ``missing``.
-- a frame without an image gets no PNG.
+- a frame without an image gets a black PNG of the log's image size (KITTI
+  tools expect one image per index); ``calib.yaml`` lists it under
+  ``missing``. A log with no image at all gets no ``image_2/``.
 - ``times.txt`` holds the log's own timestamps (seconds, not re-based), so it
   matches ``groundtruth.txt``.
 - ``poses/00.txt`` is the camera trajectory ``inv(T_world_cam_0) @
@@ -29,6 +31,7 @@ KITTI choices:
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -103,7 +106,6 @@ def _export_kitti(seq: Sequence, out: Path, sequence: str, progress: bool,
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "velodyne").mkdir(parents=True)
-    (tmp / "image_2").mkdir()
     try:
         poses, missing = _write_kitti_frames(seq, tmp, progress)
         _atomic_text(tmp / "calib.txt", _calib_txt(seq))
@@ -128,6 +130,7 @@ def _write_kitti_frames(seq: Sequence, folder: Path, progress: bool) -> tuple[np
     """Scans and images into ``folder``; returns body poses ``[S, 4, 4]`` (NaN unknown) and missing frames."""
     poses = np.full((len(seq), 4, 4), np.nan) if seq.gt_poses is None else seq.gt_poses.copy()
     missing: dict[str, list[int]] = {"lidar": [], "camera": []}
+    shape = None
     frames = enumerate(seq)
     if progress:
         from tqdm import tqdm
@@ -146,7 +149,14 @@ def _write_kitti_frames(seq: Sequence, folder: Path, progress: bool) -> tuple[np
         if f.image is None:
             missing["camera"].append(i)
         else:
+            shape = np.shape(f.image)
+            (folder / "image_2").mkdir(exist_ok=True)
             Image.fromarray(np.asarray(f.image, dtype=np.uint8)).save(folder / "image_2" / f"{i:06d}.png")
+    if shape is not None and missing["camera"]:
+        buf = io.BytesIO()
+        Image.fromarray(np.zeros(shape, np.uint8)).save(buf, format="PNG")
+        for i in missing["camera"]:
+            (folder / "image_2" / f"{i:06d}.png").write_bytes(buf.getvalue())
     return poses, missing
 
 
