@@ -27,13 +27,14 @@ from fuse4d import metrics
 from fuse4d.data.trajectory import Trajectory, guess_format, read_kitti, read_trajectory
 from fuse4d.errors import ConfigError, DataError
 
-#: ``fn(run_dir) -> {key: value}``; evaluate_run merges the results of all, in order
-RunEvaluator = Callable[[Path], dict]
+#: ``fn(run_dir, align) -> {key: value}``; evaluate_run merges the results of all, in order.
+#: ``align`` is the trajectory alignment asked for; evaluators that do not align ignore it.
+RunEvaluator = Callable[[Path, str], dict]
 RUN_EVALUATORS: list[RunEvaluator] = []
 
 
 def register_run_evaluator(fn: RunEvaluator) -> RunEvaluator:
-    """Add ``fn(run_dir) -> dict`` to the evaluators :func:`evaluate_run` calls (usable as a decorator)."""
+    """Add ``fn(run_dir, align) -> dict`` to the evaluators :func:`evaluate_run` calls (usable as a decorator)."""
     if fn not in RUN_EVALUATORS:
         RUN_EVALUATORS.append(fn)
     return fn
@@ -60,7 +61,7 @@ def trajectory_errors(est: Trajectory, ref: Trajectory, align: str = "se3", max_
             estimate too: the same as unaligned for se3, scale-corrected for sim3/scale).
     Returns:
         (metrics dict as :func:`evaluate_files`, ``ate [K]`` metres per paired pose,
-        ``t [K]`` reference stamps of those poses in seconds).
+        ``i_ref [K]`` the reference indices of those poses).
     Raises:
         ConfigError: unknown ``align``. DataError (no path): no pairs, degenerate alignment.
     """
@@ -86,7 +87,7 @@ def trajectory_errors(est: Trajectory, ref: Trajectory, align: str = "se3", max_
         "path_length_m": path, "ate_pct_of_path": 100.0 * a["rmse"] / path if path > 0 else math.nan,
         "align_scale": float(scale),
     }
-    return out, err, ref.t[i_ref]
+    return out, err, i_ref
 
 
 def _read(path: Path, fmt: str | None, times: str | Path | None) -> tuple[Trajectory, bool]:
@@ -139,19 +140,22 @@ def _run_files(run_dir: Path) -> tuple[Path, Path]:
 
 
 @register_run_evaluator
-def trajectory_evaluator(run_dir: Path) -> dict:
-    """Metrics of ``trajectory.txt`` against ``groundtruth.txt`` (SE(3)-aligned), as :func:`evaluate_files`."""
+def trajectory_evaluator(run_dir: Path, align: str = "se3") -> dict:
+    """Metrics of ``trajectory.txt`` against ``groundtruth.txt``, as :func:`evaluate_files`."""
     est, gt = _run_files(run_dir)
-    return evaluate_files(est, gt, "se3", "tum", "tum")
+    return evaluate_files(est, gt, align, "tum", "tum")
 
 
 @register_run_evaluator
-def degradation_evaluator(run_dir: Path) -> dict:
-    """``ate_rmse_m@<name>`` for each span of ``degradations.json`` (``[{"name", "start", "stop"}]``).
+def degradation_evaluator(run_dir: Path, align: str = "se3") -> dict:
+    """``ate_rmse_m@<name>`` and ``n_poses@<name>`` per span of ``degradations.json``.
 
-    ``start``/``stop`` are seconds on the ground-truth clock, inclusive; the ATE is taken from the
-    globally SE(3)-aligned trajectory over the poses inside the span (spans sharing a name are
-    merged). NaN for a span holding no pose. Nothing when the file is absent.
+    Spans are ``[{"name", "start", "stop"}]`` frame indices of the run (stop exclusive, as
+    ``Sequence.degradations``); frame k is the k-th distinct stamp of ``trajectory.txt`` and
+    ``groundtruth.txt`` together (exact unless a frame has neither). A span may instead give
+    ``t_start``/``t_stop`` in seconds (inclusive), which take precedence. The ATE comes from the
+    globally aligned trajectory, restricted to the poses in the span; spans sharing a name are
+    merged; NaN for a span holding no pose. Nothing when the file is absent.
 
     Raises:
         DataError: malformed ``degradations.json``.
@@ -159,17 +163,18 @@ def degradation_evaluator(run_dir: Path) -> dict:
     path = Path(run_dir) / "degradations.json"
     if not path.is_file():
         return {}
-    try:
-        spans = json.loads(path.read_text())
-        spans = [(str(s["name"]), float(s["start"]), float(s["stop"])) for s in spans]
-    except (ValueError, TypeError, KeyError) as e:
-        raise DataError(path, f"expected a JSON list of {{'name', 'start', 'stop'}} objects: {e}") from None
     est_path, gt_path = _run_files(run_dir)
     est, ref = _read(est_path, "tum", None)[0], _read(gt_path, "tum", None)[0]
+    frame_t = np.unique(np.concatenate([est.t, ref.t]))
     try:
-        _, err, t = trajectory_errors(est, ref, "se3")
+        spans = [(str(s["name"]), *_span_seconds(s, frame_t)) for s in json.loads(path.read_text())]
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise DataError(path, f"expected a JSON list of {{'name', 'start', 'stop'}} objects: {e!r}") from None
+    try:
+        _, err, i_ref = trajectory_errors(est, ref, align)
     except DataError as e:
         raise DataError(est_path, f"{e.problem} (reference: {gt_path})") from None
+    t = ref.t[i_ref]
     out = {}
     for name in dict.fromkeys(n for n, _, _ in spans):
         inside = np.zeros(len(t), dtype=bool)
@@ -180,17 +185,31 @@ def degradation_evaluator(run_dir: Path) -> dict:
     return out
 
 
-def evaluate_run(run_dir: str | Path) -> dict:
+def _span_seconds(span: dict, frame_t: np.ndarray) -> tuple[float, float]:
+    """``(t_start, t_stop)`` seconds, inclusive, of a degradation span (see :func:`degradation_evaluator`)."""
+    if "t_start" in span:
+        return float(span["t_start"]), float(span["t_stop"])
+    start, stop = int(span["start"]), min(int(span["stop"]), len(frame_t))
+    if start >= stop:
+        return math.inf, -math.inf  # empty: holds no pose
+    return float(frame_t[start]), float(frame_t[stop - 1])
+
+
+def evaluate_run(run_dir: str | Path, align: str = "se3") -> dict:
     """Evaluate a run folder: every registered evaluator's keys merged into one flat dict.
 
+    Args:
+        run_dir: folder with ``trajectory.txt`` and ``groundtruth.txt`` (TUM).
+        align: trajectory alignment, ``se3`` | ``sim3`` | ``scale`` | ``none``.
     Raises:
         DataError: ``run_dir`` missing, no ``groundtruth.txt`` in it, or bad files inside.
+        ConfigError: unknown ``align``.
     """
     run_dir = Path(run_dir)
     _run_files(run_dir)
     out: dict = {}
     for fn in RUN_EVALUATORS:
-        out.update(fn(run_dir))
+        out.update(fn(run_dir, align))
     return out
 
 

@@ -105,18 +105,23 @@ def test_evaluate_run_and_degradations(tmp_path):
     run = _run_dir(tmp_path)
     base = evaluation.evaluate_run(run)
     assert base == evaluation.evaluate_files(run / "trajectory.txt", run / "groundtruth.txt")
+    assert evaluation.evaluate_run(run, align="sim3")["align_scale"] != 1.0
+    # frame spans as Sequence.degradations has them (stop exclusive); the run's stamps are 0.1 s apart
     (run / "degradations.json").write_text(json.dumps([
-        {"name": "camera_dark", "start": 3.0, "stop": 4.9},  # poses 30..49: the shifted ones
-        {"name": "lidar_loss", "start": 7.0, "stop": 8.0},
-        {"name": "lidar_loss", "start": 50.0, "stop": 60.0},  # outside the run: adds nothing
-        {"name": "imu_gone", "start": 20.0, "stop": 30.0},
+        {"name": "camera_dark", "start": 30, "stop": 50},  # the shifted poses
+        {"name": "lidar_loss", "start": 70, "stop": 81},
+        {"name": "lidar_loss", "start": 500, "stop": 600},  # past the run's end: adds nothing
+        {"name": "imu_burst", "start": 0, "stop": 0},  # empty
+        {"name": "by_time", "t_start": 3.0, "t_stop": 4.9},  # seconds, inclusive: also poses 30..49
     ]))
     m = evaluation.evaluate_run(run)
-    assert m["n_poses@camera_dark"] == 20 and m["n_poses@lidar_loss"] == 11
+    assert m["n_poses@camera_dark"] == 20 and m["n_poses@lidar_loss"] == 11 and m["n_poses@imu_burst"] == 0
     assert m["ate_rmse_m@camera_dark"] > 3 * m["ate_rmse_m@lidar_loss"]
-    assert math.isnan(m["ate_rmse_m@imu_gone"])
+    assert math.isnan(m["ate_rmse_m@imu_burst"])
+    assert m["ate_rmse_m@by_time"] == m["ate_rmse_m@camera_dark"]
     # the span numbers come from the same globally aligned errors as the whole-run ATE
-    _, err, t = evaluation.trajectory_errors(read_tum(run / "trajectory.txt"), read_tum(run / "groundtruth.txt"))
+    _, err, i_ref = evaluation.trajectory_errors(read_tum(run / "trajectory.txt"), read_tum(run / "groundtruth.txt"))
+    np.testing.assert_array_equal(i_ref, np.arange(100))
     assert m["ate_rmse_m@camera_dark"] == pytest.approx(np.sqrt(np.mean(err[30:50] ** 2)), rel=1e-12)
     assert m["ate_rmse_m"] == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-12)
     (run / "degradations.json").write_text('{"name": "x"}')
@@ -134,7 +139,7 @@ def test_evaluate_run_without_ground_truth(tmp_path):
 
 def test_registered_evaluators_merge(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluation, "RUN_EVALUATORS", list(evaluation.RUN_EVALUATORS))
-    evaluation.register_run_evaluator(lambda run_dir: {"depth_absrel": 0.125})
+    evaluation.register_run_evaluator(lambda run_dir, align: {"depth_absrel": 0.125})
     m = evaluation.evaluate_run(_run_dir(tmp_path))
     assert m["depth_absrel"] == 0.125 and "ate_rmse_m" in m
 
