@@ -18,8 +18,8 @@ def rebase_poses(poses: np.ndarray, mode: str = "gravity") -> tuple[np.ndarray, 
     Modes:
         ``gravity``: origin at the first known body position, z kept (the
             source world must be gravity-aligned, z up), first yaw removed, so
-            the first pose keeps only its roll and pitch (yaw is taken from
-            body x, or from body y when x is closer to vertical);
+            the first pose keeps only its roll and pitch (yaw is the heading
+            of body x, or of body y when x is within 30° of vertical);
         ``first``: the first known pose becomes the identity;
         ``none``: unchanged.
 
@@ -40,7 +40,7 @@ def rebase_poses(poses: np.ndarray, mode: str = "gravity") -> tuple[np.ndarray, 
         T_world_src = invert(T0)
     else:
         x, y = T0[:3, 0], T0[:3, 1]
-        if np.hypot(x[0], x[1]) >= np.hypot(y[0], y[1]):  # heading of body x (vehicles)
+        if np.hypot(x[0], x[1]) >= 0.5:  # heading of body x (vehicles), x within 60° of level
             yaw = np.arctan2(x[1], x[0])
         else:  # body x near vertical (e.g. EuRoC's IMU): use y, which is then near level
             yaw = np.arctan2(y[1], y[0]) - np.pi / 2
