@@ -115,6 +115,8 @@ def eval_(
             m = evaluation.evaluate_run(run_dir, align=align)
         else:
             raise ConfigError("give a run folder, or --est and --ref")
+        if as_json:
+            m = {k: (None if isinstance(v, float) and v != v else v) for k, v in m.items()}  # NaN → null (strict JSON)
         typer.echo(json.dumps(m) if as_json else evaluation.format_table(m))
     _guarded(go)
 

@@ -132,8 +132,12 @@ class Pipeline:
                 gt_frame = gt @ seq.calibration.T_body_lidar
             # re-base: the estimate starts at the first ground-truth pose of its frame
             write_tum(out / "groundtruth.txt", seq.timestamps, gt_frame, frame=est.frame, comment="(ground truth)")
-        spans = [dict(d, start=max(0, d["start"] - seq.indices[0]), stop=d["stop"] - seq.indices[0])
-                 for d in seq.degradations if d["stop"] > seq.indices[0]]
+        first, ts = int(seq.indices[0]), seq.timestamps
+        spans = []
+        for d in seq.degradations:
+            a, b = max(0, d["start"] - first), min(len(seq), d["stop"] - first)
+            if b > a:  # frame span in this run, plus the same span in seconds (exact for evaluation)
+                spans.append(dict(d, start=a, stop=b, t_start=float(ts[a]), t_stop=float(ts[b - 1])))
         if spans:
             _atomic_text(out / "degradations.json", json.dumps(spans, indent=1))
 
