@@ -125,6 +125,7 @@ class _LogWriter:
         self.present: dict[str, np.ndarray] = {}
         self.offsets: dict[str, np.ndarray] = {}
         self.arrays: dict[str, dict[str, zarr.Array]] = {}
+        self.pending: dict[tuple[str, str], list[np.ndarray]] = {}
 
     def _check(self, i: int, name: str, key: str, a: np.ndarray, target: zarr.Array, rows: bool) -> None:
         if rows and a.ndim == 0:
@@ -184,13 +185,26 @@ class _LogWriter:
                 rows = lengths.pop() if lengths else 0
             offsets[i + 1] = offsets[i] + rows
             self.present[name][i] = v is not None
-        start, stop = int(offsets[w0]), int(offsets[w0 + len(frames)])
-        for key, target in arrays.items():
-            target.resize((stop, *target.shape[1:]))
-            if stop > start:
-                target[start:stop] = np.concatenate([v[key] for v in vals if v is not None], axis=0)
+        for key in arrays:
+            self.pending.setdefault((name, key), []).extend(v[key] for v in vals if v is not None)
+            self._flush(name, key, final=False)
+
+    def _flush(self, name: str, key: str, final: bool) -> None:
+        """Append buffered rows in whole chunks (no read-modify-write of a partial chunk)."""
+        parts, target = self.pending[(name, key)], self.arrays[name][key]
+        total = sum(len(p) for p in parts)
+        rows = total if final else total - total % target.chunks[0]
+        if rows == 0:
+            return
+        block = np.concatenate(parts, axis=0)
+        start = target.shape[0]
+        target.resize((start + rows, *target.shape[1:]))
+        target[start:start + rows] = block[:rows]
+        self.pending[(name, key)] = [block[rows:]] if rows < total else []
 
     def finish(self) -> None:
+        for name, key in self.pending:
+            self._flush(name, key, final=True)
         for name, present in self.present.items():
             g = self.frames[name]
             g.create_array("present", data=present, compressors=compressors())
@@ -239,7 +253,7 @@ def _write_group(seq: Sequence, path: Path, chunk: int, progress: bool) -> None:
     from fuse4d import __version__
     root.attrs.update({
         MARKER: {"format_version": FORMAT_VERSION, "fuse4d_version": __version__},
-        "name": seq.name, "n_frames": n, "sensors": sorted(seq.sensors),
+        "name": seq.name, "n_frames": n, "chunk_frames": chunk, "sensors": sorted(seq.sensors),
         "calibration": seq.calibration.to_dict(), "metadata": jsonable(seq.metadata), "flags": flags,
     })
 
@@ -296,6 +310,8 @@ class _FrameReader:
 
     def __init__(self, root: zarr.Group, path: Path, t: np.ndarray):
         self.path, self.t = path, t
+        self.block = max(1, int(root.attrs.get("chunk_frames", 16)))
+        self.cache: dict[str, tuple[int, dict[str, np.ndarray]]] = {}  # last window read, per layer
         self.flags = {int(k): set(v) for k, v in (root.attrs.get("flags") or {}).items()}
         self.layers: dict[str, tuple[str, np.ndarray, np.ndarray | None, dict[str, zarr.Array]]] = {}
         for name, g in (root["frames"].groups() if "frames" in root else ()):
@@ -318,14 +334,20 @@ class _FrameReader:
         for name, (kind, present, offsets, arrays) in self.layers.items():
             if not present[i]:
                 continue
-            try:
-                if kind == "dense":
-                    vals = {k: a[i] for k, a in arrays.items()}
-                else:
-                    o0, o1 = int(offsets[i]), int(offsets[i + 1])
-                    vals = {k: a[o0:o1] for k, a in arrays.items()}
-            except Exception as e:  # a truncated or corrupt chunk
-                raise DataError(self.path, f"frame {i}: cannot read frames/{name}: {e}") from e
+            w0 = i - i % self.block
+            w1 = min(w0 + self.block, len(self.t))
+            if self.cache.get(name, (-1,))[0] != w0:
+                try:  # read the whole window (one chunk of dense layers): sequential reads decode once
+                    sel = slice(w0, w1) if kind == "dense" else slice(int(offsets[w0]), int(offsets[w1]))
+                    self.cache[name] = (w0, {k: a[sel] for k, a in arrays.items()})
+                except Exception as e:  # a truncated or corrupt chunk
+                    raise DataError(self.path, f"frames {w0}-{w1 - 1}: cannot read frames/{name}: {e}") from e
+            block = self.cache[name][1]
+            if kind == "dense":
+                vals = {k: b[i - w0].copy() for k, b in block.items()}
+            else:
+                o0, o1 = int(offsets[i] - offsets[w0]), int(offsets[i + 1] - offsets[w0])
+                vals = {k: b[o0:o1].copy() for k, b in block.items()}
             setattr(frame, name, vals if name == "boxes" else vals["data"])
         return frame
 

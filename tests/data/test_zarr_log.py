@@ -110,6 +110,10 @@ def test_round_trip_is_bit_exact(seq, tmp_path):
     assert back[5].points.shape == (0, 4) and back[5].points.dtype == np.float32  # empty stays empty
     assert back[1].points is not None and back[1].point_time is None
     assert back[2].image is None and back[6].boxes["center"].shape == (0, 3)
+    for i in (6, 0, 4, 1, 5, 2):  # random access across window caches
+        assert _same(back[i].points, seq[i].points) and _same(back[i].depth, seq[i].depth)
+    back[0].points[:] = 0  # frames are copies: the reader's window cache is not modified
+    assert _same(back[0].points, seq[0].points)
     om, bm = seq.gt_maps, back.gt_maps
     assert _same(om["occupancy"]["labels"], bm["occupancy"]["labels"])
     assert _same(om["elevation"]["height"], bm["elevation"]["height"])
@@ -190,7 +194,7 @@ def test_frames_are_read_lazily(seq, tmp_path):
     back = load(path)
     (path / "frames" / "image" / "data" / "c" / "4" / "0" / "0" / "0").write_bytes(b"garbage")
     assert _same(back[3].image, seq[3].image)  # other frames still read
-    with pytest.raises(DataError, match="frame 4: cannot read frames/image"):
+    with pytest.raises(DataError, match="frames 4-4: cannot read frames/image"):
         back[4]
 
 
