@@ -107,6 +107,10 @@ def load(path: Path, max_diff: float = 0.02, rebase: str = "none") -> Sequence:
     gt_path = path / "groundtruth.txt"
     if gt_path.is_file():
         rows = _common.read_numbers(gt_path, 8)
+        keep = np.r_[True, np.diff(rows[:, 0]) != 0]  # the real fr2_desk file repeats one stamp
+        if not keep.all():
+            problems.append(f"{gt_path.name}: {int((~keep).sum())} repeated timestamps, first pose kept")
+            rows = rows[keep]
         _common.check_monotonic(rows[:, 0], gt_path)
         j = nearest_within(rows[:, 0], t, max_diff)
         gt = np.full((len(t), 4, 4), np.nan)
