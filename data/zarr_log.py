@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
 from fuse4d.data.registry import register_reader
@@ -223,10 +224,7 @@ def _write_group(seq: Sequence, path: Path, chunk: int, progress: bool) -> None:
     writer = _LogWriter(root, n, chunk, path)
     flags: dict[str, list[str]] = {}
     frame_imu: list[ImuSamples] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=n, desc=f"write {path.name}", unit="frame")
+    bar = tqdm(total=n, desc=f"write {path.name}", unit="frame", disable=not progress)
     for w0 in range(0, n, chunk):
         frames = [seq[i] for i in range(w0, min(n, w0 + chunk))]
         for name in DENSE:
@@ -238,10 +236,8 @@ def _write_group(seq: Sequence, path: Path, chunk: int, progress: bool) -> None:
                 flags[str(w0 + j)] = sorted(f.flags)
             if seq.imu is None and f.imu is not None and len(f.imu):
                 frame_imu.append(f.imu)
-        if bar is not None:
-            bar.update(len(frames))
-    if bar is not None:
-        bar.close()
+        bar.update(len(frames))
+    bar.close()
     writer.finish()
     imu = seq.imu
     if imu is None and frame_imu:
