@@ -27,6 +27,21 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def project_points(points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray,
+                   hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project LiDAR ``points [N, 3]`` into an ``(H, W)`` image: pixel ``u [M]``, ``v [M]``, depth ``z [M]`` (m).
+
+    Only points in front of the camera and inside the image are returned.
+    """
+    pc = points.astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
+    front = pc[:, 2] > 0.1
+    pc = pc[front]
+    uvw = pc @ K.T
+    u, v = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
+    inside = (u >= 0) & (u < hw[1]) & (v >= 0) & (v < hw[0])
+    return u[inside], v[inside], pc[inside, 2]
+
+
 def plot_frame(frame: Frame, calibration: Calibration, path: str | Path, bev_range_m: float = 50.0) -> Path:
     """Write a PNG of one frame: image, depth, semantics and a LiDAR bird's-eye view.
 
@@ -55,6 +70,13 @@ def plot_frame(frame: Frame, calibration: Calibration, path: str | Path, bev_ran
         fig.colorbar(im, ax=ax[1], fraction=0.025, label="depth [m]")
         ax[1].set_title("depth")
         ax[1].axis("off")
+    elif frame.points is not None and calibration.K is not None and frame.image is not None:
+        u, v, z = project_points(frame.points[:, :3], calibration.T_cam_lidar, calibration.K, frame.image.shape[:2])
+        ax[1].imshow(frame.image, alpha=0.35)
+        sc = ax[1].scatter(u, v, c=z, s=0.5, cmap="turbo", linewidths=0)
+        fig.colorbar(sc, ax=ax[1], fraction=0.025, label="depth [m]")
+        ax[1].set_title("LiDAR projected into the camera")
+        ax[1].axis("off")
     else:
         empty(ax[1], "depth")
     if frame.semantics is not None:
@@ -81,7 +103,8 @@ def plot_frame(frame: Frame, calibration: Calibration, path: str | Path, bev_ran
                 ax[3].legend(loc="upper right", markerscale=5)
             ax[3].set_title(f"LiDAR BEV by class ({len(frame.points)} points)")
         else:
-            sc = ax[3].scatter(p[:, 0], p[:, 1], s=0.3, c=p[:, 2], cmap="viridis", linewidths=0)
+            lo, hi = np.percentile(p[:, 2], [2, 98]) if len(p) else (0.0, 1.0)
+            sc = ax[3].scatter(p[:, 0], p[:, 1], s=0.3, c=p[:, 2], cmap="viridis", linewidths=0, vmin=lo, vmax=hi)
             fig.colorbar(sc, ax=ax[3], fraction=0.025, label="z [m]")
             ax[3].set_title(f"LiDAR BEV by height ({len(frame.points)} points)")
         ax[3].set_aspect("equal")
