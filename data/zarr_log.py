@@ -377,6 +377,8 @@ def load(path: str | Path, **options: Any) -> Sequence:
             return root[name][...]
         except KeyError:
             raise DataError(root_path, f"missing array '{name}'") from None
+        except Exception as e:  # corrupt metadata or chunk
+            raise DataError(root_path, f"cannot read array '{name}': {e}") from e
 
     t = need("timestamps")
     if attrs.get("n_frames", len(t)) != len(t):
