@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ def test_sweeps_points_and_labels(log, monkeypatch):
     np.testing.assert_allclose(seq.calibration.T_body_lidar, np.eye(4))
     assert seq.metadata["ground_truth"] == ["poses", "point_dynamic", "point_semantics", "elevation"]
     assert set(seq.metadata["av2_lidar_extrinsics"]) == {"up_lidar", "down_lidar"}
+    json.dumps(seq.metadata)  # JSON-safe, so the zarr log can store it
     f = seq[0]
     assert f.points.shape == (99_229, 4) and f.points.dtype == np.float32
     assert int(f.point_dynamic.sum()) == 2_037

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ def test_camera_imu_recording(micro, monkeypatch):
     assert cal.imu_noise["gyro_noise"] == pytest.approx(1.6968e-4) and cal.imu_noise["acc_walk"] == 3e-3
     assert seq.metadata["distortion"]["model"] == "radial-tangential"
     assert seq.metadata["distortion"]["coefficients"][0] == pytest.approx(-0.28340811)
+    json.dumps(seq.metadata)  # JSON-safe, so the zarr log can store it
 
 
 def test_imu_and_ground_truth_only(imu_gt):

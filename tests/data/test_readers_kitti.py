@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -123,6 +124,7 @@ def test_raw_timestamps_and_single_oxts_record(day):
     assert gt[0][1, 0] == pytest.approx(0, abs=1e-12)
     assert seq[0].flags == set() and seq[5].flags == {"no_pose"}
     assert seq.metadata["ground_truth"] == ["poses"]
+    json.dumps(seq.metadata)  # JSON-safe, so the zarr log can store it
 
 
 def _oxts_drive(tmp_path: Path, day: Path, records: list[np.ndarray]) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_rgbd_frames_depth_and_ground_truth(tmp_path, gt_file):
     np.testing.assert_allclose(np.diag(seq.calibration.K), [520.9, 521.0, 1.0])
     assert seq.calibration.image_size == (64, 48)
     assert seq.metadata["accelerometer"]["acc"][1] == [0.1, -9.7, 0.2]  # tilt sensor: metadata only
+    json.dumps(seq.metadata)  # JSON-safe, so the zarr log can store it
     f = seq[1]
     assert f.image.shape == (48, 64, 3) and f.depth.dtype == np.float32
     assert f.depth[5, 5] == pytest.approx(2.0) and f.depth[0, 0] == 0.0  # 10000 / 5000 m; 0 = no value
