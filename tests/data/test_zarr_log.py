@@ -205,5 +205,14 @@ def test_synthetic_round_trip(tmp_path):
         pytest.skip("fuse4d.data.synthetic.synthesize not written yet")
     params = inspect.signature(synthesize).parameters
     kw = {k: 6 for k in ("n_frames", "num_frames", "frames") if k in params}
+    if "scenario" in params:
+        kw["scenario"] = "degraded"  # LiDAR dropout in frame 4, dark camera, IMU burst
     seq = synthesize(**kw)[:6]
-    _assert_same_sequence(seq, load(write_sequence(seq, tmp_path / "log.zarr", chunk_frames=4)))
+    back = load(write_sequence(seq, tmp_path / "log.zarr", chunk_frames=4))
+    _assert_same_sequence(seq, back)
+    if any(d["name"] == "lidar_dropout" and d["start"] < 6 for d in seq.degradations):
+        assert any(back[i].points is None for i in range(6))
+    for name, layer in (seq.gt_maps or {}).items():
+        for key, value in layer.items():
+            assert _same(value, back.gt_maps[name][key]) if isinstance(value, np.ndarray) \
+                else value == back.gt_maps[name][key]
