@@ -134,7 +134,7 @@ def _write_kitti_frames(seq: Sequence, folder: Path, progress: bool) -> tuple[np
     frames = enumerate(seq)
     if progress:
         from tqdm import tqdm
-        frames = tqdm(frames, total=len(seq), desc=f"export {folder.name}", unit="frame")
+        frames = tqdm(frames, total=len(seq), desc="export kitti", unit="frame")
     for i, f in frames:
         if f.T_world_body is not None:
             poses[i] = f.T_world_body

@@ -224,7 +224,7 @@ def _write_group(seq: Sequence, path: Path, chunk: int, progress: bool) -> None:
     writer = _LogWriter(root, n, chunk, path)
     flags: dict[str, list[str]] = {}
     frame_imu: list[ImuSamples] = []
-    bar = tqdm(total=n, desc=f"write {path.name}", unit="frame", disable=not progress)
+    bar = tqdm(total=n, desc=f"write {path.name.split('.tmp-')[0]}", unit="frame", disable=not progress)
     for w0 in range(0, n, chunk):
         frames = [seq[i] for i in range(w0, min(n, w0 + chunk))]
         for name in DENSE:
