@@ -1,0 +1,169 @@
+"""The static world: procedural placement of buildings, trees, poles and parked cars,
+merged with the ground into one Embree scene (built once per world).
+
+Triangle ids returned by the ray caster map to a class (``tri_cls``) and to a
+primitive (``tri_prim``, -1 for ground) whose instance id and colour are in
+``prims``. Parked cars are static but carry instance ids ``0..P-1``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import open3d as o3d
+
+from fuse4d.data.classes import BUILDING, CAR, POLE, VEGETATION
+from fuse4d.data.synthetic.config import SynthConfig
+from fuse4d.data.synthetic.primitives import BOX, CYLINDER, SPHERE, Primitives
+from fuse4d.data.synthetic.terrain import PARKING_OFFSET, SIDEWALK_IN, SIDEWALK_OUT, Terrain
+
+BUILDING_COLORS = np.array([[0.62, 0.32, 0.24], [0.78, 0.72, 0.6], [0.6, 0.6, 0.62], [0.85, 0.83, 0.78],
+                            [0.5, 0.38, 0.3]], np.float32)
+CAR_SIZE = (4.4, 1.8, 1.5)
+#: car parts in the box frame (box centre at 0.75 m above ground): offset [3], size [3], shade
+CAR_PARTS = (((0.0, 0.0, -0.075), (4.4, 1.8, 0.75), 1.0), ((-0.2, 0.0, 0.525), (2.4, 1.6, 0.45), 0.45))
+
+
+def car_color(rng: np.random.Generator) -> np.ndarray:
+    """A plausible car paint albedo ``[3]``."""
+    palette = np.array([[0.8, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1],
+                        [0.5, 0.5, 0.55], [0.9, 0.7, 0.1], [0.2, 0.45, 0.25]], np.float32)
+    return palette[rng.integers(len(palette))]
+
+
+def place_static(terrain: Terrain, cfg: SynthConfig, rng: np.random.Generator) -> tuple[Primitives, dict]:
+    """Place the static primitives.
+
+    Returns:
+        ``(prims, parked)`` where parked is a dict of arrays ``id [P]``, ``center [P, 3]``,
+        ``size [P, 3]``, ``yaw [P]`` (the GT boxes of the parked cars).
+    """
+    loop, rows = terrain.loop, []
+    L = terrain.length
+
+    def frame(s: float, d: float) -> tuple[np.ndarray, float]:
+        u = terrain.u_at(s)
+        xy = loop.offset_point(np.array(u), np.array(d))
+        t = loop.curve(u, 1)
+        return xy, float(np.arctan2(t[1], t[0]))
+
+    def ground(xy: np.ndarray) -> float:
+        return float(terrain.height_at(xy[0], xy[1]))
+
+    # buildings along the outside of the loop
+    s = 0.0
+    while s < L - 10:
+        w, dep, h = rng.uniform(8, 18), rng.uniform(8, 14), rng.uniform(6, 22)
+        xy, yaw = frame(s + w / 2, -(rng.uniform(11.5, 15) + dep / 2))
+        base = ground(xy) - 3.0
+        top = ground(xy) + h
+        rows.append((BOX, (*xy, 0.5 * (base + top)), (w, dep, top - base), yaw, BUILDING, -1,
+                     BUILDING_COLORS[rng.integers(len(BUILDING_COLORS))]))
+        s += w + rng.uniform(3, 10)
+    # a few buildings in the park inside the loop, clear of the street
+    lo, hi = terrain.curve_xy.min(0), terrain.curve_xy.max(0)
+    placed = 0
+    for _ in range(40):
+        if placed == 2:
+            break
+        xy = rng.uniform(lo + 12, hi - 12)
+        w, dep, h = rng.uniform(7, 12), rng.uniform(7, 10), rng.uniform(4, 9)
+        d, _ = terrain.lateral(xy[0], xy[1])
+        if d < 12 + 0.5 * np.hypot(w, dep):
+            continue
+        base, top = ground(xy) - 3.0, ground(xy) + h
+        rows.append((BOX, (*xy, 0.5 * (base + top)), (w, dep, top - base), rng.uniform(0, np.pi), BUILDING, -1,
+                     BUILDING_COLORS[rng.integers(len(BUILDING_COLORS))]))
+        placed += 1
+    # trees on both verges and in the park, bushes
+    green = np.array([0.16, 0.42, 0.12], np.float32)
+    for _ in range(cfg.tree_count):
+        where = rng.random()
+        if where < 0.4:
+            xy, _ = frame(rng.uniform(0, L), rng.uniform(-10.5, -8.5))
+        elif where < 0.7:
+            xy, _ = frame(rng.uniform(0, L), rng.uniform(9.0, 10.5))
+        else:
+            xy = rng.uniform(lo + 10, hi - 10)
+            if terrain.lateral(xy[0], xy[1])[0] < 10:
+                continue
+        g = ground(xy)
+        r, th, cr = rng.uniform(0.15, 0.3), rng.uniform(2.0, 3.5), rng.uniform(1.3, 2.6)
+        rows.append((CYLINDER, (*xy, g + 0.5 * th - 0.15), (2 * r, 2 * r, th + 0.3), 0.0, VEGETATION, -1,
+                     np.array([0.35, 0.25, 0.15], np.float32)))
+        rows.append((SPHERE, (*xy, g + th + 0.6 * cr), (2 * cr, 2 * cr, 1.7 * cr), 0.0, VEGETATION, -1,
+                     green * rng.uniform(0.8, 1.2)))
+        if rng.random() < 0.4:
+            bxy = xy + rng.uniform(-3, 3, 2)
+            br = rng.uniform(0.5, 1.0)
+            if abs(terrain.lateral(bxy[0], bxy[1])[0]) > 8.5:
+                rows.append((SPHERE, (*bxy, ground(bxy) + 0.2 * br), (2 * br, 2 * br, 1.4 * br), 0.0,
+                             VEGETATION, -1, green * 0.9))
+    # street lights on the outer sidewalk edge, signs on the inner one
+    grey = np.array([0.55, 0.55, 0.57], np.float32)
+    for s in np.arange(rng.uniform(5, 15), L, 24.0):
+        xy, yaw = frame(s, SIDEWALK_OUT[0] + 0.3)
+        g = ground(xy)
+        rows.append((CYLINDER, (*xy, g + 3.5), (0.2, 0.2, 7.0), 0.0, POLE, -1, grey))
+        n = loop.normal(terrain.u_at(s))
+        arm = xy + 0.75 * n
+        rows.append((BOX, (*arm, g + 6.9), (1.5, 0.15, 0.15), yaw + np.pi / 2, POLE, -1, grey))
+    for s in np.arange(rng.uniform(10, 30), L, 45.0):
+        xy, yaw = frame(s, SIDEWALK_IN[1] - 0.2)
+        g = ground(xy)
+        rows.append((CYLINDER, (*xy, g + 1.3), (0.1, 0.1, 2.6), 0.0, POLE, -1, grey))
+        rows.append((BOX, (*xy, g + 2.6), (0.06, 0.7, 0.7), yaw, POLE, -1, np.array([0.8, 0.8, 0.85], np.float32)))
+    # parked cars in the parking lane (two boxes each, with instance ids)
+    parked = {"id": [], "center": [], "size": [], "yaw": []}
+    for s in np.arange(4.0, L - 4.0, 6.5):
+        if rng.random() >= cfg.parked_car_probability:
+            continue
+        xy, yaw = frame(s, PARKING_OFFSET + rng.uniform(-0.15, 0.15))
+        yaw += np.pi * (rng.random() < 0.3)
+        z = float(loop.road_height(xy[1])) + 0.5 * CAR_SIZE[2]
+        inst = len(parked["id"])
+        color = car_color(rng)
+        c, sn = np.cos(yaw), np.sin(yaw)
+        for (ox, oy, oz), size, shade in CAR_PARTS:
+            pc = (xy[0] + c * ox - sn * oy, xy[1] + sn * ox + c * oy, z + oz)
+            rows.append((BOX, pc, size, yaw, CAR, inst, color * shade))
+        parked["id"].append(inst)
+        parked["center"].append((*xy, z))
+        parked["size"].append(CAR_SIZE)
+        parked["yaw"].append(yaw)
+    parked = {"id": np.asarray(parked["id"], np.int32), "center": np.asarray(parked["center"], float).reshape(-1, 3),
+              "size": np.asarray(parked["size"], float).reshape(-1, 3), "yaw": np.asarray(parked["yaw"], float)}
+    return Primitives.from_rows(rows), parked
+
+
+class StaticScene:
+    """Ground + static primitives in one Open3D ``RaycastingScene``.
+
+    Attributes:
+        tri_cls: ``[M]`` uint8 class per triangle; tri_prim: ``[M]`` int64 primitive (-1 ground);
+        n_ground: number of ground triangles (they come first); tri_vertices: ``[M, 3]`` vertex ids.
+    """
+
+    def __init__(self, terrain: Terrain, prims: Primitives, threads: int = 0):
+        gv, gt, gc = terrain.mesh()
+        pv, pt, owner = prims.mesh()
+        self.n_ground = len(gt)
+        self.vertices = np.concatenate([gv, pv]).astype(np.float32)
+        self.triangles = np.concatenate([gt, pt + len(gv)]).astype(np.uint32)
+        self.tri_cls = np.concatenate([gc, prims.cls[owner]]).astype(np.uint8)
+        self.tri_prim = np.concatenate([np.full(len(gt), -1), owner]).astype(np.int64)
+        self.prims, self.terrain, self.threads = prims, terrain, threads
+        self._scene = o3d.t.geometry.RaycastingScene()
+        self._scene.add_triangles(o3d.core.Tensor(self.vertices), o3d.core.Tensor(self.triangles))
+
+    def cast(self, origins: np.ndarray, dirs: np.ndarray) -> dict[str, np.ndarray]:
+        """First hits of rays ``origins, dirs [N, 3]`` (t in units of |dir|).
+
+        Returns ``t [N]`` float32 (inf = miss), ``tri [N]`` int64 (triangle id, garbage on a
+        miss), ``uv [N, 2]`` barycentrics and ``normal [N, 3]`` float32 (outward: every mesh
+        is wound counter-clockwise seen from outside, the ground faces up).
+        """
+        rays = np.empty((len(origins), 6), np.float32)
+        rays[:, :3], rays[:, 3:] = origins, dirs
+        ans = self._scene.cast_rays(o3d.core.Tensor(rays), nthreads=self.threads)
+        return {"t": ans["t_hit"].numpy(), "tri": ans["primitive_ids"].numpy().astype(np.int64),
+                "uv": ans["primitive_uvs"].numpy(), "normal": ans["primitive_normals"].numpy()}
