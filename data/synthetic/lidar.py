@@ -64,9 +64,9 @@ class Lidar:
         int32, ``world [N, 3]`` float64 noise-free hit points (world frame).
         """
         R, o = T_world_lidar[:, :3, :3], T_world_lidar[:, :3, 3]
-        dirs = np.einsum("jab,jkb->jka", R, self.dirs_local)
-        fans = Fans(o, np.einsum("jab,jb->ja", R, self.fan_normal_local),
-                    np.einsum("jab,jb->ja", R, self.fan_fwd_local), R[:, :, 2], dirs, self.fan_angle,
+        dirs = np.matmul(self.dirs_local, R.transpose(0, 2, 1))
+        fans = Fans(o, np.matmul(R, self.fan_normal_local[:, :, None])[..., 0],
+                    np.matmul(R, self.fan_fwd_local[:, :, None])[..., 0], R[:, :, 2], dirs, self.fan_angle,
                     t + self.column_time)
         hits = trace(static, actors, fans, self.max_range)
         idx = hits["idx"]
@@ -83,7 +83,7 @@ class Lidar:
         ray = idx[sel]
         d_world = dirs.reshape(-1, 3)[ray]
         local = self.dirs_local.reshape(-1, 3)[ray] * r[sel, None]
-        cos_inc = np.einsum("ij,ij->i", hits["normal"][sel], d_world)
+        cos_inc = (hits["normal"][sel] * d_world).sum(1)
         cls = hits["cls"][sel]
         ground = hits["ground"][sel]
         painted = (cls == ROAD) & lane_marking(ground[:, 0], ground[:, 1], ground[:, 2])

@@ -41,11 +41,10 @@ class Fans:
 def _candidates(fans: Fans, centre: np.ndarray, radius: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
     """(part, ray) pairs whose ray may hit the bounding sphere of the part."""
     F, R = fans.angle.shape
-    rel = centre - fans.origin[None]
-    dist = np.einsum("pfi,fi->pf", rel, fans.normal)
+    rel = (centre - fans.origin[None]).transpose(1, 0, 2)
+    basis = np.stack([fans.normal, fans.fwd, fans.up], -1)
+    dist, x, y = np.matmul(rel, basis).transpose(2, 1, 0)
     rho2 = radius[:, None] ** 2 - dist ** 2
-    x = np.einsum("pfi,fi->pf", rel, fans.fwd)
-    y = np.einsum("pfi,fi->pf", rel, fans.up)
     near = (rho2 > 0) & (np.sqrt(x * x + y * y + dist * dist) <= max_dist + radius[:, None])
     p, f = np.nonzero(near)
     if p.size == 0:
@@ -129,56 +128,58 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
     ``color [H, 3]`` base albedo and ``ground [H, 3]`` = (d, cos φ, sin φ) on ground (else 0).
     """
     F, R, _ = fans.dirs.shape
-    dirs = fans.dirs.reshape(-1, 3)
-    st = static.cast(np.repeat(fans.origin, R, axis=0), dirs)
-    t_all = st["t"].astype(np.float64)
+    st = static.cast(fans.origin, fans.dirs)
+    t_all = st["t"]
+    b_ray = np.zeros(0, np.int64)
     if len(actors):
-        times, inv = np.unique(fans.time, return_inverse=True)
-        centre, yaw = actors.part_poses(times)
-        box = cast_boxes(fans, centre[:, inv], yaw[:, inv], actors.parts.size, max_t)
+        centre, yaw = _actor_parts_at(actors, fans.time)
+        box = cast_boxes(fans, centre, yaw, actors.parts.size, max_t)
         nearer = box["t"] < t_all[box["ray"]]
-        b_ray, b_t, b_part, b_n = box["ray"][nearer], box["t"][nearer], box["part"][nearer], box["normal"][nearer]
-        t_all[b_ray] = b_t
-    else:
-        b_ray = np.zeros(0, np.int64)
-    idx = np.flatnonzero(np.isfinite(t_all) & (t_all <= max_t))
-    is_box = np.zeros(F * R, bool)
-    is_box[b_ray] = True
-    from_box = is_box[idx]
-    s_idx = idx[~from_box]
-    tri = st["tri"][s_idx]
-    H = idx.size
-    cls = np.zeros(H, np.uint8)
-    inst = np.full(H, -1, np.int32)
-    color = np.zeros((H, 3), np.float32)
-    normal = np.zeros((H, 3))
-    ground = np.zeros((H, 3), np.float32)
-    sm = ~from_box
-    cls[sm] = static.tri_cls[tri]
-    prim = static.tri_prim[tri]
-    has_prim = prim >= 0
-    sp = np.flatnonzero(sm)[has_prim]
-    inst[sp] = static.prims.inst[prim[has_prim]]
-    color[sp] = static.prims.color[prim[has_prim]]
-    normal[sm] = st["normal"][s_idx]
-    on_ground = ~has_prim
-    if on_ground.any():
-        g_tri = tri[on_ground]
-        uv = st["uv"][s_idx[on_ground]]
-        w = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1)
-        vid = static.triangles[g_tri].astype(np.int64)
-        g_idx = np.flatnonzero(sm)[on_ground]
-        ground[g_idx] = np.einsum("nk,nkc->nc", w, static.terrain.vertex_attr[vid])
-        cls[g_idx] = classify_offset(ground[g_idx, 0])
-    dynamic = from_box.copy()
-    if from_box.any():
-        pos = np.searchsorted(idx, b_ray[b_ray.argsort()])
+        b_ray, b_part, b_n = box["ray"][nearer], box["part"][nearer], box["normal"][nearer]
+        t_all = t_all.copy()
+        t_all[b_ray] = box["t"][nearer].astype(np.float32)
+    idx = np.flatnonzero(t_all <= min(max_t, float(np.finfo(np.float32).max)))
+    tri = st["tri"][idx]
+    cls = static.tri_cls[tri]
+    inst = static.tri_inst[tri]
+    color = static.tri_color[tri]
+    normal = st["normal"][idx]
+    ground = np.zeros((idx.size, 3), np.float32)
+    g = np.flatnonzero(tri < static.n_ground)
+    if g.size:
+        uv = st["uv"][idx[g]]
+        plane = static.ground_attr[tri[g]]
+        ground[g] = plane[:, 0] + uv[:, :1] * plane[:, 1] + uv[:, 1:] * plane[:, 2]
+        cls[g] = classify_offset(ground[g, 0])
+    dynamic = np.zeros(idx.size, bool)
+    if b_ray.size:
         order = b_ray.argsort()
+        pos = np.searchsorted(idx, b_ray[order])
         part = b_part[order]
         k = actors.parts.actor[part]
         cls[pos] = actors.cls[k]
         inst[pos] = actors.ids[k]
         color[pos] = actors.color[k] * actors.parts.shade[part, None]
         normal[pos] = b_n[order]
-    return {"idx": idx, "t": t_all[idx], "cls": cls, "inst": inst, "dynamic": dynamic, "normal": normal,
-            "color": color, "ground": ground}
+        dynamic[pos] = True
+    return {"idx": idx, "t": t_all[idx], "cls": cls, "inst": inst, "dynamic": dynamic,
+            "normal": normal, "color": color, "ground": ground}
+
+
+def _actor_parts_at(actors, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Part centres ``[P, F, 3]`` and yaws ``[P, F]`` at fan times ``[F]``.
+
+    Many distinct times (a LiDAR sweep) are served by exact poses at 9 knots and
+    linear interpolation (error < 0.1 mm over a 0.1 s sweep at urban accelerations).
+    """
+    t0, t1 = float(time.min()), float(time.max())
+    if t1 - t0 < 1e-12:
+        c, y = actors.part_poses(np.array([t0]))
+        return np.broadcast_to(c, (c.shape[0], len(time), 3)), np.broadcast_to(y, (y.shape[0], len(time)))
+    knots = np.linspace(t0, t1, 9)
+    c, y = actors.part_poses(knots)
+    y = np.unwrap(y, axis=1)
+    pos = (time - t0) / (knots[1] - knots[0])
+    i = np.clip(np.floor(pos).astype(int), 0, 7)
+    w = (pos - i)[None, :]
+    return c[:, i] * (1 - w[..., None]) + c[:, i + 1] * w[..., None], y[:, i] * (1 - w) + y[:, i + 1] * w

@@ -152,18 +152,28 @@ class StaticScene:
         self.tri_cls = np.concatenate([gc, prims.cls[owner]]).astype(np.uint8)
         self.tri_prim = np.concatenate([np.full(len(gt), -1), owner]).astype(np.int64)
         self.prims, self.terrain, self.threads = prims, terrain, threads
+        self.tri_inst = np.concatenate([np.full(len(gt), -1), prims.inst[owner]]).astype(np.int32)
+        self.tri_color = np.concatenate([np.zeros((len(gt), 3), np.float32), prims.color[owner]]).astype(np.float32)
+        a = terrain.vertex_attr[gt]  # [Mg, 3 vertices, 3 attributes]
+        #: ground attributes per triangle as (A0, A1 - A0, A2 - A0): value = A0 + u dA1 + v dA2
+        self.ground_attr = np.stack([a[:, 0], a[:, 1] - a[:, 0], a[:, 2] - a[:, 0]], 1).astype(np.float32)
         self._scene = o3d.t.geometry.RaycastingScene()
         self._scene.add_triangles(o3d.core.Tensor(self.vertices), o3d.core.Tensor(self.triangles))
 
     def cast(self, origins: np.ndarray, dirs: np.ndarray) -> dict[str, np.ndarray]:
-        """First hits of rays ``origins, dirs [N, 3]`` (t in units of |dir|).
+        """First hits of fans of rays: ``origins [F, 3]``, ``dirs [F, R, 3]`` (t in units of |dir|).
 
-        Returns ``t [N]`` float32 (inf = miss), ``tri [N]`` int64 (triangle id, garbage on a
-        miss), ``uv [N, 2]`` barycentrics and ``normal [N, 3]`` float32 (outward: every mesh
-        is wound counter-clockwise seen from outside, the ground faces up).
+        Returns, flattened fan-major to ``N = F*R``: ``t [N]`` float32 (inf = miss), ``tri [N]``
+        int64 (triangle id, 0 on a miss), ``uv [N, 2]`` barycentrics and ``normal [N, 3]``
+        float32 (outward: every mesh is wound counter-clockwise seen from outside, the
+        ground faces up).
         """
-        rays = np.empty((len(origins), 6), np.float32)
-        rays[:, :3], rays[:, 3:] = origins, dirs
-        ans = self._scene.cast_rays(o3d.core.Tensor(rays), nthreads=self.threads)
-        return {"t": ans["t_hit"].numpy(), "tri": ans["primitive_ids"].numpy().astype(np.int64),
-                "uv": ans["primitive_uvs"].numpy(), "normal": ans["primitive_normals"].numpy()}
+        F, R, _ = dirs.shape
+        rays = np.empty((F, R, 6), np.float32)
+        rays[..., :3] = origins[:, None, :]
+        rays[..., 3:] = dirs
+        ans = self._scene.cast_rays(o3d.core.Tensor(rays.reshape(-1, 6)), nthreads=self.threads)
+        t = ans["t_hit"].numpy()
+        tri = ans["primitive_ids"].numpy().astype(np.int64)
+        tri[~np.isfinite(t)] = 0
+        return {"t": t, "tri": tri, "uv": ans["primitive_uvs"].numpy(), "normal": ans["primitive_normals"].numpy()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fuse4d.data.classes import BUILDING, MOVABLE, NUM_CLASSES, POLE, ROAD, SIDEWALK, TERRAIN, VEGETATION
+from fuse4d.data.classes import BUILDING, NUM_CLASSES, POLE, ROAD, SIDEWALK, TERRAIN, VEGETATION
 from fuse4d.data.synthetic.terrain import CENTRE_LINE, ROAD_EDGES
 
 SUN = np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])
@@ -37,6 +37,22 @@ def lane_marking(d: np.ndarray, cos_phase: np.ndarray, sin_phase: np.ndarray) ->
     return dashed | solid
 
 
+#: per-class colour (ground classes) and brightness model k0 + k1·fine + k2·coarse noise
+_CLASS_RGB = np.ones((NUM_CLASSES, 3), np.float32)
+_CLASS_RGB[ROAD] = (1.0, 1.0, 1.02)
+_CLASS_RGB[SIDEWALK] = (1.0, 0.97, 0.92)
+_CLASS_RGB[TERRAIN] = (0.36, 0.4, 0.2)
+_USE_BASE = np.ones(NUM_CLASSES, bool)
+_USE_BASE[[ROAD, SIDEWALK, TERRAIN]] = False
+_K = np.zeros((NUM_CLASSES, 3), np.float32)
+_K[:] = (0.88, 0.0, 0.12)
+_K[ROAD] = (0.24, 0.1, 0.06)
+_K[SIDEWALK] = (0.5, 0.05, 0.12)
+_K[TERRAIN] = (0.6, 0.5, 0.3)
+_K[VEGETATION] = (0.55, 0.7, 0.0)
+_K[POLE] = (0.9, 0.2, 0.0)
+
+
 def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
            ground_attr: np.ndarray) -> np.ndarray:
     """Surface colour ``[N, 3]`` float32 in [0, 1].
@@ -44,42 +60,28 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
     Args:
         cls: ``[N]`` class ids of the hits; p: ``[N, 3]`` world hit points;
         normal: ``[N, 3]`` unit normals; base: ``[N, 3]`` primitive/actor colour
-        (used for buildings, poles, vehicles, pedestrians); ground_attr: ``[N, 3]``
-        interpolated ``(d, cos φ, sin φ)`` of ground hits (ignored elsewhere).
+        (used for buildings, vegetation, poles, vehicles, pedestrians); ground_attr:
+        ``[N, 3]`` interpolated ``(d, cos φ, sin φ)`` of ground hits (ignored elsewhere).
     """
-    n = len(cls)
-    out = base.astype(np.float32).copy()
+    p = p.astype(np.float32)
     fine = value_noise(p, 0.12)
     coarse = value_noise(p, 0.7)
-    m = cls == ROAD
-    if m.any():
-        g = 0.24 + 0.1 * fine[m] + 0.06 * coarse[m]
-        paint = lane_marking(ground_attr[m, 0], ground_attr[m, 1], ground_attr[m, 2])
-        g = np.where(paint, 0.85, g)
-        out[m] = g[:, None] * np.array([1.0, 1.0, 1.02], np.float32)
-    m = cls == SIDEWALK
-    if m.any():
-        tile = value_noise(p[m, :2], 0.6)
-        grout = (np.mod(p[m, 0], 0.6) < 0.04) | (np.mod(p[m, 1], 0.6) < 0.04)
-        g = np.where(grout, 0.32, 0.5 + 0.12 * tile + 0.05 * fine[m])
-        out[m] = g[:, None] * np.array([1.0, 0.97, 0.92], np.float32)
-    m = cls == TERRAIN
-    if m.any():
-        patch = value_noise(p[m, :2], 1.7)
-        out[m] = np.array([0.36, 0.4, 0.2], np.float32) * (0.6 + 0.5 * fine[m] + 0.3 * patch)[:, None]
-    m = cls == VEGETATION
-    if m.any():
-        out[m] = base[m] * (0.55 + 0.7 * value_noise(p[m], 0.25))[:, None]
-    m = cls == BUILDING
-    if m.any():
+    k = _K[cls]
+    bright = k[:, 0] + k[:, 1] * fine + k[:, 2] * coarse
+    out = np.where(_USE_BASE[cls][:, None], base, _CLASS_RGB[cls]) * bright[:, None]
+    m = np.flatnonzero(cls == ROAD)
+    if m.size:
+        g = ground_attr[m]
+        paint = m[lane_marking(g[:, 0], g[:, 1], g[:, 2])]
+        out[paint] = 0.85
+    m = np.flatnonzero(cls == SIDEWALK)
+    if m.size:
+        q = p[m]
+        out[m[(np.mod(q[:, 0], 0.6) < 0.04) | (np.mod(q[:, 1], 0.6) < 0.04)]] = 0.32
+    m = np.flatnonzero(cls == BUILDING)
+    if m.size:
         out[m] = _facade(p[m], normal[m], base[m], fine[m])
-    m = cls == POLE
-    if m.any():
-        out[m] = base[m] * (0.9 + 0.2 * fine[m])[:, None]
-    m = np.isin(cls, MOVABLE)
-    if m.any():
-        out[m] = base[m] * (0.88 + 0.12 * coarse[m])[:, None]
-    return np.clip(out, 0.0, 1.0) if n else out
+    return np.clip(out, 0.0, 1.0)
 
 
 def _facade(p: np.ndarray, normal: np.ndarray, base: np.ndarray, fine: np.ndarray) -> np.ndarray:
