@@ -110,7 +110,8 @@ class Pipeline:
         store_path = out / "run.zarr"
         if store_path.exists() and not overwrite:
             store = RunStore.open(store_path)
-            if store.meta.get("source") != source or store.meta.get("config") != cfg_dict:
+            from fuse4d.data.zarr_log import jsonable
+            if store.meta.get("source") != source or store.meta.get("config") != jsonable(cfg_dict):
                 raise DataError(out, "holds a run of a different input or config; pass overwrite=True (--overwrite) to replace it")
         else:
             store = RunStore.create(store_path, config=cfg_dict, source=source, n_frames=len(seq), overwrite=overwrite)
