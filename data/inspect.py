@@ -68,7 +68,7 @@ def summarize(seq: Sequence, quick: bool = False, progress: bool = False) -> Log
     if seq.has_ground_truth_poses:
         gt.add("poses")
     if seq.gt_maps:
-        gt.update(f"map:{k}" for k in seq.gt_maps)
+        gt.update(f"map:{k}" for k in seq.gt_maps if k not in gt)
     s = LogSummary(
         name=seq.name, format=str(seq.metadata.get("format", "?")), source=str(seq.metadata.get("source", seq.path)),
         frames=len(seq), duration_s=float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0,
@@ -108,7 +108,7 @@ def summarize(seq: Sequence, quick: bool = False, progress: bool = False) -> Log
             s.problems.append(f"{v} of {len(seq)} frames have no {k} data")
     if len(dt) and (dt <= 0).any():
         s.problems.append("frame timestamps are not strictly increasing")
-    s.ground_truth = sorted(gt)
+    s.ground_truth = sorted(g for g in gt if not (g.startswith("map:") and g[4:] in gt))
     return s
 
 
