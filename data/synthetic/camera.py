@@ -57,7 +57,7 @@ class Camera:
             dark: render a near-black, noisy image (degradation).
 
         Returns ``image [H, W, 3]`` uint8, ``depth [H, W]`` float32, ``semantics [H, W]`` uint8,
-        ``dynamic [H, W]`` bool, ``instance [H, W]`` int32.
+        ``dynamic [H, W]`` bool.
         """
         R, o = T_world_cam[:3, :3], T_world_cam[:3, 3]
         W, H = self.width, self.height
@@ -72,7 +72,7 @@ class Camera:
         rgb = np.empty((W * H, 3), np.float32)
         rgb[miss] = sky(flat_dirs[miss])
         p = o.astype(np.float32) + hits["t"][:, None] * flat_dirs[idx]
-        col = albedo(hits["cls"], p, hits["normal"], hits["color"], hits["ground"])
+        col = albedo(hits["cls"], p, hits["normal"], hits["color"], hits["paint"])
         rgb[idx] = shade(col, hits["normal"])
         img = rgb * np.float32(255.0)
         if dark:
@@ -86,9 +86,6 @@ class Camera:
         sem[idx] = hits["cls"]
         dyn = np.zeros(W * H, bool)
         dyn[idx] = hits["dynamic"]
-        inst = np.full(W * H, -1, np.int32)
-        inst[idx] = hits["inst"]
         return {"image": np.ascontiguousarray(image), "depth": np.ascontiguousarray(depth.reshape(W, H).T),
                 "semantics": np.ascontiguousarray(sem.reshape(W, H).T),
-                "dynamic": np.ascontiguousarray(dyn.reshape(W, H).T),
-                "instance": np.ascontiguousarray(inst.reshape(W, H).T)}
+                "dynamic": np.ascontiguousarray(dyn.reshape(W, H).T)}

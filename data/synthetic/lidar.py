@@ -14,8 +14,7 @@ import numpy as np
 
 from fuse4d.data.synthetic.config import SynthConfig
 from fuse4d.data.synthetic.raycast import Fans, trace
-from fuse4d.data.synthetic.texture import intensity, lane_marking
-from fuse4d.data.classes import ROAD
+from fuse4d.data.synthetic.texture import intensity
 
 
 class Lidar:
@@ -85,8 +84,7 @@ class Lidar:
         local = self.dirs_local.reshape(-1, 3)[ray] * r[sel, None]
         cos_inc = (hits["normal"][sel] * d_world).sum(1)
         cls = hits["cls"][sel]
-        ground = hits["ground"][sel]
-        painted = (cls == ROAD) & lane_marking(ground[:, 0], ground[:, 1], ground[:, 2])
+        painted = hits["paint"][sel]
         world = o[ray // self.beams] + hits["t"][sel, None] * d_world
         return {"points": np.column_stack([local, intensity(cls, cos_inc, painted)]).astype(np.float32),
                 "time": self.column_time[ray // self.beams].astype(np.float32),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fuse4d.data.synthetic.terrain import classify_offset
+from fuse4d.data.synthetic.texture import lane_candidate, lane_marking
 
 
 @dataclass
@@ -123,11 +124,10 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
     Args:
         static: a ``StaticScene``; actors: an ``Actors``; fans: the rays; max_t: max hit distance.
 
-    Returns per *hit* (H of the ``F*R`` rays): ``idx [H]`` flat ray index (fan-major), ``t [H]``,
-    ``cls [H]`` uint8, ``inst [H]`` int32 (-1 = stuff), ``dynamic [H]`` bool, ``normal [H, 3]``,
-    ``color [H, 3]`` base albedo and ``ground [H, 3]`` = (d, cos φ, sin φ) on ground (else 0).
+    Returns per *hit* (H of the ``F*R`` rays): ``idx [H]`` flat ray index (fan-major), ``t [H]``
+    float32, ``cls [H]`` uint8, ``inst [H]`` int32 (-1 = stuff), ``dynamic [H]`` bool,
+    ``normal [H, 3]`` float32, ``color [H, 3]`` base albedo, ``paint [H]`` bool (road marking).
     """
-    F, R, _ = fans.dirs.shape
     st = static.cast(fans.origin, fans.dirs)
     t_all = st["t"]
     b_ray = np.zeros(0, np.int64)
@@ -139,19 +139,32 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
         t_all = t_all.copy()
         t_all[b_ray] = box["t"][nearer].astype(np.float32)
     idx = np.flatnonzero(t_all <= min(max_t, float(np.finfo(np.float32).max)))
+    H = idx.size
     tri = st["tri"][idx]
-    cls = static.tri_cls[tri]
-    inst = static.tri_inst[tri]
-    color = static.tri_color[tri]
     normal = st["normal"][idx]
-    ground = np.zeros((idx.size, 3), np.float32)
-    g = np.flatnonzero(tri < static.n_ground)
+    cls = np.empty(H, np.uint8)
+    inst = np.full(H, -1, np.int32)
+    color = np.zeros((H, 3), np.float32)
+    paint = np.zeros(H, bool)
+    is_obj = tri >= static.n_ground
+    o = np.flatnonzero(is_obj)
+    tri_o = tri[o] - static.n_ground
+    cls[o] = static.obj_cls[tri_o]
+    inst[o] = static.obj_inst[tri_o]
+    color[o] = static.obj_color[tri_o]
+    g = np.flatnonzero(~is_obj)
     if g.size:
         uv = st["uv"][idx[g]]
-        plane = static.ground_attr[tri[g]]
-        ground[g] = plane[:, 0] + uv[:, :1] * plane[:, 1] + uv[:, 1:] * plane[:, 2]
-        cls[g] = classify_offset(ground[g, 0])
-    dynamic = np.zeros(idx.size, bool)
+        tri_g = tri[g]
+        plane = static.ground_d[tri_g]
+        d = plane[:, 0] + uv[:, 0] * plane[:, 1] + uv[:, 1] * plane[:, 2]
+        cls[g] = classify_offset(d)
+        near = np.flatnonzero(lane_candidate(d))
+        if near.size:
+            ph = static.ground_sin[tri_g[near]]
+            sin = ph[:, 0] + uv[near, 0] * ph[:, 1] + uv[near, 1] * ph[:, 2]
+            paint[g[near]] = lane_marking(d[near], sin)
+    dynamic = np.zeros(H, bool)
     if b_ray.size:
         order = b_ray.argsort()
         pos = np.searchsorted(idx, b_ray[order])
@@ -162,8 +175,9 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
         color[pos] = actors.color[k] * actors.parts.shade[part, None]
         normal[pos] = b_n[order]
         dynamic[pos] = True
+        paint[pos] = False
     return {"idx": idx, "t": t_all[idx], "cls": cls, "inst": inst, "dynamic": dynamic,
-            "normal": normal, "color": color, "ground": ground}
+            "normal": normal, "color": color, "paint": paint}
 
 
 def _actor_parts_at(actors, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,10 @@
 """The static world: procedural placement of buildings, trees, poles and parked cars,
 merged with the ground into one Embree scene (built once per world).
 
-Triangle ids returned by the ray caster map to a class (``tri_cls``) and to a
-primitive (``tri_prim``, -1 for ground) whose instance id and colour are in
-``prims``. Parked cars are static but carry instance ids ``0..P-1``.
+Ground triangles come first; the class of a ground hit follows from its
+interpolated lateral offset, the class, instance id and colour of an object hit
+from its triangle (``obj_*`` tables). Parked cars are static but carry instance
+ids ``0..P-1``.
 """
 
 from __future__ import annotations
@@ -139,24 +140,28 @@ class StaticScene:
     """Ground + static primitives in one Open3D ``RaycastingScene``.
 
     Attributes:
-        tri_cls: ``[M]`` uint8 class per triangle; tri_prim: ``[M]`` int64 primitive (-1 ground);
-        n_ground: number of ground triangles (they come first); tri_vertices: ``[M, 3]`` vertex ids.
+        n_ground: number of ground triangles (they come first); obj_prim / obj_cls / obj_inst / obj_color:
+        class, instance and albedo of the object triangles (index ``tri - n_ground``);
+        ground_d / ground_sin: ``[n_ground, 3]`` linear lateral-offset and dash-phase planes.
     """
 
     def __init__(self, terrain: Terrain, prims: Primitives, threads: int = 0):
-        gv, gt, gc = terrain.mesh()
+        gv, gt, _ = terrain.mesh()
         pv, pt, owner = prims.mesh()
         self.n_ground = len(gt)
         self.vertices = np.concatenate([gv, pv]).astype(np.float32)
         self.triangles = np.concatenate([gt, pt + len(gv)]).astype(np.uint32)
-        self.tri_cls = np.concatenate([gc, prims.cls[owner]]).astype(np.uint8)
-        self.tri_prim = np.concatenate([np.full(len(gt), -1), owner]).astype(np.int64)
+        self.obj_prim = owner
         self.prims, self.terrain, self.threads = prims, terrain, threads
-        self.tri_inst = np.concatenate([np.full(len(gt), -1), prims.inst[owner]]).astype(np.int32)
-        self.tri_color = np.concatenate([np.zeros((len(gt), 3), np.float32), prims.color[owner]]).astype(np.float32)
-        a = terrain.vertex_attr[gt]  # [Mg, 3 vertices, 3 attributes]
-        #: ground attributes per triangle as (A0, A1 - A0, A2 - A0): value = A0 + u dA1 + v dA2
-        self.ground_attr = np.stack([a[:, 0], a[:, 1] - a[:, 0], a[:, 2] - a[:, 0]], 1).astype(np.float32)
+        self.obj_cls = prims.cls[owner].astype(np.uint8)
+        self.obj_inst = prims.inst[owner].astype(np.int32)
+        self.obj_color = prims.color[owner].astype(np.float32)
+        # ground attributes per triangle as (A0, A1 - A0, A2 - A0): value at barycentric (u, v)
+        # is A0 + u dA1 + v dA2; the lateral offset d and the lane-dash phase sin φ
+        a = terrain.vertex_attr[gt]  # [Mg, 3 vertices, (d, cos φ, sin φ)]
+        planes = np.stack([a[:, 0], a[:, 1] - a[:, 0], a[:, 2] - a[:, 0]], -1).astype(np.float32)
+        self.ground_d = np.ascontiguousarray(planes[:, 0])
+        self.ground_sin = np.ascontiguousarray(planes[:, 2])
         self._scene = o3d.t.geometry.RaycastingScene()
         self._scene.add_triangles(o3d.core.Tensor(self.vertices), o3d.core.Tensor(self.triangles))
 

@@ -30,8 +30,17 @@ def value_noise(p: np.ndarray, scale: float) -> np.ndarray:
     return h.astype(np.float32) / np.float32(2 ** 32)
 
 
-def lane_marking(d: np.ndarray, cos_phase: np.ndarray, sin_phase: np.ndarray) -> np.ndarray:
-    """Whether road points with lateral offset ``d`` and dash phase are painted white → bool."""
+def lane_candidate(d: np.ndarray) -> np.ndarray:
+    """Whether lateral offsets ``d`` (m) fall on a painted line's band (dash phase still to check)."""
+    return ((np.abs(d - CENTRE_LINE) < 0.08) | (np.abs(d + 1.75) < 0.07)
+            | (np.abs(d - (ROAD_EDGES[1] - 0.25)) < 0.07))
+
+
+def lane_marking(d: np.ndarray, sin_phase: np.ndarray) -> np.ndarray:
+    """Whether road points with lateral offset ``d`` and dash phase ``sin φ`` are painted → bool.
+
+    A dashed centre line (3 m dash, 3 m gap) and solid lines at both edges of the driving lanes.
+    """
     dashed = (np.abs(d - CENTRE_LINE) < 0.08) & (sin_phase > 0)
     solid = (np.abs(d + 1.75) < 0.07) | (np.abs(d - (ROAD_EDGES[1] - 0.25)) < 0.07)
     return dashed | solid
@@ -54,14 +63,14 @@ _K[POLE] = (0.9, 0.2, 0.0)
 
 
 def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
-           ground_attr: np.ndarray) -> np.ndarray:
+           paint: np.ndarray) -> np.ndarray:
     """Surface colour ``[N, 3]`` float32 in [0, 1].
 
     Args:
         cls: ``[N]`` class ids of the hits; p: ``[N, 3]`` world hit points;
         normal: ``[N, 3]`` unit normals; base: ``[N, 3]`` primitive/actor colour
-        (used for buildings, vegetation, poles, vehicles, pedestrians); ground_attr:
-        ``[N, 3]`` interpolated ``(d, cos φ, sin φ)`` of ground hits (ignored elsewhere).
+        (used for buildings, vegetation, poles, vehicles, pedestrians); paint: ``[N]`` bool,
+        road markings (white).
     """
     p = p.astype(np.float32)
     fine = value_noise(p, 0.12)
@@ -69,11 +78,7 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
     k = _K[cls]
     bright = k[:, 0] + k[:, 1] * fine + k[:, 2] * coarse
     out = np.where(_USE_BASE[cls][:, None], base, _CLASS_RGB[cls]) * bright[:, None]
-    m = np.flatnonzero(cls == ROAD)
-    if m.size:
-        g = ground_attr[m]
-        paint = m[lane_marking(g[:, 0], g[:, 1], g[:, 2])]
-        out[paint] = 0.85
+    out[paint] = 0.85
     m = np.flatnonzero(cls == SIDEWALK)
     if m.size:
         q = p[m]
