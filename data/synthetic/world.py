@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -58,14 +60,12 @@ class World:
         self.seed, self.cfg, self.frames = int(seed), config or SynthConfig(), int(frames)
         cfg = self.cfg
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([self.seed, 1]).spawn(4)]
-        steps = _progress(progress, ["terrain", "static scene", "actors", "imu", "ground truth"])
-        self.loop = Loop.from_config(cfg)
+        steps = _progress(progress, ["static world", "actors", "imu"])
+        next(steps)
+        static = _static_world(self.seed, _layout_key(cfg))
+        self.loop, self.terrain, self.prims = static["loop"], static["terrain"], static["prims"]
+        self.parked, self.static, self.gt_maps = static["parked"], static["static"], static["gt_maps"]
         self.ego = EgoTrajectory(self.loop, cfg.lap_time, cfg.speed_wobble)
-        next(steps)
-        self.terrain = Terrain(self.loop, cfg, rngs[0])
-        next(steps)
-        self.prims, self.parked = place_static(self.terrain, cfg, rngs[1])
-        self.static = StaticScene(self.terrain, self.prims, cfg.raycast_threads)
         next(steps)
         self.actors = Actors(self.terrain, self.ego, cfg, rngs[2], first_id=len(self.parked["id"]))
         self.camera, self.lidar = Camera.from_config(cfg), Lidar.from_config(cfg)
@@ -78,8 +78,6 @@ class World:
                   for s in self.spans if s["name"] == "imu_burst"]
         t_imu = imu_times(-dt, self.times[-1] if self.frames else 0.0, cfg.imu_rate)
         self.imu = synthesize_imu(self.ego, t_imu, cfg, rngs[3], bursts)
-        next(steps)
-        self.gt_maps = ground_truth_maps(self.terrain, self.prims, cfg)
         next(steps, None)
 
     @property
@@ -141,12 +139,41 @@ class World:
     def sequence(self, scenario: str = "default") -> Sequence:
         """The lazy :class:`Sequence` of this world's frames."""
         meta: dict[str, Any] = {"format": "synthetic", "seed": self.seed, "scenario": scenario,
-                                "degradations": [dict(s) for s in self.spans],
+                                "degradations": [dict(s, t_start=float(self.times[s["start"]]),
+                                                      t_stop=float(self.times[s["stop"] - 1])) for s in self.spans],
                                 "ground_truth": list(GROUND_TRUTH_LAYERS),
                                 "source": f"synthetic:{scenario}:{self.seed}"}
         return Sequence(self.times, self.frame, calibration=self.calibration, sensors={"camera", "lidar", "imu"},
                         imu=self.imu, gt_poses=self.ego.poses(self.times) if self.frames else np.zeros((0, 4, 4)),
                         metadata=meta, name=f"synthetic-{scenario}-{self.seed}", gt_maps=self.gt_maps)
+
+
+#: config fields that shape the static world (everything else leaves it unchanged)
+LAYOUT_FIELDS = ("loop_half_size", "loop_squareness", "hill_height", "hill_width", "body_height", "world_margin",
+                 "terrain_spacing", "tree_count", "parked_car_probability", "occupancy_resolution",
+                 "elevation_resolution", "raycast_threads")
+
+
+def _layout_key(cfg: SynthConfig) -> tuple:
+    return tuple((f, getattr(cfg, f)) for f in LAYOUT_FIELDS)
+
+
+@functools.lru_cache(maxsize=2)
+def _static_world(seed: int, layout: tuple) -> dict[str, Any]:
+    """Ground, static primitives, Embree scene and GT maps for a seed (cached: scenarios of
+    one seed share them). GT map arrays are read-only."""
+    cfg = replace(SynthConfig(), **dict(layout))
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(4)]
+    loop = Loop.from_config(cfg)
+    terrain = Terrain(loop, cfg, rngs[0])
+    prims, parked = place_static(terrain, cfg, rngs[1])
+    gt_maps = ground_truth_maps(terrain, prims, cfg)
+    for layer in gt_maps.values():
+        for v in layer.values():
+            if isinstance(v, np.ndarray):
+                v.setflags(write=False)
+    return {"loop": loop, "terrain": terrain, "prims": prims, "parked": parked, "gt_maps": gt_maps,
+            "static": StaticScene(terrain, prims, cfg.raycast_threads)}
 
 
 def _progress(enabled: bool, stages: list[str]):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fuse4d.data.synthetic import SCENARIOS, synthesize
+from fuse4d.data.synthetic.world import _static_world
 from fuse4d.data.types import Sequence
 from fuse4d.geometry import rotation_angle
 
@@ -66,6 +67,7 @@ class TestDeterminism:
 
     def test_same_seed_bit_identical_any_order(self, small_config):
         s1 = synthesize(seed=3, frames=10, config=small_config)
+        _static_world.cache_clear()  # rebuild the static world from scratch
         s2 = synthesize(seed=3, frames=10, config=small_config)
         a7, a2 = s1[7], s1[2]
         b2, b7 = s2[2], s2[7]
@@ -77,6 +79,10 @@ class TestDeterminism:
         other = synthesize(seed=4, frames=10, config=small_config)
         assert not np.array_equal(other[2].image, default_world.frame(2).image)
         assert not np.array_equal(other.gt_maps["elevation"]["height"], default_world.gt_maps["elevation"]["height"])
+
+    def test_gt_maps_are_read_only(self, default_world):
+        with pytest.raises(ValueError):
+            default_world.gt_maps["occupancy"]["labels"][0, 0, 0] = 1
 
 
 class TestEgoLoop:
