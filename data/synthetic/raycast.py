@@ -195,5 +195,8 @@ def _actor_parts_at(actors, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.unwrap(y, axis=1)
     pos = (time - t0) / (knots[1] - knots[0])
     i = np.clip(np.floor(pos).astype(int), 0, 7)
-    w = (pos - i)[None, :]
-    return c[:, i] * (1 - w[..., None]) + c[:, i + 1] * w[..., None], y[:, i] * (1 - w) + y[:, i + 1] * w
+    w = pos - i
+    weights = np.zeros((len(time), 9))  # linear interpolation as one matrix product
+    weights[np.arange(len(time)), i] = 1 - w
+    weights[np.arange(len(time)), i + 1] = w
+    return np.matmul(weights, c), y @ weights.T

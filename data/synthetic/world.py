@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -62,7 +63,9 @@ class World:
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([self.seed, 1]).spawn(4)]
         steps = _progress(progress, ["static world", "actors", "imu"])
         next(steps)
+        t0 = time.perf_counter()
         static = _static_world(self.seed, _layout_key(cfg))
+        log.debug("static world for seed %d ready in %.2f s", self.seed, time.perf_counter() - t0)
         self.loop, self.terrain, self.prims = static["loop"], static["terrain"], static["prims"]
         self.parked, self.static, self.gt_maps = static["parked"], static["static"], static["gt_maps"]
         self.ego = EgoTrajectory(self.loop, cfg.lap_time, cfg.speed_wobble)
@@ -79,6 +82,10 @@ class World:
         t_imu = imu_times(-dt, self.times[-1] if self.frames else 0.0, cfg.imu_rate)
         self.imu = synthesize_imu(self.ego, t_imu, cfg, rngs[3], bursts)
         next(steps, None)
+
+    def __reduce__(self):
+        """Pickle as ``(seed, config, frames)``: the world is rebuilt (identically) on load."""
+        return (World, (self.seed, self.cfg, self.frames))
 
     @property
     def calibration(self) -> Calibration:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,18 @@ class TestDeterminism:
         other = synthesize(seed=4, frames=10, config=small_config)
         assert not np.array_equal(other[2].image, default_world.frame(2).image)
         assert not np.array_equal(other.gt_maps["elevation"]["height"], default_world.gt_maps["elevation"]["height"])
+
+    def test_pickle_round_trip(self, small_config):
+        seq = synthesize(seed=2, frames=6, config=small_config)
+        back = pickle.loads(pickle.dumps(seq[2:5]))
+        assert len(back) == 3
+        np.testing.assert_array_equal(back[1].points, seq[3].points)
+        np.testing.assert_array_equal(back[1].image, seq[3].image)
+
+    def test_progress_bar(self, small_config, capsys):
+        seq = synthesize(seed=0, frames=3, config=small_config, progress=True)
+        assert len(seq) == 3
+        assert "synthetic world" in capsys.readouterr().err
 
     def test_gt_maps_are_read_only(self, default_world):
         with pytest.raises(ValueError):
