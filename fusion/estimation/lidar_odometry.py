@@ -16,6 +16,7 @@ import numpy as np
 
 from fuse4d.fusion.estimation.deskew import MotionModel, constant_velocity_motion, deskew
 from fuse4d.fusion.estimation.geometry_checks import degeneracy
+from fuse4d.fusion.estimation.lie import orthonormalize
 from fuse4d.fusion.estimation.registration import AdaptiveThreshold, register_to_map
 from fuse4d.fusion.estimation.voxel_map import VoxelMap, voxel_downsample, voxel_downsample_mask
 from fuse4d.geometry import invert
@@ -35,6 +36,7 @@ class OdometryStep:
         degenerate: the registration is poorly constrained in some direction.
         points: ``[M, 3]`` deskewed, downsampled sweep (sensor frame) that entered the map.
         first: this sweep started the map (no registration was done).
+        n_source: number of points used for registration.
     """
 
     T_world_lidar: np.ndarray
@@ -45,6 +47,7 @@ class OdometryStep:
     degenerate: bool
     points: np.ndarray
     first: bool = False
+    n_source: int = 0
 
 
 class LidarOdometry:
@@ -72,6 +75,8 @@ class LidarOdometry:
         self.last_delta = np.eye(4)
         self.last_dt: float | None = None
         self.kernel_scale = 1.0
+        self.min_threshold, self.refine, self.refine_threshold = 1.5, False, 1.0
+        self._first: tuple | None = None  # first sweep, re-deskewed once the motion is known
         #: seconds spent per stage (preprocess, registration, map_update), summed over sweeps
         self.timings: dict[str, float] = {}
 
@@ -128,16 +133,56 @@ class LidarOdometry:
         if self.map.empty:
             T = np.eye(4) if T_init is None else T_init
             self._commit(T, frame, dt)
+            self._first = (points, point_time, T)
             return OdometryStep(T, np.zeros((6, 6)), 1.0, 0.0, self.threshold.sigma, False, frame, first=True)
         sigma = self.threshold.sigma * widen
-        res = register_to_map(source, self.map, T_init, 3.0 * sigma, self.kernel_scale * sigma,
-                              self.point_to_plane, self.max_iterations)
+        res = self._align(source, T_init, sigma)
+        bootstrap = self._first is not None
+        if bootstrap:
+            res, frame, source = self._bootstrap(res, frame, source, points, point_time, dt, sigma)
         tic = self._tick("registration", tic)
-        self.threshold.update(invert(T_init) @ res.T)
+        if not bootstrap and widen == 1.0:  # a motion-less first guess or a gap says nothing of the prediction
+            self.threshold.update(invert(T_init) @ res.T)
         self._commit(res.T, frame, dt)
         self._tick("map_update", tic)
         return OdometryStep(res.T, res.hessian, res.fitness, res.rmse, sigma, degeneracy(res.hessian, len(source)),
-                            frame)
+                            frame, n_source=len(source))
+
+    def _bootstrap(self, res, frame, source, points, point_time, dt, sigma):
+        """Second sweep: the first could not be deskewed; redo both with the motion between them."""
+        first_points, first_time, T0 = self._first
+        self._first = None
+        if not (self.deskew and point_time is not None and first_time is not None and dt):
+            return res, frame, source
+        for _ in range(2):
+            delta = invert(T0) @ res.T
+            motion = constant_velocity_motion(delta, dt)
+            f0, tau0 = self.preprocess(first_points, first_time)
+            self.map.clear()
+            self.map.add(deskew(f0, tau0, motion) @ T0[:3, :3].T + T0[:3, 3], origin=T0[:3, 3])
+            frame, tau = self.preprocess(points, point_time)
+            frame = deskew(frame, tau, motion)
+            source = voxel_downsample(frame, 1.5 * self.voxel_size)
+            res = self._align(source, res.T, sigma)
+        return res, frame, source
+
+    def _align(self, source: np.ndarray, T_init: np.ndarray, sigma: float):
+        """ICP at threshold 3σ; when that is coarser than 2 voxels, continue coarse-to-fine down to one voxel.
+
+        A wide threshold finds the basin but is biased towards the scan-ring pattern
+        (rings move with the sensor); the finer stages remove the bias.
+        """
+        stages = [max(3.0 * sigma, self.min_threshold * self.voxel_size)]
+        while stages[-1] > 2.0 * self.voxel_size:
+            stages.append(stages[-1] / 2.0)
+        if len(stages) > 1 or self.refine:
+            stages.append(self.voxel_size * self.refine_threshold)
+        T, res = T_init, None
+        for thr in stages:
+            res = register_to_map(source, self.map, T, thr, self.kernel_scale * thr / 3.0,
+                                  self.point_to_plane, self.max_iterations)
+            T = res.T
+        return res
 
     def _tick(self, stage: str, tic: float) -> float:
         now = time.perf_counter()
@@ -145,6 +190,7 @@ class LidarOdometry:
         return now
 
     def _commit(self, T: np.ndarray, frame: np.ndarray, dt: float | None) -> None:
+        T = orthonormalize(T)
         self.map.add(frame @ T[:3, :3].T + T[:3, 3], origin=T[:3, 3])
         if self.last_pose is not None:
             self.last_delta = invert(self.last_pose) @ T

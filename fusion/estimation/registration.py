@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fuse4d.fusion.estimation.lie import rotation_angle, se3_exp, skew
+from fuse4d.fusion.estimation.lie import orthonormalize, rotation_angle, se3_exp, skew
 from fuse4d.fusion.estimation.voxel_map import VoxelMap
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
     if source.ndim != 2 or source.shape[1] < 3:
         raise ValueError(f"source must be [N, 3], got shape {source.shape}")
     source = source[:, :3]
-    T = np.asarray(T_init, dtype=np.float64).copy()
+    T = orthonormalize(T_init)
     normals = planar = None
     if point_to_plane:
         normals, planar = voxel_map.normals()
@@ -118,8 +118,11 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
         pl = planar[idx[ok]] if planar is not None else None
         H, g = _normal_equations(p, q, n, pl, kernel)
         try:
-            delta = -np.linalg.solve(H + 1e-9 * np.eye(6), g)
+            delta = -np.linalg.solve(H + 1e-6 * max(np.trace(H), 1e-9) * np.eye(6), g)
         except np.linalg.LinAlgError:
+            break
+        if not np.isfinite(delta).all() or np.linalg.norm(delta[:3]) > 2 * max_correspondence or np.linalg.norm(delta[3:]) > 0.5:
+            log.debug("ICP: step out of bounds, stopping")
             break
         T = se3_exp(delta) @ T
         if np.linalg.norm(delta) < tolerance:

@@ -1,0 +1,149 @@
+"""Keyframe pose graph from the front-end record, optimisation, and per-frame pose recovery.
+
+Keyframe states (pose, and velocity/biases with an IMU) get LiDAR relative
+factors (registration information of the sweeps in between, moved into the
+later keyframe's frame), IMU preintegration factors, verified loop closures
+and a prior on the first keyframe (weak on roll/pitch with an IMU, so gravity
+levels the trajectory). Non-keyframes follow their keyframes' corrections,
+interpolated in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fuse4d.fusion.estimation.frontend import Frontend
+from fuse4d.fusion.estimation.imu import ImuNoise, preintegrate_many
+from fuse4d.fusion.estimation.lie import se3_exp, se3_log
+from fuse4d.fusion.estimation.loop_closure import _adjoint
+from fuse4d.fusion.estimation.pose_graph import PoseGraph
+from fuse4d.geometry import invert
+
+log = logging.getLogger(__name__)
+
+_STRONG = 1e8
+
+
+@dataclass
+class BackendOutput:
+    """Optimised odometry-frame states for every frame, and diagnostics."""
+
+    T: np.ndarray
+    velocities: np.ndarray | None
+    biases: np.ndarray | None
+    loops_used: list[int] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+def _thin(keyframes: list[int], keep: set[int], cap: int) -> list[int]:
+    """At most ``cap`` keyframes, always keeping the first, the last and those in ``keep``."""
+    if len(keyframes) <= cap:
+        return list(keyframes)
+    step = int(np.ceil(len(keyframes) / max(cap - len(keep) - 2, 1)))
+    chosen = set(keyframes[::step]) | {keyframes[0], keyframes[-1]} | (keep & set(keyframes))
+    return sorted(chosen)
+
+
+def _prior_information(R0: np.ndarray, gravity: np.ndarray | None) -> np.ndarray:
+    info = np.eye(6) * _STRONG
+    if gravity is not None:
+        u = R0.T @ (-gravity / np.linalg.norm(gravity))  # up, in body axes
+        info[3:, 3:] = _STRONG * np.outer(u, u) + 1e-2 * (np.eye(3) - np.outer(u, u))
+    return info
+
+
+def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int) -> BackendOutput:
+    """Build and solve the keyframe graph of a finished :class:`Frontend`; recover every frame.
+
+    Raises:
+        ValueError: the front-end has no frames.
+    """
+    recs = fe.records
+    if not recs:
+        raise ValueError("no frames to optimise")
+    db_to_pos = {v: k for k, v in fe.kf_lidar.items()}
+    loop_pos = {db_to_pos[lc.i] for lc in fe.loops} | {db_to_pos[lc.j] for lc in fe.loops}
+    boundary = {k for k in fe.keyframes if k > 0 and (recs[k].status == "ok") != (recs[k - 1].status == "ok")}
+    nodes = _thin(fe.keyframes, loop_pos | boundary, max_nodes)
+    node_of = {k: n for n, k in enumerate(nodes)}
+    T0 = np.stack([recs[k].T for k in nodes])
+    with_imu = fe.gravity is not None
+    g = fe.gravity
+    graph = PoseGraph(T0, np.stack([recs[k].v for k in nodes]) if with_imu else None,
+                      np.tile(np.r_[fe.bg, fe.ba], (len(nodes), 1)) if with_imu else None,
+                      gravity=g if with_imu else 9.81)
+    graph.add_prior(0, T0[0], _prior_information(T0[0][:3, :3], g))
+    n_lidar = 0
+    for a, b in zip(nodes[:-1], nodes[1:]):
+        if recs[b].status != "ok" or recs[a].status not in ("ok",):
+            continue
+        Ad = _adjoint(invert(recs[b].T))
+        cov = np.zeros((6, 6))
+        for r in recs[a + 1: b + 1]:
+            if r.status == "ok" and r.info is not None:
+                cov += Ad @ np.linalg.inv(r.info + 1e-6 * np.eye(6)) @ Ad.T
+        if cov.any():
+            graph.add_relative(node_of[a], node_of[b], invert(recs[a].T) @ recs[b].T, np.linalg.inv(cov), "lidar")
+            n_lidar += 1
+    n_imu = 0
+    if with_imu:
+        pairs = [(a, b) for a, b in zip(nodes[:-1], nodes[1:]) if fe._imu_covers(recs[a].t, recs[b].t)]
+        if pairs:
+            pre = preintegrate_many(fe.imu, [recs[a].t for a, _ in pairs], [recs[b].t for _, b in pairs],
+                                    fe.bg, fe.ba, imu_noise)
+            for (a, b), p in zip(pairs, pre):
+                graph.add_imu(node_of[a], node_of[b], p, imu_noise.gyro_walk, imu_noise.acc_walk)
+            n_imu = len(pairs)
+        graph.add_bias_prior(0, np.r_[fe.bg, fe.ba], np.r_[[0.01] * 3, [0.2] * 3])
+    X, X_inv = fe.X, fe.X_inv
+    loop_rows = []
+    for n, lc in enumerate(fe.loops):
+        a, b = node_of.get(db_to_pos[lc.i]), node_of.get(db_to_pos[lc.j])
+        if a is None or b is None:
+            continue
+        Ad_inv = _adjoint(X_inv)
+        graph.add_relative(a, b, X @ lc.T_i_j @ X_inv, Ad_inv.T @ lc.information @ Ad_inv, "loop")
+        loop_rows.append((n, len(graph.relative) - 1))
+    sol = graph.optimize(max_iterations=iterations, kernels={"imu": ("huber", 5.0)})
+    used = [n for n, _ in loop_rows]
+    bad = [(n, row) for n, row in loop_rows if _whitened(graph, row) > 30.0]
+    if bad:  # a closure the rest of the graph disagrees with: drop it and solve again
+        log.warning("dropping %d inconsistent loop closure(s)", len(bad))
+        rows = {row for _, row in bad}
+        graph.relative = [f for k, f in enumerate(graph.relative) if k not in rows]
+        graph.poses, graph.velocities = T0.copy(), None if not with_imu else np.stack([recs[k].v for k in nodes])
+        sol = graph.optimize(max_iterations=iterations, kernels={"imu": ("huber", 5.0)})
+        used = [n for n in used if n not in {b for b, _ in bad}]
+    T_all, v_all, b_all = _recover(recs, nodes, T0, sol.poses, sol.biases)
+    info = {"nodes": len(nodes), "lidar_factors": n_lidar, "imu_factors": n_imu, "loop_factors": len(used),
+            "cost_initial": sol.cost_initial, "cost_final": sol.cost_final, "lm_iterations": sol.iterations}
+    return BackendOutput(T_all, v_all if with_imu else None, b_all, used, info)
+
+
+def _whitened(graph: PoseGraph, row: int) -> float:
+    i, j, Z, U, _ = graph.relative[row]
+    r = se3_log(invert(Z) @ invert(graph.poses[i]) @ graph.poses[j])
+    return float(np.sum((U @ r) ** 2))
+
+
+def _recover(recs, nodes: list[int], T_before: np.ndarray, T_after: np.ndarray,
+             biases: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every frame's optimised pose: its front-end pose moved by the time-interpolated keyframe correction."""
+    C = T_after @ invert(T_before)  # [K, 4, 4] left corrections
+    t_nodes = np.array([recs[k].t for k in nodes])
+    t = np.array([r.t for r in recs])
+    idx = np.clip(np.searchsorted(t_nodes, t, side="right") - 1, 0, len(nodes) - 1)
+    nxt = np.minimum(idx + 1, len(nodes) - 1)
+    span = np.where(nxt > idx, t_nodes[nxt] - t_nodes[idx], 1.0)
+    s = np.clip((t - t_nodes[idx]) / span, 0.0, 1.0) * (nxt > idx)
+    rel = se3_log(invert(C[idx]) @ C[nxt]) * s[:, None]
+    Ck = C[idx] @ se3_exp(rel)
+    T_front = np.stack([r.T for r in recs])
+    T = Ck @ T_front
+    v = np.stack([np.zeros(3) if r.v is None else r.v for r in recs])
+    v = np.einsum("kij,kj->ki", Ck[:, :3, :3], v)
+    b = None if biases is None else biases[idx]
+    return T, v, b

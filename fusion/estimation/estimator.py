@@ -1,0 +1,185 @@
+"""The estimation stage: a Sequence in, a metric trajectory out (no network needed).
+
+``Estimator`` is the stage object (``step(frame)`` per frame, ``finish()`` at
+the end); :func:`estimate_trajectory` runs it over a whole sequence. Input
+checks live here: a log with neither LiDAR nor IMU is refused unless it has a
+camera, in which case it is accepted and flagged as needing the fusion model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import numpy as np
+
+from fuse4d.data.types import Calibration, Frame, ImuSamples, Sequence
+from fuse4d.errors import DataError
+from fuse4d.fusion.estimation.backend import optimise
+from fuse4d.fusion.estimation.config import EstimationConfig
+from fuse4d.fusion.estimation.frontend import FrameRecord, Frontend
+from fuse4d.fusion.estimation.imu import ImuNoise, check_imu
+from fuse4d.fusion.estimation.lie import so3_exp
+from fuse4d.fusion.estimation.result import EstimationResult
+from fuse4d.geometry import invert, make_T
+
+log = logging.getLogger(__name__)
+
+
+class Estimator:
+    """LiDAR-inertial estimation stage.
+
+    Args:
+        config: settings (defaults when None).
+        calibration: sensor calibration (``T_body_lidar``, ``imu_noise``).
+        sensors: sensors the log has (``camera``, ``lidar``, ``imu``).
+        imu: the whole IMU stream when known (else taken from each frame's samples).
+        path: the log's path, for error messages.
+
+    Raises:
+        DataError: neither LiDAR nor IMU nor camera; bad IMU stream (NaN, non-monotonic time).
+    """
+
+    def __init__(self, config: EstimationConfig | None = None, calibration: Calibration | None = None,
+                 sensors: set[str] | frozenset[str] = frozenset({"lidar"}), imu: ImuSamples | None = None,
+                 path=None):
+        self.config = config or EstimationConfig()
+        calib = calibration or Calibration()
+        sensors = set(sensors)
+        if not sensors & {"lidar", "imu"}:
+            if "camera" not in sensors:
+                raise DataError(path, "sequence has neither LiDAR nor IMU (nor a camera): nothing to estimate poses from")
+            warnings.warn(f"{path or 'sequence'}: camera-only log; poses need the fusion model "
+                          "(status 'needs_model', poses NaN)", stacklevel=2)
+        self.needs_model = not sensors & {"lidar", "imu"}
+        self.has_imu = "imu" in sensors
+        imu = check_imu(imu, path)
+        self.frame = "body" if self.has_imu else "lidar"
+        X = calib.T_body_lidar if self.has_imu else np.eye(4)
+        self.imu_noise = ImuNoise.from_dict(calib.imu_noise)
+        self.frontend = Frontend(self.config, X, imu, use_imu=self.has_imu and self.config.use_imu)
+        self.t: list[float] = []
+        self._tic = time.perf_counter()
+
+    def step(self, frame: Frame) -> FrameRecord | None:
+        """Track one frame (None for a camera-only log).
+
+        Raises:
+            DataError: timestamps not increasing or bad IMU samples in the frame.
+        """
+        if self.needs_model:
+            if self.t and not frame.timestamp > self.t[-1]:
+                raise DataError(None, f"frame {frame.index}: timestamp not increasing")
+            self.t.append(float(frame.timestamp))
+            return None
+        rec = self.frontend.step(frame)
+        self.t.append(rec.t)
+        return rec
+
+    def finish(self) -> EstimationResult:
+        """Optimise the keyframe graph and return the trajectory of every frame stepped so far.
+
+        Raises:
+            ValueError: no frame was stepped.
+        """
+        if not self.t:
+            raise ValueError("no frames were given to the estimator")
+        t = np.asarray(self.t)
+        S = len(t)
+        if self.needs_model:
+            return EstimationResult(t, np.full((S, 4, 4), np.nan), self.frame, ["needs_model"] * S,
+                                    [set() for _ in range(S)], needs_model=True)
+        fe, cfg = self.frontend, self.config
+        tic = time.perf_counter()
+        out = optimise(fe, self.imu_noise, cfg.graph_iterations, cfg.max_graph_nodes)
+        timings = dict(fe.timings)
+        timings.update(fe.lo.timings)
+        timings["pose_graph"] = time.perf_counter() - tic
+        T_world_odom = self._world_alignment(out.T[0], fe.gravity)
+        T = T_world_odom @ out.T
+        R_wo = T_world_odom[:3, :3]
+        vel = None if out.velocities is None else out.velocities @ R_wo.T
+        recs = fe.records
+        loops = []
+        db_to_pos = {v: k for k, v in fe.kf_lidar.items()}
+        for n in out.loops_used:
+            lc = fe.loops[n]
+            loops.append({"i": recs[db_to_pos[lc.i]].index, "j": recs[db_to_pos[lc.j]].index,
+                          "fitness": lc.fitness, "rmse": lc.rmse})
+            recs[db_to_pos[lc.j]].flags.add("loop")
+        info = dict(out.info)
+        if fe.gravity is not None:
+            info["gravity_odom"] = fe.gravity.tolist()
+        timings["total"] = time.perf_counter() - self._tic
+        return EstimationResult(
+            t, T, self.frame, [r.status for r in recs], [set(r.flags) for r in recs], _gaps(recs), loops,
+            np.array([r.fitness for r in recs]), vel, out.biases, fe.X.copy(), False, timings, info)
+
+    def _world_alignment(self, T_odom_body0: np.ndarray, gravity: np.ndarray | None) -> np.ndarray:
+        """``T_world_odom``: origin at the first body pose; z up (gravity) and yaw 0 when gravity is known."""
+        if gravity is None:
+            return invert(T_odom_body0)
+        up = -gravity / np.linalg.norm(gravity)
+        axis = np.cross(up, [0.0, 0.0, 1.0])
+        ang = np.arctan2(np.linalg.norm(axis), up[2])
+        R = so3_exp(axis / max(np.linalg.norm(axis), 1e-12) * ang)
+        Rb = R @ T_odom_body0[:3, :3]
+        yaw = np.arctan2(Rb[1, 0], Rb[0, 0])
+        R = so3_exp(np.array([0.0, 0.0, -yaw])) @ R
+        return make_T(R, -R @ T_odom_body0[:3, 3])
+
+
+def _gaps(recs: list[FrameRecord]) -> list[dict]:
+    """Spans of frames without an accepted LiDAR registration."""
+    gaps, start = [], None
+    for k, r in enumerate(recs + [None]):
+        bad = r is not None and r.status != "ok"
+        if bad and start is None:
+            start = k
+        elif not bad and start is not None:
+            carried = {recs[m].status for m in range(start, k)}
+            gaps.append({"start": recs[start].index, "stop": recs[k - 1].index + 1, "t_start": recs[start].t,
+                         "t_stop": recs[k - 1].t, "carried_by": "imu" if carried == {"imu_only"} else
+                         "constant_velocity" if carried == {"extrapolated"} else "mixed"})
+            start = None
+    return gaps
+
+
+def check_sequence(seq: Sequence) -> None:
+    """Refuse logs the estimator cannot use.
+
+    Raises:
+        DataError: neither LiDAR, IMU nor camera; a bad IMU stream (NaN, non-monotonic time).
+    """
+    if not seq.sensors & {"lidar", "imu", "camera"}:
+        raise DataError(seq.path, "sequence has neither LiDAR nor IMU (nor a camera): nothing to estimate poses from")
+    check_imu(seq.imu, seq.path)
+
+
+def estimate_trajectory(seq: Sequence, config: EstimationConfig | None = None,
+                        progress: bool = False) -> EstimationResult:
+    """Metric trajectory of ``seq`` from LiDAR and IMU (no network).
+
+    Args:
+        seq: the log (frames are loaded one at a time).
+        config: estimation settings (defaults when None).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        :class:`EstimationResult` with ``T_world_body [S, 4, 4]`` (body = IMU frame, or
+        the LiDAR frame for logs without IMU), per-frame status, gaps and loops.
+
+    Raises:
+        DataError: neither LiDAR nor IMU (and no camera), a non-monotonic IMU or frame
+            clock, NaN IMU samples.
+    """
+    check_sequence(seq)
+    est = Estimator(config, seq.calibration, seq.sensors, seq.imu, seq.path)
+    frames = range(len(seq))
+    if progress:
+        from tqdm import tqdm
+        frames = tqdm(frames, desc=f"estimating {seq.name}", unit="frame")
+    for i in frames:
+        est.step(seq[i])
+    return est.finish()
