@@ -32,10 +32,11 @@ class Lidar:
         self.elevation = np.radians(np.linspace(fov_deg[0], fov_deg[1], beams))
         self.azimuth = -np.pi + 2 * np.pi * (np.arange(azimuth_steps) + 0.5) / azimuth_steps
         self.column_time = -sweep_time * (azimuth_steps - 1 - np.arange(azimuth_steps)) / azimuth_steps
+        self._column_time32 = self.column_time.astype(np.float32)
         ce, se = np.cos(self.elevation), np.sin(self.elevation)
         ca, sa = np.cos(self.azimuth), np.sin(self.azimuth)
         self.dirs_local = np.stack([ca[:, None] * ce[None], sa[:, None] * ce[None],
-                                    np.broadcast_to(se[None], (azimuth_steps, beams))], -1)
+                                    np.broadcast_to(se[None], (azimuth_steps, beams))], -1).astype(np.float32)
         zero = np.zeros_like(sa)
         self.fan_normal_local = np.stack([-sa, ca, zero], -1)
         self.fan_fwd_local = np.stack([ca, sa, zero], -1)
@@ -59,34 +60,31 @@ class Lidar:
             lost_sector_deg: ``(start, stop)`` azimuth degrees with no returns, or None.
 
         Returns ``points [N, 4]`` float32 (LiDAR frame at capture time + intensity), ``time [N]``
-        float32 (relative to t), ``semantics [N]`` uint8, ``dynamic [N]`` bool, ``instance [N]``
-        int32, ``world [N, 3]`` float64 noise-free hit points (world frame).
+        float32 (relative to t), ``semantics [N]`` uint8, ``dynamic [N]`` bool, ``instance [N]`` int32.
         """
         R, o = T_world_lidar[:, :3, :3], T_world_lidar[:, :3, 3]
-        dirs = np.matmul(self.dirs_local, R.transpose(0, 2, 1))
+        dirs = np.matmul(self.dirs_local, R.transpose(0, 2, 1).astype(np.float32))
         fans = Fans(o, np.matmul(R, self.fan_normal_local[:, :, None])[..., 0],
                     np.matmul(R, self.fan_fwd_local[:, :, None])[..., 0], R[:, :, 2], dirs, self.fan_angle,
                     t + self.column_time)
         hits = trace(static, actors, fans, self.max_range)
         idx = hits["idx"]
+        n = self.steps * self.beams
         keep = np.ones(idx.size, bool)
         if dropout > 0:
-            keep &= rng.random(self.steps * self.beams)[idx] >= dropout
+            keep &= rng.random(n, dtype=np.float32)[idx] >= dropout
         if lost_sector_deg is not None:
             az = np.degrees(self.azimuth[idx // self.beams])
             keep &= ~((az >= lost_sector_deg[0]) & (az < lost_sector_deg[1]))
-        r = hits["t"]
-        if range_sigma > 0:
-            r = r + rng.normal(0.0, range_sigma, self.steps * self.beams)[idx]
         sel = np.flatnonzero(keep)
         ray = idx[sel]
-        d_world = dirs.reshape(-1, 3)[ray]
-        local = self.dirs_local.reshape(-1, 3)[ray] * r[sel, None]
-        cos_inc = (hits["normal"][sel] * d_world).sum(1)
+        r = hits["t"][sel]
+        if range_sigma > 0:
+            r = r + np.float32(range_sigma) * rng.standard_normal(n, dtype=np.float32)[ray]
+        out = np.empty((sel.size, 4), np.float32)
+        out[:, :3] = self.dirs_local.reshape(-1, 3)[ray] * r[:, None]
+        cos_inc = (hits["normal"][sel] * dirs.reshape(-1, 3)[ray]).sum(1)
         cls = hits["cls"][sel]
-        painted = hits["paint"][sel]
-        world = o[ray // self.beams] + hits["t"][sel, None] * d_world
-        return {"points": np.column_stack([local, intensity(cls, cos_inc, painted)]).astype(np.float32),
-                "time": self.column_time[ray // self.beams].astype(np.float32),
-                "semantics": cls, "dynamic": hits["dynamic"][sel], "instance": hits["inst"][sel],
-                "world": world}
+        out[:, 3] = intensity(cls, cos_inc, hits["paint"][sel])
+        return {"points": out, "time": self._column_time32[ray // self.beams],
+                "semantics": cls, "dynamic": hits["dynamic"][sel], "instance": hits["inst"][sel]}
