@@ -71,7 +71,7 @@ class Camera:
         miss[idx] = False
         rgb = np.empty((W * H, 3), np.float32)
         rgb[miss] = sky(flat_dirs[miss])
-        p = o.astype(np.float32) + hits["t"][:, None] * flat_dirs[idx]
+        p = o.astype(np.float32) + hits["t"][:, None] * np.take(flat_dirs, idx, axis=0)
         col = albedo(hits["cls"], p, hits["normal"], hits["color"], hits["paint"])
         rgb[idx] = shade(col, hits["normal"])
         img = rgb * np.float32(255.0)

@@ -82,8 +82,8 @@ class Lidar:
         if range_sigma > 0:
             r = r + np.float32(range_sigma) * rng.standard_normal(n, dtype=np.float32)[ray]
         out = np.empty((sel.size, 4), np.float32)
-        out[:, :3] = self.dirs_local.reshape(-1, 3)[ray] * r[:, None]
-        cos_inc = (hits["normal"][sel] * dirs.reshape(-1, 3)[ray]).sum(1)
+        out[:, :3] = np.take(self.dirs_local.reshape(-1, 3), ray, axis=0) * r[:, None]
+        cos_inc = (np.take(hits["normal"], sel, axis=0) * np.take(dirs.reshape(-1, 3), ray, axis=0)).sum(1)
         cls = hits["cls"][sel]
         out[:, 3] = intensity(cls, cos_inc, hits["paint"][sel])
         return {"points": out, "time": self._column_time32[ray // self.beams],

@@ -94,11 +94,11 @@ def cast_boxes(fans: Fans, box_center: np.ndarray, box_yaw: np.ndarray, box_size
     f_idx = ray // R
     yaw = box_yaw[p_idx, f_idx]
     c, s = np.cos(yaw), np.sin(yaw)
-    o = fans.origin[f_idx] - box_center[p_idx, f_idx]
-    d = fans.dirs.reshape(-1, 3)[ray]
+    o = np.take(fans.origin, f_idx, axis=0) - np.take(box_center.reshape(-1, 3), p_idx * F + f_idx, axis=0)
+    d = np.take(fans.dirs.reshape(-1, 3), ray, axis=0)
     o_l = np.stack([c * o[:, 0] + s * o[:, 1], -s * o[:, 0] + c * o[:, 1], o[:, 2]], -1)
     d_l = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], d[:, 2]], -1)
-    half = 0.5 * box_size[p_idx]
+    half = 0.5 * np.take(box_size, p_idx, axis=0)
     inv = 1.0 / np.where(np.abs(d_l) < 1e-12, 1e-12, d_l)
     t1 = (-half - o_l) * inv
     t2 = (half - o_l) * inv
@@ -141,7 +141,7 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
     idx = np.flatnonzero(t_all <= min(max_t, float(np.finfo(np.float32).max)))
     H = idx.size
     tri = st["tri"][idx]
-    normal = st["normal"][idx]
+    normal = np.take(st["normal"], idx, axis=0)
     cls = np.empty(H, np.uint8)
     inst = np.full(H, -1, np.int32)
     color = np.zeros((H, 3), np.float32)
@@ -151,12 +151,12 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
     tri_o = tri[o] - static.n_ground
     cls[o] = static.obj_cls[tri_o]
     inst[o] = static.obj_inst[tri_o]
-    color[o] = static.obj_color[tri_o]
+    color[o] = np.take(static.obj_color, tri_o, axis=0)
     g = np.flatnonzero(~is_obj)
     if g.size:
-        uv = st["uv"][idx[g]]
+        uv = np.take(st["uv"], idx[g], axis=0)
         tri_g = tri[g]
-        plane = static.ground_d[tri_g]
+        plane = np.take(static.ground_d, tri_g, axis=0)
         d = plane[:, 0] + uv[:, 0] * plane[:, 1] + uv[:, 1] * plane[:, 2]
         cls[g] = classify_offset(d)
         near = np.flatnonzero(lane_candidate(d))

@@ -85,7 +85,7 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
         out[m[(np.mod(q[:, 0], 0.6) < 0.04) | (np.mod(q[:, 1], 0.6) < 0.04)]] = 0.32
     m = np.flatnonzero(cls == BUILDING)
     if m.size:
-        out[m] = _facade(p[m], normal[m], base[m], fine[m])
+        out[m] = _facade(np.take(p, m, axis=0), np.take(normal, m, axis=0), np.take(base, m, axis=0), fine[m])
     return np.clip(out, 0.0, 1.0)
 
 
