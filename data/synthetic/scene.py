@@ -89,6 +89,9 @@ def place_static(terrain: Terrain, cfg: SynthConfig, rng: np.random.Generator) -
                 continue
         g = ground(xy)
         r, th, cr = rng.uniform(0.15, 0.3), rng.uniform(2.0, 3.5), rng.uniform(1.3, 2.6)
+        # crowns stay clear of the sidewalks (pedestrians walk there)
+        d = float(terrain.lateral(xy[0], xy[1])[0])
+        cr = min(cr, max(0.8, (-d + SIDEWALK_OUT[0] if d < 0 else d - SIDEWALK_IN[1]) - 0.2))
         rows.append((CYLINDER, (*xy, g + 0.5 * th - 0.15), (2 * r, 2 * r, th + 0.3), 0.0, VEGETATION, -1,
                      np.array([0.35, 0.25, 0.15], np.float32)))
         rows.append((SPHERE, (*xy, g + th + 0.6 * cr), (2 * cr, 2 * cr, 1.7 * cr), 0.0, VEGETATION, -1,
