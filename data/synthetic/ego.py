@@ -137,9 +137,26 @@ class EgoTrajectory:
         return {"p": p, "v": v, "a": a, "R": R, "omega": omega_b, "f": f, "u": u}
 
     def poses(self, t: np.ndarray) -> np.ndarray:
-        """``T_world_body`` at times ``t [T]`` → ``[T, 4, 4]``."""
-        k = self.kinematics(t)
-        return make_T(k["R"], k["p"])
+        """``T_world_body`` at times ``t [T]`` → ``[T, 4, 4]`` (same values as :meth:`kinematics`)."""
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        L = self.loop
+        u, du, _ = self.param(t)
+        c, c1 = L.curve(u), L.curve(u, 1)
+        T = np.zeros((len(t), 4, 4))
+        T[:, :2, 3] = c
+        T[:, 2, 3] = L.road_height(c[:, 1]) + L.body_height
+        vx, vy = c1[:, 0] * du, c1[:, 1] * du
+        vz = L.road_height(c[:, 1], 1) * c1[:, 1] * du
+        vh = np.sqrt(vx * vx + vy * vy)
+        cy, sy = vx / vh, vy / vh
+        n = np.sqrt(vh * vh + vz * vz)
+        cp, sp = vh / n, vz / n
+        # R = Rz(yaw) Ry(-pitch)
+        T[:, 0, 0], T[:, 0, 1], T[:, 0, 2] = cy * cp, -sy, -cy * sp
+        T[:, 1, 0], T[:, 1, 1], T[:, 1, 2] = sy * cp, cy, -sy * sp
+        T[:, 2, 0], T[:, 2, 2] = sp, cp
+        T[:, 3, 3] = 1.0
+        return T
 
 
 def rot_z(a: np.ndarray) -> np.ndarray:

@@ -75,9 +75,9 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
     p = p.astype(np.float32)
     fine = value_noise(p, 0.12)
     coarse = value_noise(p, 0.7)
-    k = _K[cls]
+    k = np.take(_K, cls, axis=0)
     bright = k[:, 0] + k[:, 1] * fine + k[:, 2] * coarse
-    out = np.where(_USE_BASE[cls][:, None], base, _CLASS_RGB[cls]) * bright[:, None]
+    out = np.where(np.take(_USE_BASE, cls)[:, None], base, np.take(_CLASS_RGB, cls, axis=0)) * bright[:, None]
     out[paint] = 0.85
     m = np.flatnonzero(cls == SIDEWALK)
     if m.size:
