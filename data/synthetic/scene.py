@@ -42,12 +42,14 @@ def place_static(terrain: Terrain, cfg: SynthConfig, rng: np.random.Generator) -
     L = terrain.length
 
     def frame(s: float, d: float) -> tuple[np.ndarray, float]:
+        """xy [2] at arc length s and lateral offset d, and the road heading there (rad)."""
         u = terrain.u_at(s)
         xy = loop.offset_point(np.array(u), np.array(d))
         t = loop.curve(u, 1)
         return xy, float(np.arctan2(t[1], t[0]))
 
     def ground(xy: np.ndarray) -> float:
+        """Ground height (m) at xy."""
         return float(terrain.height_at(xy[0], xy[1]))
 
     # buildings along the outside of the loop
