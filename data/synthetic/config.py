@@ -69,7 +69,7 @@ class SynthConfig:
     pedestrians: int = 8
     parked_car_probability: float = 0.45
     # static world
-    world_margin: float = 42.0
+    world_margin: float = 46.0
     terrain_spacing: float = 0.25
     tree_count: int = 60
     # ground truth

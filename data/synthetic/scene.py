@@ -52,16 +52,18 @@ def place_static(terrain: Terrain, cfg: SynthConfig, rng: np.random.Generator) -
         """Ground height (m) at xy."""
         return float(terrain.height_at(xy[0], xy[1]))
 
-    # buildings along the outside of the loop
-    s = 0.0
-    while s < L - 10:
-        w, dep, h = rng.uniform(8, 18), rng.uniform(8, 14), rng.uniform(6, 22)
-        xy, yaw = frame(s + w / 2, -(rng.uniform(11.5, 15) + dep / 2))
-        base = ground(xy) - 3.0
-        top = ground(xy) + h
-        rows.append((BOX, (*xy, 0.5 * (base + top)), (w, dep, top - base), yaw, BUILDING, -1,
-                     BUILDING_COLORS[rng.integers(len(BUILDING_COLORS))]))
-        s += w + rng.uniform(3, 10)
+    # two rows of buildings along the outside of the loop (the back row taller)
+    for setback, depth, height in (((11.5, 15.0), (8, 14), (6, 22)), ((31.0, 33.0), (7, 10), (12, 30))):
+        s = start = rng.uniform(0, 10)
+        while s < start + L - 10:
+            w, dep, h = rng.uniform(8, 18), rng.uniform(*depth), rng.uniform(*height)
+            d = -(rng.uniform(*setback) + dep / 2)
+            stretch = float(np.linalg.norm(frame(s + 1.0, d)[0] - frame(s, d)[0]))  # offset-curve m per loop m
+            xy, yaw = frame(s + 0.5 * w / stretch, d)
+            base, top = ground(xy) - 3.0, ground(xy) + h
+            rows.append((BOX, (*xy, 0.5 * (base + top)), (w, dep, top - base), yaw, BUILDING, -1,
+                         BUILDING_COLORS[rng.integers(len(BUILDING_COLORS))]))
+            s += (w + rng.uniform(2, 8)) / stretch
     # a few buildings in the park inside the loop, clear of the street
     lo, hi = terrain.curve_xy.min(0), terrain.curve_xy.max(0)
     placed = 0
