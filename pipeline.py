@@ -59,8 +59,6 @@ class Result:
         """A few human-readable lines about the run."""
         n_ok = int(np.isfinite(self.T_world_body[:, 0, 0]).sum())
         lines = [f"run        {self.out_dir}", f"poses      {n_ok} of {len(self.t)} frames ({self.frame} frame)"]
-        if self.gaps:
-            lines.append("gaps       " + ", ".join(f"frames {a}–{b - 1}" for a, b in self.gaps))
         for f in self.flags:
             lines.append(f"note       {f}")
         if "ate_rmse_m" in self.metrics:
@@ -97,7 +95,8 @@ class Pipeline:
                 or ``out_dir`` holds a different run and ``overwrite`` is False.
         """
         from fuse4d.data.trajectory import write_tum
-        from fuse4d.fusion.estimation import EstimationConfig, estimate_trajectory
+        from fuse4d.fusion.estimation.config import EstimationConfig
+        from fuse4d.fusion.estimation.estimator import estimate_trajectory
         from fuse4d.store import RunStore
 
         out = Path(out_dir)
@@ -117,15 +116,15 @@ class Pipeline:
             store = RunStore.create(store_path, config=cfg_dict, source=source, n_frames=len(seq), overwrite=overwrite)
         _atomic_text(out / "config.yaml", yaml.safe_dump({"fuse4d": __version__, **cfg_dict}, sort_keys=False))
 
-        est_cfg = EstimationConfig(**self.config.estimation)
+        est_cfg = EstimationConfig.from_dict(self.config.estimation)
         est = estimate_trajectory(seq, est_cfg, progress=progress)
 
         store.write_frames("poses", 0, est.T_world_body)
         store.write_frames("timestamps", 0, est.t)
+        store.update_meta(estimation=est.summary(), loops=est.loops)
         store.mark_done(len(seq))
 
-        write_tum(out / "trajectory.txt", est.t, est.T_world_body, frame=est.frame,
-                  comment=f"(fuse4d {__version__}, source {source})")
+        est.write_tum(out / "trajectory.txt")
         gt = seq.gt_poses
         if gt is not None and seq.has_ground_truth_poses:
             gt_frame = gt
@@ -142,8 +141,15 @@ class Pipeline:
         if spans:
             _atomic_text(out / "degradations.json", json.dumps(spans, indent=1))
 
+        flags = []
+        if est.needs_model:
+            flags.append("needs_model: no LiDAR or IMU, camera-only poses need the fusion model (no checkpoint yet)")
+        if est.loops:
+            flags.append(f"{len(est.loops)} loop closure(s) verified and added to the pose graph")
+        for g in est.gaps:
+            flags.append(f"LiDAR gap frames {g['start']}–{g['stop'] - 1} carried by {g.get('carried_by', '?')}")
         result = Result(out, est.t, est.T_world_body, est.frame, status=list(est.status),
-                        flags=list(getattr(est, "flags", [])), gaps=[tuple(g) for g in getattr(est, "gaps", [])])
+                        flags=flags, gaps=[(int(g["start"]), int(g["stop"])) for g in est.gaps])
         if (out / "groundtruth.txt").exists():
             from fuse4d.evaluation import evaluate_run
             try:
