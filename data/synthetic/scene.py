@@ -53,7 +53,7 @@ def place_static(terrain: Terrain, cfg: SynthConfig, rng: np.random.Generator) -
         return float(terrain.height_at(xy[0], xy[1]))
 
     # two rows of buildings along the outside of the loop (the back row taller)
-    for setback, depth, height in (((11.5, 15.0), (8, 14), (6, 22)), ((31.0, 33.0), (7, 10), (12, 30))):
+    for setback, depth, height in (((11.5, 15.0), (8, 14), (6, 22)), ((31.0, 33.0), (7, 10), (8, 24))):
         s = start = rng.uniform(0, 10)
         while s < start + L - 10:
             w, dep, h = rng.uniform(8, 18), rng.uniform(*depth), rng.uniform(*height)

@@ -19,15 +19,21 @@ assert len(REFLECTIVITY) == NUM_CLASSES
 
 
 def value_noise(p: np.ndarray, scale: float) -> np.ndarray:
-    """Blocky hash noise in [0, 1) of points ``p [N, k]`` on a lattice of ``scale`` metres → ``[N]``."""
-    q = np.floor(p / scale).astype(np.int64).astype(np.uint32)
-    h = np.full(q.shape[0], 2166136261, np.uint32)
-    for k, prime in zip(range(q.shape[1]), (73856093, 19349663, 83492791)):
-        h = (h ^ (q[:, k] * np.uint32(prime))) * np.uint32(16777619)
+    """Blocky hash noise in [0, 1) of points ``p [N, k]`` (k ≤ 3) on a lattice of ``scale`` metres → ``[N]``."""
+    q = np.floor(np.asarray(p, np.float32).T * np.float32(1.0 / scale)).astype(np.int32).view(np.uint32)
+    h = np.full(q.shape[1], 2166136261, np.uint32)
+    for row, prime in zip(q, (73856093, 19349663, 83492791)):
+        h ^= row * np.uint32(prime)
+        h *= np.uint32(16777619)
     h ^= h >> np.uint32(13)
     h *= np.uint32(1274126177)
     h ^= h >> np.uint32(16)
-    return h.astype(np.float32) / np.float32(2 ** 32)
+    return h.astype(np.float32) * np.float32(2.0 ** -32)
+
+
+def _frac(x: np.ndarray) -> np.ndarray:
+    """Fractional part ``x - floor(x)`` in [0, 1)."""
+    return x - np.floor(x)
 
 
 def lane_candidate(d: np.ndarray) -> np.ndarray:
@@ -81,8 +87,8 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
     out[paint] = 0.85
     m = np.flatnonzero(cls == SIDEWALK)
     if m.size:
-        q = p[m]
-        out[m[(np.mod(q[:, 0], 0.6) < 0.04) | (np.mod(q[:, 1], 0.6) < 0.04)]] = 0.32
+        q = np.take(p, m, axis=0) * np.float32(1 / 0.6)
+        out[m[(_frac(q[:, 0]) < 0.067) | (_frac(q[:, 1]) < 0.067)]] = 0.32
     m = np.flatnonzero(cls == BUILDING)
     if m.size:
         out[m] = _facade(np.take(p, m, axis=0), np.take(normal, m, axis=0), np.take(base, m, axis=0), fine[m])
@@ -90,21 +96,25 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
 
 
 def _facade(p: np.ndarray, normal: np.ndarray, base: np.ndarray, fine: np.ndarray) -> np.ndarray:
-    """Stone blocks with mortar, windows every 3.2 m × 3 m; plain dark roofs."""
-    t = np.stack([-normal[:, 1], normal[:, 0]], -1)
-    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-6)
-    a = np.einsum("ij,ij->i", p[:, :2], t)
+    """Stone blocks (0.9 × 0.45 m) with mortar, windows every 3.2 m × 3 m; plain dark roofs."""
+    tx, ty = -normal[:, 1], normal[:, 0]
+    inv = 1.0 / np.maximum(np.sqrt(tx * tx + ty * ty), 1e-6)
+    a = (p[:, 0] * tx + p[:, 1] * ty) * inv
     z = p[:, 2]
-    row = np.floor(z / 0.45)
-    a_shift = a + 0.45 * (np.mod(row, 2))
-    mortar = (np.mod(z, 0.45) < 0.05) | (np.mod(a_shift, 0.9) < 0.05)
-    block = value_noise(np.stack([np.floor(a_shift / 0.9), row], -1), 1.0)
-    c = base * (0.75 + 0.35 * block + 0.1 * fine)[:, None]
-    c = np.where(mortar[:, None], base * 0.55, c)
-    window = (np.mod(a, 3.2) > 1.0) & (np.mod(a, 3.2) < 2.4) & (np.mod(z, 3.0) > 1.0) & (np.mod(z, 3.0) < 2.3)
-    c = np.where(window[:, None], np.array([0.12, 0.15, 0.22], np.float32), c)
+    zr = z * np.float32(1 / 0.45)
+    row = np.floor(zr)
+    ar = a * np.float32(1 / 0.9) + 0.5 * (row - 2 * np.floor(row * 0.5))
+    col = np.floor(ar)
+    mortar = (zr - row < 0.11) | (ar - col < 0.055)
+    block = value_noise(np.stack([col, row], -1), 1.0)
+    shade = np.where(mortar, np.float32(0.55), 0.75 + 0.35 * block + 0.1 * fine)
+    wa, wz = _frac(a * np.float32(1 / 3.2)), _frac(z * np.float32(1 / 3.0))
+    window = (wa > 0.3125) & (wa < 0.75) & (wz > 0.333) & (wz < 0.767)
+    c = base * shade[:, None]
+    c[window] = (0.12, 0.15, 0.22)
     roof = np.abs(normal[:, 2]) > 0.9
-    return np.where(roof[:, None], np.float32(0.3) + 0.1 * fine[:, None], c).astype(np.float32)
+    c[roof] = (0.3 + 0.1 * fine[roof])[:, None]
+    return c.astype(np.float32)
 
 
 def shade(col: np.ndarray, normal: np.ndarray) -> np.ndarray:
@@ -115,9 +125,9 @@ def shade(col: np.ndarray, normal: np.ndarray) -> np.ndarray:
 
 def sky(dirs: np.ndarray) -> np.ndarray:
     """Sky colour ``[N, 3]`` for unit-free ray directions ``[N, 3]`` (lighter near the horizon)."""
-    elev = dirs[:, 2] / np.linalg.norm(dirs, axis=1)
-    k = np.clip(elev * 2.0, 0.0, 1.0)[:, None]
-    return ((1 - k) * np.array([0.8, 0.85, 0.92]) + k * np.array([0.45, 0.62, 0.9])).astype(np.float32)
+    elev = dirs[:, 2] / np.sqrt((dirs * dirs).sum(1))
+    k = np.clip(elev * 2.0, 0.0, 1.0).astype(np.float32)[:, None]
+    return np.float32([0.8, 0.85, 0.92]) + k * np.float32([-0.35, -0.23, -0.02])
 
 
 def intensity(cls: np.ndarray, cos_incidence: np.ndarray, painted: np.ndarray) -> np.ndarray:
