@@ -94,11 +94,32 @@ class SynthConfig:
         for d in self.degradations:
             _check_span(d)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (tuples become lists), as stored in ``metadata["config"]``."""
+        return {f.name: _lists(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SynthConfig":
+        """Inverse of :meth:`to_dict`; raises ConfigError on unknown fields or bad values."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown SynthConfig fields {unknown}")
+        return cls(**{k: _tuples(v) for k, v in d.items()})
+
     @property
     def imu_noise_dict(self) -> dict[str, float]:
         """Noise densities as stored in ``Calibration.imu_noise``."""
         return {"acc_noise": self.acc_noise_density, "gyro_noise": self.gyro_noise_density,
                 "acc_walk": self.acc_random_walk, "gyro_walk": self.gyro_random_walk}
+
+
+def _lists(v: Any) -> Any:
+    return [_lists(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def _tuples(v: Any) -> Any:
+    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def _check_span(d: tuple[str, float, float]) -> None:

@@ -149,7 +149,7 @@ class World:
                                 "degradations": [dict(s, t_start=float(self.times[s["start"]]),
                                                       t_stop=float(self.times[s["stop"] - 1])) for s in self.spans],
                                 "ground_truth": list(GROUND_TRUTH_LAYERS),
-                                "source": f"synthetic:{scenario}:{self.seed}"}
+                                "source": f"synthetic:{scenario}:{self.seed}", "config": self.cfg.to_dict()}
         return Sequence(self.times, self.frame, calibration=self.calibration, sensors={"camera", "lidar", "imu"},
                         imu=self.imu, gt_poses=self.ego.poses(self.times) if self.frames else np.zeros((0, 4, 4)),
                         metadata=meta, name=f"synthetic-{scenario}-{self.seed}", gt_maps=self.gt_maps)

@@ -54,6 +54,10 @@ class TestSpans:
         with pytest.raises(ConfigError, match="unknown degradation"):
             SynthConfig(degradations=(("rain", 0.1, 0.2),))
 
+    def test_config_from_dict_rejects_unknown_fields(self):
+        with pytest.raises(ConfigError, match="unknown SynthConfig fields"):
+            SynthConfig.from_dict({"lidar_beams": 16, "fog": 1})
+
     def test_user_config_wins_over_scenario_traffic(self):
         cfg = resolve_config("dense_traffic", SynthConfig(pedestrians=3))
         assert cfg.pedestrians == 3 and cfg.cars_oncoming == 12

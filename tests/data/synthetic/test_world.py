@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
 import pytest
 
-from fuse4d.data.synthetic import SCENARIOS, synthesize
+from fuse4d.data.synthetic import SCENARIOS, SynthConfig, synthesize
 from fuse4d.data.synthetic.world import _static_world
 from fuse4d.data.types import Sequence
 from fuse4d.geometry import rotation_angle
@@ -26,6 +27,8 @@ class TestSequenceContract:
         assert seq.gt_poses.shape == (12, 4, 4)
         np.testing.assert_allclose(seq.gt_poses[0], np.eye(4), atol=1e-12)
         assert seq.imu.rate_hz == pytest.approx(200.0)
+        assert json.loads(json.dumps(seq.metadata)) == seq.metadata
+        assert SynthConfig.from_dict(seq.metadata["config"]) == small_config
 
     def test_frame_layers(self, default_world):
         f = default_world.frame(5)
