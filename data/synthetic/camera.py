@@ -1,7 +1,7 @@
 """Pinhole RGB camera with ground-truth depth, semantics and dynamic mask.
 
 Camera axes: x right, y down, z forward. A global shutter at the frame time;
-each pixel column is one ray fan (for the moving-box caster). Depth is the
+each pixel row is one ray fan (for the moving-box caster). Depth is the
 z-depth in the camera frame (float32 metres, 0 = sky/no hit).
 """
 
@@ -32,14 +32,14 @@ class Camera:
         self.K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
         xn = (np.arange(width) + 0.5 - width / 2) / f
         yn = (np.arange(height) + 0.5 - height / 2) / f
-        # [W, H, 3] rays with z = 1, so hit t equals z-depth
-        self.dirs_cam = np.stack(np.broadcast_arrays(xn[:, None], yn[None, :], 1.0), -1).astype(np.float32)
-        norm = np.sqrt(1.0 + xn * xn)[:, None]
-        zero, one = np.zeros_like(xn), np.ones_like(xn)
-        self.fan_normal_cam = np.stack([one, zero, -xn], -1) / norm
-        self.fan_fwd_cam = np.stack([xn, zero, one], -1) / norm
-        self.fan_up_cam = np.stack([zero, one, zero], -1)
-        self.fan_angle = np.arctan2(yn[None, :], norm)
+        # [H, W, 3] rays with z = 1, so hit t equals z-depth; each pixel row is one fan
+        self.dirs_cam = np.stack(np.broadcast_arrays(xn[None, :], yn[:, None], 1.0), -1).astype(np.float32)
+        norm = np.sqrt(1.0 + yn * yn)[:, None]
+        zero, one = np.zeros_like(yn), np.ones_like(yn)
+        self.fan_normal_cam = np.stack([zero, one, -yn], -1) / norm
+        self.fan_fwd_cam = np.stack([zero, yn, one], -1) / norm
+        self.fan_up_cam = np.stack([one, zero, zero], -1)
+        self.fan_angle = np.arctan2(xn[None, :], norm)
 
     @classmethod
     def from_config(cls, cfg: SynthConfig) -> "Camera":
@@ -62,8 +62,8 @@ class Camera:
         R, o = T_world_cam[:3, :3], T_world_cam[:3, 3]
         W, H = self.width, self.height
         dirs = self.dirs_cam @ R.T.astype(np.float32)
-        fans = Fans(np.broadcast_to(o, (W, 3)), self.fan_normal_cam @ R.T, self.fan_fwd_cam @ R.T,
-                    self.fan_up_cam @ R.T, dirs, self.fan_angle, np.full(W, t))
+        fans = Fans(np.broadcast_to(o, (H, 3)), self.fan_normal_cam @ R.T, self.fan_fwd_cam @ R.T,
+                    self.fan_up_cam @ R.T, dirs, self.fan_angle, np.full(H, t))
         hits = trace(static, actors, fans)
         idx = hits["idx"]
         flat_dirs = dirs.reshape(-1, 3)
@@ -79,13 +79,12 @@ class Camera:
             img = img * np.float32(0.04) + np.float32(3.0) + rng.normal(0.0, 4.0, img.shape).astype(np.float32)
         elif noise_sigma > 0:
             img += _GAUSS_LUT[rng.integers(0, 256, img.shape, dtype=np.uint8)] * np.float32(noise_sigma)
-        image = np.clip(img + np.float32(0.5), 0, 255).astype(np.uint8).reshape(W, H, 3).transpose(1, 0, 2)
+        image = np.clip(img + np.float32(0.5), 0, 255).astype(np.uint8).reshape(H, W, 3)
         depth = np.zeros(W * H, np.float32)
         depth[idx] = hits["t"]
         sem = np.zeros(W * H, np.uint8)
         sem[idx] = hits["cls"]
         dyn = np.zeros(W * H, bool)
         dyn[idx] = hits["dynamic"]
-        return {"image": np.ascontiguousarray(image), "depth": np.ascontiguousarray(depth.reshape(W, H).T),
-                "semantics": np.ascontiguousarray(sem.reshape(W, H).T),
-                "dynamic": np.ascontiguousarray(dyn.reshape(W, H).T)}
+        return {"image": image, "depth": depth.reshape(H, W), "semantics": sem.reshape(H, W),
+                "dynamic": dyn.reshape(H, W)}

@@ -140,19 +140,19 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
         t_all[b_ray] = box["t"][nearer].astype(np.float32)
     idx = np.flatnonzero(t_all <= min(max_t, float(np.finfo(np.float32).max)))
     H = idx.size
-    tri = st["tri"][idx]
+    tri = st["tri"][idx].astype(np.int64)
     normal = np.take(st["normal"], idx, axis=0)
     cls = np.empty(H, np.uint8)
     inst = np.full(H, -1, np.int32)
     color = np.zeros((H, 3), np.float32)
     paint = np.zeros(H, bool)
-    is_obj = tri >= static.n_ground
-    o = np.flatnonzero(is_obj)
+    # rays that only hit a moving box carry an invalid triangle id (>= n_triangles)
+    o = np.flatnonzero((tri >= static.n_ground) & (tri < static.n_triangles))
     tri_o = tri[o] - static.n_ground
     cls[o] = static.obj_cls[tri_o]
     inst[o] = static.obj_inst[tri_o]
     color[o] = np.take(static.obj_color, tri_o, axis=0)
-    g = np.flatnonzero(~is_obj)
+    g = np.flatnonzero(tri < static.n_ground)
     if g.size:
         uv = np.take(st["uv"], idx[g], axis=0)
         tri_g = tri[g]

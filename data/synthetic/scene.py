@@ -156,6 +156,7 @@ class StaticScene:
         gv, gt, _ = terrain.mesh()
         pv, pt, owner = prims.mesh()
         self.n_ground = len(gt)
+        self.n_triangles = len(gt) + len(pt)
         self.vertices = np.concatenate([gv, pv]).astype(np.float32)
         self.triangles = np.concatenate([gt, pt + len(gv)]).astype(np.uint32)
         self.obj_prim = owner
@@ -176,7 +177,7 @@ class StaticScene:
         """First hits of fans of rays: ``origins [F, 3]``, ``dirs [F, R, 3]`` (t in units of |dir|).
 
         Returns, flattened fan-major to ``N = F*R``: ``t [N]`` float32 (inf = miss), ``tri [N]``
-        int64 (triangle id, 0 on a miss), ``uv [N, 2]`` barycentrics and ``normal [N, 3]``
+        uint32 (triangle id, invalid on a miss), ``uv [N, 2]`` barycentrics and ``normal [N, 3]``
         float32 (outward: every mesh is wound counter-clockwise seen from outside, the
         ground faces up).
         """
@@ -185,7 +186,5 @@ class StaticScene:
         rays[..., :3] = origins[:, None, :]
         rays[..., 3:] = dirs
         ans = self._scene.cast_rays(o3d.core.Tensor(rays.reshape(-1, 6)), nthreads=self.threads)
-        t = ans["t_hit"].numpy()
-        tri = ans["primitive_ids"].numpy().astype(np.int64)
-        tri[~np.isfinite(t)] = 0
-        return {"t": t, "tri": tri, "uv": ans["primitive_uvs"].numpy(), "normal": ans["primitive_normals"].numpy()}
+        return {"t": ans["t_hit"].numpy(), "tri": ans["primitive_ids"].numpy(), "uv": ans["primitive_uvs"].numpy(),
+                "normal": ans["primitive_normals"].numpy()}
