@@ -42,7 +42,7 @@ class Fans:
 def _candidates(fans: Fans, centre: np.ndarray, radius: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
     """(part, ray) pairs whose ray may hit the bounding sphere of the part."""
     F, R = fans.angle.shape
-    rel = (centre - fans.origin[None]).transpose(1, 0, 2)
+    rel = centre.transpose(1, 0, 2) - fans.origin[:, None, :]
     basis = np.stack([fans.normal, fans.fwd, fans.up], -1)
     dist, x, y = np.matmul(rel, basis).transpose(2, 1, 0)
     rho2 = radius[:, None] ** 2 - dist ** 2

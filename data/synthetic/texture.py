@@ -12,7 +12,7 @@ import numpy as np
 from fuse4d.data.classes import BUILDING, NUM_CLASSES, POLE, ROAD, SIDEWALK, TERRAIN, VEGETATION
 from fuse4d.data.synthetic.terrain import CENTRE_LINE, ROAD_EDGES
 
-SUN = np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])
+SUN = (np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])).astype(np.float32)
 #: LiDAR reflectivity per class
 REFLECTIVITY = np.array([0.1, 0.12, 0.25, 0.35, 0.45, 0.5, 0.6, 0.3, 0.3, 0.55], np.float32)
 assert len(REFLECTIVITY) == NUM_CLASSES
@@ -119,8 +119,8 @@ def _facade(p: np.ndarray, normal: np.ndarray, base: np.ndarray, fine: np.ndarra
 
 def shade(col: np.ndarray, normal: np.ndarray) -> np.ndarray:
     """Lambert shading with ambient light: ``[N, 3]`` albedo × (0.4 + 0.6 max(0, n·sun))."""
-    lam = np.clip(normal @ SUN, 0.0, None)
-    return col * (0.4 + 0.6 * lam)[:, None].astype(np.float32)
+    lam = np.maximum(normal.astype(np.float32, copy=False) @ SUN, np.float32(0.0))
+    return col * (np.float32(0.4) + np.float32(0.6) * lam)[:, None]
 
 
 def sky(dirs: np.ndarray) -> np.ndarray:
