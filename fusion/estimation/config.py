@@ -20,8 +20,8 @@ class EstimationConfig:
         velocity), velocity_window (LiDAR frames in the velocity fit), gravity.
     Pose graph: keyframe_distance, keyframe_angle_deg, keyframe_max_frames,
         max_graph_nodes (keyframes are thinned above it), graph_iterations,
-        lidar_point_sigma (m, residual scale of the ICP Hessian),
-        lidar_effective_points (independent points assumed per registration),
+        lidar_point_sigma (m: registration information = ICP Hessian / σ²; σ is
+        inflated over the sensor noise because residuals of one sweep are correlated),
         mode (``batch``: one optimisation at the end; ``window``: also a sliding
         window of ``window_size`` keyframes while streaming).
     Loop closure: loop_closure, loop_search_radius, loop_drift_fraction,
@@ -31,7 +31,7 @@ class EstimationConfig:
     max_range: float = 100.0
     min_range: float = 1.0
     voxel_size: float | None = None
-    max_points_per_voxel: int = 20
+    max_points_per_voxel: int = 10
     point_to_plane: bool = True
     initial_threshold: float = 2.0
     min_motion: float = 0.1
@@ -48,7 +48,6 @@ class EstimationConfig:
     max_graph_nodes: int = 150
     graph_iterations: int = 12
     lidar_point_sigma: float = 0.1
-    lidar_effective_points: float = 50.0
     mode: str = "batch"
     window_size: int = 10
     loop_closure: bool = True
@@ -63,7 +62,7 @@ class EstimationConfig:
         if self.voxel_size is None:
             self.voxel_size = self.max_range / 100.0
         for name in ("max_range", "voxel_size", "initial_threshold", "gravity", "keyframe_distance",
-                     "lidar_point_sigma", "lidar_effective_points"):
+                     "lidar_point_sigma"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"EstimationConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if self.mode not in ("batch", "window"):

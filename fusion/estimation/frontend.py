@@ -168,8 +168,7 @@ class Frontend:
         if not step.first:
             if step.fitness < self.cfg.min_fitness:
                 rec.status = "lidar_rejected"
-            rec.info = step.hessian * self.cfg.lidar_effective_points / (
-                self.cfg.lidar_point_sigma ** 2 * max(step.n_source, 1))
+            rec.info = step.hessian / self.cfg.lidar_point_sigma ** 2
         return rec
 
     def _update_velocity(self, rec: FrameRecord, v_pred: np.ndarray | None) -> None:

@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from fuse4d.fusion.estimation.deskew import MotionModel, constant_velocity_motion, deskew
 from fuse4d.fusion.estimation.geometry_checks import degeneracy
 from fuse4d.fusion.estimation.lie import orthonormalize
 from fuse4d.fusion.estimation.registration import AdaptiveThreshold, register_to_map
-from fuse4d.fusion.estimation.voxel_map import VoxelMap, voxel_downsample, voxel_downsample_mask
+from fuse4d.fusion.estimation.voxel_map import VoxelMap, voxel_downsample, voxel_keys
 from fuse4d.geometry import invert
 
 
@@ -65,7 +66,7 @@ class LidarOdometry:
     """
 
     def __init__(self, voxel_size: float = 1.0, max_range: float = 100.0, min_range: float = 0.0,
-                 max_points_per_voxel: int = 20, point_to_plane: bool = True, initial_threshold: float = 2.0,
+                 max_points_per_voxel: int = 10, point_to_plane: bool = True, initial_threshold: float = 2.0,
                  min_motion: float = 0.1, max_iterations: int = 50, deskew: bool = True):
         self.voxel_size, self.max_range, self.min_range = float(voxel_size), float(max_range), float(min_range)
         self.point_to_plane, self.max_iterations, self.deskew = point_to_plane, int(max_iterations), deskew
@@ -74,8 +75,9 @@ class LidarOdometry:
         self.last_pose: np.ndarray | None = None
         self.last_delta = np.eye(4)
         self.last_dt: float | None = None
-        self.kernel_scale = 1.0
-        self.min_threshold, self.refine, self.refine_threshold = 1.5, False, 1.0
+        self.kernel_scale = 0.5
+        self.tolerance = 5e-4
+        self.min_threshold, self.refine, self.refine_threshold = 1.0, False, 1.0
         self._first: tuple | None = None  # first sweep, re-deskewed once the motion is known
         #: seconds spent per stage (preprocess, registration, map_update), summed over sweeps
         self.timings: dict[str, float] = {}
@@ -92,11 +94,13 @@ class LidarOdometry:
         """
         xyz = np.asarray(points)[:, :3]
         r2 = np.einsum("ij,ij->i", xyz, xyz)
-        keep = (r2 <= self.max_range ** 2) & (r2 >= self.min_range ** 2)  # NaN compares False
-        xyz = xyz[keep]
-        tau = None if point_time is None else np.asarray(point_time).reshape(-1)[keep]
-        keep = voxel_downsample_mask(xyz, 0.5 * self.voxel_size)
-        return xyz[keep].astype(np.float64), None if tau is None else tau[keep].astype(np.float64)
+        with np.errstate(invalid="ignore"):  # NaN rows get junk keys, masked below
+            keys = voxel_keys(xyz, 0.5 * self.voxel_size)
+        inside = (r2 <= self.max_range ** 2) & (r2 >= self.min_range ** 2)  # NaN compares False
+        keys[~inside] = -1
+        keep = np.flatnonzero(~pd.Series(keys).duplicated().to_numpy() & inside)
+        tau = None if point_time is None else np.asarray(point_time).reshape(-1)[keep].astype(np.float64)
+        return xyz[keep].astype(np.float64), tau
 
     def predict(self) -> np.ndarray | None:
         """Constant-velocity prediction of the next pose ``[4, 4]`` (None before the first sweep)."""
@@ -140,6 +144,8 @@ class LidarOdometry:
         bootstrap = self._first is not None
         if bootstrap:
             res, frame, source = self._bootstrap(res, frame, source, points, point_time, dt, sigma)
+            # the wide start-up threshold covered an unknown motion; from now on the prediction is informed
+            self.threshold.initial = min(self.threshold.initial, self.voxel_size / 3.0)
         tic = self._tick("registration", tic)
         if not bootstrap and widen == 1.0:  # a motion-less first guess or a gap says nothing of the prediction
             self.threshold.update(invert(T_init) @ res.T)
@@ -180,7 +186,7 @@ class LidarOdometry:
         T, res = T_init, None
         for thr in stages:
             res = register_to_map(source, self.map, T, thr, self.kernel_scale * thr / 3.0,
-                                  self.point_to_plane, self.max_iterations)
+                                  self.point_to_plane, self.max_iterations, self.tolerance)
             T = res.T
         return res
 

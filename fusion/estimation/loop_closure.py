@@ -158,7 +158,7 @@ class LoopDetector:
             return None
         # Hessian is for a left perturbation in i's frame; express it in j's frame (pose-graph residual frame)
         Ad = _adjoint(T)
-        info = Ad.T @ res.hessian @ Ad / (self.point_sigma ** 2 * max(len(src), 1) / 50.0)
+        info = Ad.T @ res.hessian @ Ad / self.point_sigma ** 2
         return LoopClosure(i, j, T, info, res.fitness, res.rmse)
 
     def detect(self, j: int) -> LoopClosure | None:

@@ -92,7 +92,9 @@ class _GraphModel(nn.Module):
             J = [f[1] for f in self.imu]
             pre = [f[2] for f in self.imu]
             self.imu_i, self.imu_j = torch.tensor(I), torch.tensor(J)
-            self.dR = pp.mat2SO3(torch.from_numpy(np.stack([p.dR for p in pre])), check=False)
+            dR = np.tile(np.eye(4), (len(pre), 1, 1))
+            dR[:, :3, :3] = np.stack([p.dR for p in pre])
+            self.dR_se3 = pp.mat2SE3(torch.from_numpy(dR), check=False)
             self.dv = torch.from_numpy(np.stack([p.dv for p in pre]))
             self.dp = torch.from_numpy(np.stack([p.dp for p in pre]))
             self.Jb = torch.from_numpy(np.stack([p.J for p in pre]))
@@ -122,17 +124,17 @@ class _GraphModel(nn.Module):
         return tuple(out)
 
     def _imu_residuals(self) -> torch.Tensor:
+        # Only group operations (Inv, Mul, Act, Log) touch the SE3 states: pypose's Jacobians of those are
+        # taken in the tangent space, which is what LM's update T ← Exp(δ) T expects (slicing the
+        # storage with .rotation()/.translation() would not be).
         i, j, dt, g = self.imu_i, self.imu_j, self.dt, self.g
-        Ti, Tj = self.T[i], self.T[j]
-        Ri, Rj = Ti.rotation(), Tj.rotation()
-        pi, pj = Ti.translation(), Tj.translation()
+        Ti_inv, Tj = self.T[i].Inv(), self.T[j]
         vi, vj = self.v[i], self.v[j]
-        db = self.b[i] - self.b_lin
-        corr = torch.einsum("kab,kb->ka", self.Jb, db)
-        dR = self.dR * pp.so3(corr[:, :3]).Exp()
-        rR = (dR.Inv() * Ri.Inv() * Rj).Log().tensor()
-        rv = Ri.Inv().Act(vj - vi - g * dt) - (self.dv + corr[:, 3:6])
-        rp = Ri.Inv().Act(pj - pi - vi * dt - 0.5 * g * dt * dt) - (self.dp + corr[:, 6:9])
+        corr = torch.einsum("kab,kb->ka", self.Jb, self.b[i] - self.b_lin)
+        zero = torch.zeros_like(vi)
+        rR = (self.dR_se3.Inv() * Ti_inv * Tj).Log().tensor()[:, 3:] - corr[:, :3]
+        rv = Ti_inv.Act(vj - vi - g * dt) - Ti_inv.Act(zero) - (self.dv + corr[:, 3:6])
+        rp = Ti_inv.Act(Tj.Act(zero) - vi * dt - 0.5 * g * dt * dt) - (self.dp + corr[:, 6:9])
         r9 = torch.einsum("kab,kb->ka", self.U_imu, torch.cat([rR, rv, rp], -1))
         rb = (self.b[j] - self.b[i]) * self.U_walk
         return torch.cat([r9, rb], -1)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fuse4d.fusion.estimation.lie import orthonormalize, rotation_angle, se3_exp, skew
-from fuse4d.fusion.estimation.voxel_map import VoxelMap
+from fuse4d.fusion.estimation.voxel_map import LINEAR, PLANAR, VoxelMap
 
 log = logging.getLogger(__name__)
+SKIP_LINEAR = True
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _normal_equations(p: np.ndarray, q: np.ndarray, n: np.ndarray | None, plane:
 
 def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray, max_correspondence: float,
                     kernel: float, point_to_plane: bool = True, max_iterations: int = 50,
-                    tolerance: float = 1e-4) -> RegistrationResult:
+                    tolerance: float = 1e-4, reuse: int = 2) -> RegistrationResult:
     """Align ``source [N, 3]`` (sensor frame, metres) to ``voxel_map`` starting from ``T_init [4, 4]``.
 
     Args:
@@ -90,6 +91,8 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
         kernel: Geman-McClure scale (m).
         point_to_plane: use point-to-plane residuals where the map voxel is planar.
         tolerance: stop when the update norm falls below this.
+        reuse: Gauss-Newton steps taken per nearest-neighbour search (the search
+            dominates the cost; correspondences change little between steps).
 
     Raises:
         ValueError: the map is empty or ``source`` is not ``[N, 3+]``.
@@ -105,34 +108,38 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
     if point_to_plane:
         normals, planar = voxel_map.normals()
     H = np.zeros((6, 6))
-    converged, it = False, 0
-    for it in range(1, max_iterations + 1):
+    converged, it, fitness, rmse = False, 0, 0.0, float("inf")
+    while it < max_iterations and not converged:
         p = source @ T[:3, :3].T + T[:3, 3]
         dist, idx = voxel_map.nearest(p, max_correspondence)
         ok = np.isfinite(dist)
+        fitness = float(ok.mean()) if len(ok) else 0.0
+        rmse = float(np.sqrt(np.mean(dist[ok] ** 2))) if ok.any() else float("inf")
+        if planar is not None and SKIP_LINEAR:
+            kind = np.full(len(ok), LINEAR, dtype=np.int8)
+            kind[ok] = planar[idx[ok]]
+            ok &= kind != LINEAR  # a line (a scan ring) says nothing reliable across it
         if ok.sum() < 6:
             log.debug("ICP: only %d correspondences", int(ok.sum()))
             break
-        p, q = p[ok], voxel_map.points[idx[ok]]
+        src, q = source[ok], voxel_map.points[idx[ok]]
         n = normals[idx[ok]] if normals is not None else None
-        pl = planar[idx[ok]] if planar is not None else None
-        H, g = _normal_equations(p, q, n, pl, kernel)
-        try:
-            delta = -np.linalg.solve(H + 1e-6 * max(np.trace(H), 1e-9) * np.eye(6), g)
-        except np.linalg.LinAlgError:
-            break
-        if not np.isfinite(delta).all() or np.linalg.norm(delta[:3]) > 2 * max_correspondence or np.linalg.norm(delta[3:]) > 0.5:
-            log.debug("ICP: step out of bounds, stopping")
-            break
-        T = se3_exp(delta) @ T
-        if np.linalg.norm(delta) < tolerance:
-            converged = True
-            break
-    p = source @ T[:3, :3].T + T[:3, 3]
-    dist, idx = voxel_map.nearest(p, max_correspondence)
-    ok = np.isfinite(dist)
-    fitness = float(ok.mean()) if len(ok) else 0.0
-    rmse = float(np.sqrt(np.mean(dist[ok] ** 2))) if ok.any() else float("inf")
+        pl = planar[idx[ok]] == PLANAR if planar is not None else None
+        for _ in range(reuse):  # Gauss-Newton steps per correspondence search
+            it += 1
+            H, g = _normal_equations(src @ T[:3, :3].T + T[:3, 3], q, n, pl, kernel)
+            try:
+                delta = -np.linalg.solve(H + 1e-6 * max(np.trace(H), 1e-9) * np.eye(6), g)
+            except np.linalg.LinAlgError:
+                return RegistrationResult(T, H, fitness, rmse, it, False)
+            if not np.isfinite(delta).all() or np.linalg.norm(delta[:3]) > 2 * max_correspondence \
+                    or np.linalg.norm(delta[3:]) > 0.5:
+                log.debug("ICP: step out of bounds, stopping")
+                return RegistrationResult(T, H, fitness, rmse, it, False)
+            T = se3_exp(delta) @ T
+            if np.linalg.norm(delta) < tolerance:
+                converged = True
+                break
     return RegistrationResult(T, H, fitness, rmse, it, converged)
 
 
