@@ -94,25 +94,32 @@ def cast_boxes(fans: Fans, box_center: np.ndarray, box_yaw: np.ndarray, box_size
     f_idx = ray // R
     yaw = box_yaw[p_idx, f_idx]
     c, s = np.cos(yaw), np.sin(yaw)
-    o = np.take(fans.origin, f_idx, axis=0) - np.take(box_center.reshape(-1, 3), p_idx * F + f_idx, axis=0)
-    d = np.take(fans.dirs.reshape(-1, 3), ray, axis=0)
-    o_l = np.stack([c * o[:, 0] + s * o[:, 1], -s * o[:, 0] + c * o[:, 1], o[:, 2]], -1)
-    d_l = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], d[:, 2]], -1)
-    half = 0.5 * np.take(box_size, p_idx, axis=0)
-    inv = 1.0 / np.where(np.abs(d_l) < 1e-12, 1e-12, d_l)
-    t1 = (-half - o_l) * inv
-    t2 = (half - o_l) * inv
-    t_lo = np.minimum(t1, t2)
-    t_near = t_lo.max(axis=1)
-    t_far = np.maximum(t1, t2).min(axis=1)
+    o = (np.take(fans.origin, f_idx, axis=0) - np.take(box_center.reshape(-1, 3), p_idx * F + f_idx, axis=0)).T
+    d = np.take(fans.dirs.reshape(-1, 3), ray, axis=0).T.astype(np.float64)
+    half = 0.5 * np.take(box_size, p_idx, axis=0).T
+    # slab test in the box frame, one axis at a time (1-D arrays are faster than [Q, 3] reductions)
+    o_l = (c * o[0] + s * o[1], -s * o[0] + c * o[1], o[2])
+    d_l = (c * d[0] + s * d[1], -s * d[0] + c * d[1], d[2])
+    lo, hi = [], []
+    for k in range(3):
+        dk = d_l[k]
+        inv = 1.0 / np.where(np.abs(dk) < 1e-12, 1e-12, dk)
+        t1 = (-half[k] - o_l[k]) * inv
+        t2 = (half[k] - o_l[k]) * inv
+        lo.append(np.minimum(t1, t2))
+        hi.append(np.maximum(t1, t2))
+    t_near = np.maximum(np.maximum(lo[0], lo[1]), lo[2])
+    t_far = np.minimum(np.minimum(hi[0], hi[1]), hi[2])
     hit = np.flatnonzero((t_far >= t_near) & (t_near > 0) & (t_near <= max_t))
     if hit.size == 0:
         return empty
     order = hit[np.lexsort((t_near[hit], ray[hit]))]
     first = order[np.r_[True, ray[order][1:] != ray[order][:-1]]]
-    axis = t_lo[first].argmax(axis=1)
+    t_lo = np.stack([lo[0][first], lo[1][first], lo[2][first]], -1)
+    axis = t_lo.argmax(axis=1)
+    d_first = np.stack([d_l[0][first], d_l[1][first], d_l[2][first]], -1)
     n_l = np.zeros((first.size, 3))
-    n_l[np.arange(first.size), axis] = -np.sign(d_l[first, axis])
+    n_l[np.arange(first.size), axis] = -np.sign(d_first[np.arange(first.size), axis])
     c, s = c[first], s[first]
     normal = np.stack([c * n_l[:, 0] - s * n_l[:, 1], s * n_l[:, 0] + c * n_l[:, 1], n_l[:, 2]], -1)
     return {"ray": ray[first], "t": t_near[first], "part": p_idx[first], "normal": normal}
