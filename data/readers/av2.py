@@ -4,7 +4,9 @@ Frames are the LiDAR sweeps. AV2 sweeps are already motion-compensated and
 expressed in the egovehicle frame (both 32-beam LiDARs merged), so body =
 egovehicle frame and ``T_body_lidar = I``; the two LiDAR extrinsics are kept in
 ``metadata["av2_lidar_extrinsics"]``. Points: float16 x, y, z → float32, uint8
-intensity → float32; ``point_time`` = ``offset_ns`` × 1e-9 s relative to the sweep stamp.
+intensity → float32; ``point_time`` = ``offset_ns`` × 1e-9 s relative to the sweep stamp
+(informational: ``metadata["lidar_deskewed"] = True`` tells consumers the points are
+already motion-compensated).
 
 Ground truth:
     * poses from ``city_SE3_egovehicle`` (exact stamp, else SLERP between
@@ -174,7 +176,8 @@ def load(path: Path, rebase: str = "gravity") -> Sequence:
     cal = Calibration(T_body_lidar=np.eye(4), lidar_beams=64)
     meta = _common.base_metadata(NAME, log, layers, problems, log_id=log.name, av2_lidar_extrinsics=extr,
                                  world_frame=f"city frame re-based with {rebase!r}",
-                                 T_world_city=T_world_city.tolist())
+                                 T_world_city=T_world_city.tolist(),
+                                 lidar_deskewed=True)  # sweeps are motion-compensated upstream: do not deskew again
     if gh_meta:
         meta["av2_ground_height"] = gh_meta
     return Sequence(t, loader, cal, {"lidar"}, None, gt, meta, name=log.name, path=log,
