@@ -69,10 +69,9 @@ class Lidar:
                     t + self.column_time)
         hits = trace(static, actors, fans, self.max_range)
         idx = hits["idx"]
-        n = self.steps * self.beams
         keep = np.ones(idx.size, bool)
         if dropout > 0:
-            keep &= rng.random(n, dtype=np.float32)[idx] >= dropout
+            keep &= rng.random(idx.size, dtype=np.float32) >= dropout
         if lost_sector_deg is not None:
             az = np.degrees(self.azimuth[idx // self.beams])
             keep &= ~((az >= lost_sector_deg[0]) & (az < lost_sector_deg[1]))
@@ -80,7 +79,7 @@ class Lidar:
         ray = idx[sel]
         r = hits["t"][sel]
         if range_sigma > 0:
-            r = r + np.float32(range_sigma) * rng.standard_normal(n, dtype=np.float32)[ray]
+            r = r + np.float32(range_sigma) * rng.standard_normal(ray.size, dtype=np.float32)
         out = np.empty((sel.size, 4), np.float32)
         out[:, :3] = np.take(self.dirs_local.reshape(-1, 3), ray, axis=0) * r[:, None]
         cos_inc = (np.take(hits["normal"], sel, axis=0) * np.take(dirs.reshape(-1, 3), ray, axis=0)).sum(1)
