@@ -42,11 +42,11 @@ class EstimationConfig:
     imu_init_time: float = 1.0
     velocity_window: int = 10
     gravity: float = 9.81
-    keyframe_distance: float = 3.0
-    keyframe_angle_deg: float = 15.0
-    keyframe_max_frames: int = 10
-    max_graph_nodes: int = 150
-    graph_iterations: int = 12
+    keyframe_distance: float = 5.0
+    keyframe_angle_deg: float = 20.0
+    keyframe_max_frames: int = 15
+    max_graph_nodes: int = 120
+    graph_iterations: int = 8
     lidar_point_sigma: float = 0.1
     mode: str = "batch"
     window_size: int = 10

@@ -224,7 +224,7 @@ class Frontend:
         if pts is not None and rec.status == "ok":
             tic = time.perf_counter()
             self.kf_lidar[pos] = self.loops_db.add(voxel_downsample(pts, c.voxel_size), rec.T @ self.X)
-            if c.loop_closure and len(self.keyframes) - self._last_loop_kf > 3:
+            if c.loop_closure and len(self.keyframes) - self._last_loop_kf > 5:
                 lc = self.loops_db.detect(self.kf_lidar[pos])
                 if lc is not None:
                     self.loops.append(lc)

@@ -77,6 +77,7 @@ class LidarOdometry:
         self.last_dt: float | None = None
         self.kernel_scale = 0.5
         self.tolerance = 5e-4
+        self.point_weight = 0.0
         self.min_threshold, self.refine, self.refine_threshold = 1.0, False, 1.0
         self._first: tuple | None = None  # first sweep, re-deskewed once the motion is known
         #: seconds spent per stage (preprocess, registration, map_update), summed over sweeps
@@ -186,7 +187,8 @@ class LidarOdometry:
         T, res = T_init, None
         for thr in stages:
             res = register_to_map(source, self.map, T, thr, self.kernel_scale * thr / 3.0,
-                                  self.point_to_plane, self.max_iterations, self.tolerance)
+                                  self.point_to_plane, self.max_iterations, self.tolerance,
+                                  point_weight=self.point_weight)
             T = res.T
         return res
 

@@ -114,7 +114,7 @@ class LoopDetector:
         """Replace the stored keyframe poses ``[K, 4, 4]`` (after an optimisation)."""
         self.poses = [np.asarray(p, float) for p in poses]
 
-    def candidates(self, j: int, max_candidates: int = 3) -> list[tuple[int, np.ndarray]]:
+    def candidates(self, j: int, max_candidates: int = 2) -> list[tuple[int, np.ndarray]]:
         """Old keyframes that may see the same place as ``j``, with an initial guess ``T_i_j``."""
         path = np.asarray(self.path)
         old = np.flatnonzero(path[j] - path[: j + 1] > self.min_separation)

@@ -45,7 +45,7 @@ class RegistrationResult:
 
 
 def _normal_equations(p: np.ndarray, q: np.ndarray, n: np.ndarray | None, plane: np.ndarray | None,
-                      kernel: float) -> tuple[np.ndarray, np.ndarray]:
+                      kernel: float, point_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Weighted ``H [6,6]`` and ``g [6]`` for transformed source ``p [K,3]`` and targets ``q [K,3]``.
 
     Point-to-point rows use ``J = [I, -[p]x]``; point-to-plane rows (where
@@ -68,8 +68,8 @@ def _normal_equations(p: np.ndarray, q: np.ndarray, n: np.ndarray | None, plane:
         H += (J * wp[:, None]).T @ J
         g += J.T @ (wp * e_pl[plane])
     pt = ~plane
-    if pt.any():
-        wq, pq, dq = w[pt], p[pt], d[pt]
+    if pt.any() and point_weight > 0:
+        wq, pq, dq = w[pt] * point_weight, p[pt], d[pt]
         wpq = pq * wq[:, None]
         sw, swp = wq.sum(), wpq.sum(0)
         H[:3, :3] += np.eye(3) * sw
@@ -83,7 +83,7 @@ def _normal_equations(p: np.ndarray, q: np.ndarray, n: np.ndarray | None, plane:
 
 def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray, max_correspondence: float,
                     kernel: float, point_to_plane: bool = True, max_iterations: int = 50,
-                    tolerance: float = 1e-4, reuse: int = 2) -> RegistrationResult:
+                    tolerance: float = 1e-4, reuse: int = 2, point_weight: float = 1.0) -> RegistrationResult:
     """Align ``source [N, 3]`` (sensor frame, metres) to ``voxel_map`` starting from ``T_init [4, 4]``.
 
     Args:
@@ -93,6 +93,11 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
         tolerance: stop when the update norm falls below this.
         reuse: Gauss-Newton steps taken per nearest-neighbour search (the search
             dominates the cost; correspondences change little between steps).
+        point_weight: weight of point-to-point rows (voxels that are not planar) when
+            point-to-plane is on. Matching a point to a sparse voxel's nearest sample
+            biases the pose towards the map's sampling pattern, so planes should
+            dominate; the weight rises to 1 when fewer than a third of the pairs are planar
+            or when the planes alone leave a translation unconstrained.
 
     Raises:
         ValueError: the map is empty or ``source`` is not ``[N, 3+]``.
@@ -125,9 +130,14 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
         src, q = source[ok], voxel_map.points[idx[ok]]
         n = normals[idx[ok]] if normals is not None else None
         pl = planar[idx[ok]] == PLANAR if planar is not None else None
+        pw = point_weight if pl is not None and pl.mean() > 1 / 3 else 1.0
         for _ in range(reuse):  # Gauss-Newton steps per correspondence search
             it += 1
-            H, g = _normal_equations(src @ T[:3, :3].T + T[:3, 3], q, n, pl, kernel)
+            p = src @ T[:3, :3].T + T[:3, 3]
+            H, g = _normal_equations(p, q, n, pl, kernel, pw)
+            if pw < 1.0 and np.linalg.eigvalsh(H[:3, :3])[0] < 0.05 * max(int(pl.sum()), 1):
+                pw = 1.0  # planes alone leave a direction free (a corridor): use every pair
+                H, g = _normal_equations(p, q, n, pl, kernel, pw)
             try:
                 delta = -np.linalg.solve(H + 1e-6 * max(np.trace(H), 1e-9) * np.eye(6), g)
             except np.linalg.LinAlgError:

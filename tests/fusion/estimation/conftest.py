@@ -1,0 +1,130 @@
+"""Fixtures for the estimation tests: a small raycast box world with a spinning LiDAR, and cached synthetic logs."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import open3d as o3d
+import pytest
+
+from fuse4d.data.types import Calibration, Frame, ImuSamples, Sequence
+from fuse4d.geometry import make_T
+
+
+def _rot_z(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    R = np.zeros(np.shape(a) + (3, 3))
+    R[..., 0, 0], R[..., 0, 1], R[..., 1, 0], R[..., 1, 1], R[..., 2, 2] = c, -s, s, c, 1.0
+    return R
+
+
+class BoxWorld:
+    """Ground plane plus random boxes around a circular road; an ideal 32 × 1024 spinning LiDAR.
+
+    ``circle_pose(t)``: sensor pose on a circle of radius 25 m driven at ``speed`` m/s
+    (yaw follows the heading). ``sweep(t)``: the scan ending at ``t``, with per-point
+    times relative to ``t`` (the sweep lasts 0.1 s and the sensor moves during it).
+    """
+
+    def __init__(self, seed: int = 0, speed: float = 8.0, radius: float = 25.0):
+        rng = np.random.default_rng(seed)
+        self.speed, self.radius = speed, radius
+        scene = o3d.t.geometry.RaycastingScene()
+        ground = o3d.geometry.TriangleMesh.create_box(300, 300, 0.1).translate((-150, -150, -0.1))
+        scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(ground))
+        placed = 0
+        while placed < 160:
+            c = rng.uniform(-70, 70, 2)
+            if abs(np.linalg.norm(c) - radius) < 5:
+                continue
+            size = rng.uniform([1, 1, 2], [7, 7, 10])
+            box = o3d.geometry.TriangleMesh.create_box(*size).translate((c[0], c[1], 0.0))
+            box.rotate(o3d.geometry.get_rotation_matrix_from_xyz((0, 0, rng.uniform(0, np.pi))), center=(c[0], c[1], 0))
+            scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(box))
+            placed += 1
+        self.scene = scene
+        B, J = 32, 1024
+        el = np.radians(np.linspace(-25, 15, B))
+        az = -np.pi + 2 * np.pi * (np.arange(J) + 0.5) / J
+        self.dirs = np.stack([np.cos(el)[None] * np.cos(az)[:, None], np.cos(el)[None] * np.sin(az)[:, None],
+                              np.broadcast_to(np.sin(el)[None], (J, B))], -1)  # [J, B, 3]
+        self.column_time = -0.1 * (J - 1 - np.arange(J)) / J
+
+    def circle_pose(self, t: np.ndarray) -> np.ndarray:
+        """``T_world_lidar [T, 4, 4]`` on the circle at times ``t`` (start at (0, -R), heading +x)."""
+        a = np.atleast_1d(t) * self.speed / self.radius
+        p = np.stack([self.radius * np.sin(a), -self.radius * np.cos(a), np.full_like(a, 1.8)], -1)
+        return make_T(_rot_z(a), p)
+
+    def sweep(self, t: float, pose_fn=None) -> tuple[np.ndarray, np.ndarray]:
+        """``points [N, 4]`` float32 (sensor frame at ``t``, intensity 1) and ``time [N]`` float32 (s, ≤ 0)."""
+        pose_fn = pose_fn or self.circle_pose
+        T = pose_fn(t + self.column_time)  # [J, 4, 4]
+        d_world = np.einsum("jab,jkb->jka", T[:, :3, :3], self.dirs)
+        origin = np.broadcast_to(T[:, None, :3, 3], d_world.shape)
+        rays = np.concatenate([origin, d_world], -1).reshape(-1, 6).astype(np.float32)
+        hit = self.scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+        ok = np.isfinite(hit) & (hit < 60.0)
+        r = hit[ok][:, None]
+        local = self.dirs.reshape(-1, 3)[ok] * r  # in the sensor frame at the column time
+        col = np.repeat(np.arange(self.dirs.shape[0]), self.dirs.shape[1])[ok]
+        T_end_inv = np.linalg.inv(pose_fn(np.array([t]))[0])
+        # points as measured: each in the sensor frame at its own capture time (that is what skews a sweep)
+        pts = local.astype(np.float32)
+        tau = self.column_time[col].astype(np.float32)
+        self._last_true = (np.einsum("nab,nb->na", (T_end_inv @ T)[col, :3, :3], local)
+                           + (T_end_inv @ T)[col, :3, 3]).astype(np.float32)
+        return np.concatenate([pts, np.ones((len(pts), 1), np.float32)], 1), tau
+
+    def sequence(self, frames: int, rate: float = 10.0, imu: bool = False) -> Sequence:
+        """A LiDAR(-IMU) :class:`Sequence` of ``frames`` sweeps on the circle, with ground truth (body = LiDAR)."""
+        times = np.arange(frames) / rate
+        gt = self.circle_pose(times)
+        imu_samples = self.imu(times[0] - 0.1, times[-1]) if imu else None
+
+        def load(i: int) -> Frame:
+            pts, tau = self.sweep(float(times[i]))
+            return Frame(index=i, timestamp=float(times[i]), points=pts, point_time=tau, T_world_body=gt[i])
+
+        sensors = {"lidar", "imu"} if imu else {"lidar"}
+        return Sequence(times, load, Calibration(), sensors, imu_samples, gt, {"format": "boxworld"}, "boxworld")
+
+    def imu(self, t0: float, t1: float, rate: float = 200.0) -> ImuSamples:
+        """Exact IMU (body = sensor frame) on the circle: specific force and angular rate."""
+        t = np.arange(t0, t1 + 1e-9, 1.0 / rate)
+        w = self.speed / self.radius
+        acc_centripetal = np.array([0.0, self.speed * w, 0.0])  # body frame, towards the centre (left)
+        acc = np.tile(acc_centripetal + np.array([0.0, 0.0, 9.81]), (len(t), 1))
+        gyro = np.tile([0.0, 0.0, w], (len(t), 1))
+        return ImuSamples(t, acc, gyro)
+
+
+@pytest.fixture(scope="session")
+def box_world() -> BoxWorld:
+    """The raycast box world (built once)."""
+    return BoxWorld()
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic(frames: int, scenario: str, seed: int = 0):
+    from fuse4d.data.synthetic import synthesize
+    seq = synthesize(seed, frames, scenario)
+    loaded = [seq[i] for i in range(frames)]
+    return seq, loaded
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """``synthetic(frames, scenario) -> Sequence`` with frames rendered once per session (skips if unavailable)."""
+    try:
+        import fuse4d.data.synthetic  # noqa: F401
+    except ImportError as e:  # pragma: no cover
+        pytest.skip(f"synthetic world unavailable: {e}")
+
+    def make(frames: int = 40, scenario: str = "default") -> Sequence:
+        seq, loaded = _synthetic(frames, scenario)
+        return Sequence(seq.timestamps, lambda i: loaded[i], seq.calibration, seq.sensors, seq.imu, seq.gt_poses,
+                        seq.metadata, seq.name)
+
+    return make
