@@ -127,15 +127,9 @@ class ImuSamples:
 
     def validate(self, path: str | Path | None = None) -> "ImuSamples":
         """Check finiteness and strictly increasing time; raise DataError naming ``path``."""
-        if not (np.isfinite(self.t).all() and np.isfinite(self.acc).all() and np.isfinite(self.gyro).all()):
-            raise DataError(path, "IMU samples contain NaN or inf values")
-        if len(self.t) > 1:
-            dt = np.diff(self.t)
-            bad = np.flatnonzero(dt <= 0)
-            if bad.size:
-                i = int(bad[0])
-                kind = "duplicate" if dt[i] == 0 else "non-monotonic"
-                raise DataError(path, f"{kind} IMU timestamps at sample {i + 1} ({self.t[i]:.9f} → {self.t[i + 1]:.9f} s)")
+        from fuse4d.data.validation import check_finite, check_monotonic
+        check_finite(np.hstack([self.acc, self.gyro]), path, "IMU samples")
+        check_monotonic(self.t, path, "IMU timestamps")
         return self
 
     def between(self, t0: float, t1: float) -> "ImuSamples":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,6 +12,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_contains_only_the_fuse4d_package(tmp_path):
+    had_build = (REPO / "build").exists()
+    try:
+        _check_wheel(tmp_path)
+    finally:
+        if not had_build:  # setuptools builds in the source tree; leave it as we found it
+            shutil.rmtree(REPO / "build", ignore_errors=True)
+
+
+def _check_wheel(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, cwd=tmp_path)
     wheel = next(tmp_path.glob("fuse4d-*.whl"))

@@ -57,7 +57,7 @@ def test_windows_cover_every_frame():
 
 def test_imu_validation_names_file():
     imu = ImuSamples([0.0, 0.01, 0.01, 0.03], np.zeros((4, 3)), np.zeros((4, 3)))
-    with pytest.raises(DataError, match=r"imu\.csv: duplicate IMU timestamps at sample 2"):
+    with pytest.raises(DataError, match=r"imu\.csv: duplicate IMU timestamps at row 2"):
         imu.validate("imu.csv")
     imu = ImuSamples([0.0, 0.02, 0.01], np.zeros((3, 3)), np.zeros((3, 3)))
     with pytest.raises(DataError, match="non-monotonic"):
