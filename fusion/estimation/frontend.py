@@ -19,12 +19,11 @@ from fuse4d.data.types import Frame, ImuSamples
 from fuse4d.errors import DataError
 from fuse4d.fusion.estimation.config import EstimationConfig
 from fuse4d.fusion.estimation.deskew import trajectory_motion
-from fuse4d.fusion.estimation.imu import preintegrate_many, propagate_path
+from fuse4d.fusion.estimation.imu import initial_alignment, preintegrate_many, propagate_path
 from fuse4d.fusion.estimation.inertial_init import initialise, track_velocity
 from fuse4d.fusion.estimation.lidar_odometry import LidarOdometry
 from fuse4d.fusion.estimation.lie import rotation_angle
 from fuse4d.fusion.estimation.loop_closure import LoopClosure, LoopDetector
-from fuse4d.fusion.estimation.voxel_map import voxel_downsample
 from fuse4d.geometry import invert
 
 log = logging.getLogger(__name__)
@@ -118,6 +117,8 @@ class Frontend:
         if self.use_imu:
             self._append_imu(frame)
         prev = self.records[-1] if self.records else None
+        if prev is None and (frame.points is None or len(frame.points) < 100):
+            self._static_start(t)
         T_pred = v_pred = motion = delta = None
         if prev is not None and self.gravity is not None and self._imu_covers(prev.t, t):
             tk, Tp, vp = propagate_path(self.imu, prev.t, t, prev.T[:3, :3], prev.T[:3, 3], prev.v,
@@ -185,6 +186,15 @@ class Frontend:
         else:
             rec.v = v_pred if v_pred is not None else (recs[-2].v if len(recs) > 1 else np.zeros(3))
 
+    def _static_start(self, t: float) -> None:
+        """A log that starts without LiDAR: level the body with the accelerometer, assuming it is at rest."""
+        if not self._imu_covers(t, t + self.cfg.imu_init_time):
+            return
+        R, self.bg, static = initial_alignment(self.imu, t, self.cfg.imu_init_time)
+        self.gravity = R.T @ np.array([0.0, 0.0, -self.cfg.gravity])  # odometry frame = first body frame
+        log.warning("no LiDAR at the start: IMU dead reckoning from rest (%s), drift is unbounded until LiDAR",
+                    "static start" if static else "NOT static: velocity unknown")
+
     def _try_initialise(self) -> None:
         if not self.use_imu or self.imu is None:
             return
@@ -223,7 +233,7 @@ class Frontend:
         pts, rec.points = rec.points, None
         if pts is not None and rec.status == "ok":
             tic = time.perf_counter()
-            self.kf_lidar[pos] = self.loops_db.add(voxel_downsample(pts, c.voxel_size), rec.T @ self.X)
+            self.kf_lidar[pos] = self.loops_db.add(pts, rec.T @ self.X)
             if c.loop_closure and len(self.keyframes) - self._last_loop_kf > 5:
                 lc = self.loops_db.detect(self.kf_lidar[pos])
                 if lc is not None:

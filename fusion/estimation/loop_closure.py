@@ -18,7 +18,7 @@ import numpy as np
 
 from fuse4d.fusion.estimation.lie import so3_exp
 from fuse4d.fusion.estimation.registration import register_to_map
-from fuse4d.fusion.estimation.voxel_map import VoxelMap
+from fuse4d.fusion.estimation.voxel_map import VoxelMap, voxel_downsample
 from fuse4d.geometry import invert, make_T
 
 log = logging.getLogger(__name__)
@@ -147,11 +147,12 @@ class LoopDetector:
     def verify(self, i: int, j: int, T_guess: np.ndarray) -> LoopClosure | None:
         """Register keyframe ``j`` against the submap of ``i`` from ``T_guess [4, 4]``; None when rejected."""
         vm = self._submap(i)
-        src = self.points[j].astype(np.float64)
+        src = voxel_downsample(self.points[j].astype(np.float64), self.voxel_size)
         T = T_guess
         res = None
-        for thr in (6.0, 2.0, 1.0, 0.5):
-            res = register_to_map(src, vm, T, thr, thr / 2.0, point_to_plane=True, max_iterations=30)
+        for thr in (6.0, 3.0, 1.5, 0.75):
+            res = register_to_map(src, vm, T, thr, thr / 3.0, point_to_plane=True, max_iterations=30,
+                                  point_weight=0.0)
             T = res.T
         if res is None or res.fitness < self.min_fitness or res.rmse > self.max_rmse:
             log.debug("loop %d-%d rejected: fitness %.2f rmse %.2f", i, j, res.fitness, res.rmse)

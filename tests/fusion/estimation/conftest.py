@@ -109,22 +109,26 @@ def box_world() -> BoxWorld:
 @functools.lru_cache(maxsize=4)
 def _synthetic(frames: int, scenario: str, seed: int = 0):
     from fuse4d.data.synthetic import synthesize
-    seq = synthesize(seed, frames, scenario)
-    loaded = [seq[i] for i in range(frames)]
-    return seq, loaded
+    return synthesize(seed, frames, scenario), {}
 
 
 @pytest.fixture(scope="session")
 def synthetic():
-    """``synthetic(frames, scenario) -> Sequence`` with frames rendered once per session (skips if unavailable)."""
+    """``synthetic(frames, scenario) -> Sequence``; each frame is rendered once per session, on first use."""
     try:
         import fuse4d.data.synthetic  # noqa: F401
     except ImportError as e:  # pragma: no cover
         pytest.skip(f"synthetic world unavailable: {e}")
 
     def make(frames: int = 40, scenario: str = "default") -> Sequence:
-        seq, loaded = _synthetic(frames, scenario)
-        return Sequence(seq.timestamps, lambda i: loaded[i], seq.calibration, seq.sensors, seq.imu, seq.gt_poses,
+        seq, cache = _synthetic(frames, scenario)
+
+        def load(i: int) -> Frame:
+            if i not in cache:
+                cache[i] = seq[i]
+            return cache[i]
+
+        return Sequence(seq.timestamps, load, seq.calibration, seq.sensors, seq.imu, seq.gt_poses,
                         seq.metadata, seq.name)
 
     return make
