@@ -230,6 +230,25 @@ def preintegrate(imu: ImuSamples, t0: float, t1: float, bg: np.ndarray | None = 
     return preintegrate_many(imu, np.array([t0]), np.array([t1]), bg, ba, noise)[0]
 
 
+def _integrate_path(dt: np.ndarray, gyro: np.ndarray, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recursion of pypose's ``IMUPreintegrator.integrate`` in numpy for one short interval.
+
+    Per-frame dead reckoning runs at every LiDAR frame; a pypose call costs ~20 ms
+    of overhead there against ~0.3 ms here (same numbers, see the tests).
+    Returns ``dR [F, 3, 3]``, ``dv [F, 3]``, ``dp [F, 3]`` after each segment.
+    """
+    step = so3_exp(gyro * dt[:, None])
+    R = np.empty((len(dt) + 1, 3, 3))
+    R[0] = np.eye(3)
+    for k in range(len(dt)):  # over IMU samples (a few dozen per frame)
+        R[k + 1] = R[k] @ step[k]
+    a = np.einsum("kij,kj->ki", R[:-1], acc)
+    dv = np.cumsum(a * dt[:, None], axis=0)
+    v_before = np.concatenate([np.zeros((1, 3)), dv[:-1]])
+    dp = np.cumsum(v_before * dt[:, None] + 0.5 * a * dt[:, None] ** 2, axis=0)
+    return R[1:], dv, dp
+
+
 def propagate_path(imu: ImuSamples, t0: float, t1: float, R: np.ndarray, p: np.ndarray, v: np.ndarray,
                    bg: np.ndarray | None = None, ba: np.ndarray | None = None,
                    gravity: float | np.ndarray = GRAVITY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -246,7 +265,7 @@ def propagate_path(imu: ImuSamples, t0: float, t1: float, R: np.ndarray, p: np.n
     dt, gyro, acc = segments(imu, t0, t1)
     gyro = gyro - (0 if bg is None else np.asarray(bg))
     acc = acc - (0 if ba is None else np.asarray(ba))
-    dR, dv, dp = (x[0] for x in _integrate(dt[None], gyro[None], acc[None]))
+    dR, dv, dp = _integrate_path(dt, gyro, acc)
     tk = np.cumsum(dt)
     g = gravity_vector(gravity)
     T = np.tile(np.eye(4), (len(dt) + 1, 1, 1))

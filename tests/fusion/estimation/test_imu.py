@@ -107,3 +107,13 @@ def test_bad_imu_streams_raise():
     with pytest.raises(DataError, match="t1 > t0"):
         preintegrate(ImuSamples([0.0, 1.0], np.zeros((2, 3)), np.zeros((2, 3))), 0.5, 0.5)
     assert check_imu(None) is None
+
+
+def test_numpy_dead_reckoning_equals_pypose():
+    from fuse4d.fusion.estimation.imu import _integrate, _integrate_path
+    rng = np.random.default_rng(0)
+    dt, gyro, acc = rng.uniform(0.004, 0.006, 23), rng.normal(0, 0.5, (23, 3)), rng.normal(0, 3, (23, 3))
+    ours = _integrate_path(dt, gyro, acc)
+    ref = _integrate(dt[None], gyro[None], acc[None])
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b[0], atol=1e-12)
