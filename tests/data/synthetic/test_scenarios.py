@@ -65,7 +65,8 @@ class TestSpans:
 
 class TestDegradedScenario:
     @pytest.fixture(scope="class")
-    def world(self, make_world):
+    @classmethod
+    def world(cls, make_world):
         return make_world("degraded", frames=20)
 
     def test_flags(self, world):
