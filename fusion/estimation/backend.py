@@ -107,7 +107,7 @@ def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int)
         Ad_inv = _adjoint(X_inv)
         graph.add_relative(a, b, X @ lc.T_i_j @ X_inv, Ad_inv.T @ lc.information @ Ad_inv, "loop")
         loop_rows.append((n, len(graph.relative) - 1))
-    sol = graph.optimize(max_iterations=iterations, kernels={"imu": ("huber", 5.0)})
+    sol = graph.optimize(max_iterations=iterations)
     used = [n for n, _ in loop_rows]
     bad = [(n, row) for n, row in loop_rows if _whitened(graph, row) > 30.0]
     if bad:  # a closure the rest of the graph disagrees with: drop it and solve again
@@ -115,12 +115,48 @@ def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int)
         rows = {row for _, row in bad}
         graph.relative = [f for k, f in enumerate(graph.relative) if k not in rows]
         graph.poses, graph.velocities = T0.copy(), None if not with_imu else np.stack([recs[k].v for k in nodes])
-        sol = graph.optimize(max_iterations=iterations, kernels={"imu": ("huber", 5.0)})
+        sol = graph.optimize(max_iterations=iterations)
         used = [n for n in used if n not in {b for b, _ in bad}]
     T_all, v_all, b_all = _recover(recs, nodes, T0, sol.poses, sol.biases)
     info = {"nodes": len(nodes), "lidar_factors": n_lidar, "imu_factors": n_imu, "loop_factors": len(used),
             "cost_initial": sol.cost_initial, "cost_final": sol.cost_final, "lm_iterations": sol.iterations}
     return BackendOutput(T_all, v_all if with_imu else None, b_all, used, info)
+
+
+def refine_window(fe: Frontend, imu_noise: ImuNoise, size: int, iterations: int = 2) -> None:
+    """Sliding-window smoothing while streaming: the last ``size`` keyframes with LiDAR and IMU
+    factors, the oldest held by priors at its current state (a stand-in for marginalisation).
+
+    Updates the newest keyframe's velocity and the front-end's biases (used for IMU
+    prediction and deskewing); poses stay as registered, since the local map is built on them.
+    """
+    if fe.gravity is None or len(fe.keyframes) < 3:
+        return
+    recs = fe.records
+    nodes = [k for k in fe.keyframes[-size:] if recs[k].v is not None]
+    pairs = [(a, b) for a, b in zip(nodes[:-1], nodes[1:]) if fe._imu_covers(recs[a].t, recs[b].t)]
+    if len(nodes) < 3 or not pairs:
+        return
+    node_of = {k: n for n, k in enumerate(nodes)}
+    graph = PoseGraph(np.stack([recs[k].T for k in nodes]), np.stack([recs[k].v for k in nodes]),
+                      np.tile(np.r_[fe.bg, fe.ba], (len(nodes), 1)), gravity=fe.gravity)
+    graph.add_prior(0, recs[nodes[0]].T, np.eye(6) * _STRONG)
+    graph.add_velocity_prior(0, recs[nodes[0]].v, 0.05)
+    graph.add_bias_prior(0, np.r_[fe.bg, fe.ba], np.r_[[2e-3] * 3, [0.05] * 3])
+    for a, b in zip(nodes[:-1], nodes[1:]):
+        if recs[a].status == "ok" and recs[b].status == "ok":
+            Ad = _adjoint(invert(recs[b].T))
+            cov = sum(Ad @ np.linalg.inv(r.info + 1e-6 * np.eye(6)) @ Ad.T
+                      for r in recs[a + 1: b + 1] if r.status == "ok" and r.info is not None)
+            if np.ndim(cov) == 2:
+                graph.add_relative(node_of[a], node_of[b], invert(recs[a].T) @ recs[b].T, np.linalg.inv(cov))
+    pre = preintegrate_many(fe.imu, [recs[a].t for a, _ in pairs], [recs[b].t for _, b in pairs],
+                            fe.bg, fe.ba, imu_noise)
+    for (a, b), p in zip(pairs, pre):
+        graph.add_imu(node_of[a], node_of[b], p, imu_noise.gyro_walk, imu_noise.acc_walk)
+    sol = graph.optimize(max_iterations=iterations)
+    recs[nodes[-1]].v = sol.velocities[-1].copy()
+    fe.bg, fe.ba = sol.biases[-1, :3].copy(), sol.biases[-1, 3:].copy()
 
 
 def _whitened(graph: PoseGraph, row: int) -> float:

@@ -49,7 +49,7 @@ class EstimationConfig:
     graph_iterations: int = 8
     lidar_point_sigma: float = 0.1
     mode: str = "batch"
-    window_size: int = 10
+    window_size: int = 8
     loop_closure: bool = True
     loop_search_radius: float = 10.0
     loop_drift_fraction: float = 0.05

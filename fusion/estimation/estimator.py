@@ -16,7 +16,7 @@ import numpy as np
 
 from fuse4d.data.types import Calibration, Frame, ImuSamples, Sequence
 from fuse4d.errors import DataError
-from fuse4d.fusion.estimation.backend import optimise
+from fuse4d.fusion.estimation.backend import optimise, refine_window
 from fuse4d.fusion.estimation.config import EstimationConfig
 from fuse4d.fusion.estimation.frontend import FrameRecord, Frontend
 from fuse4d.fusion.estimation.imu import ImuNoise, check_imu
@@ -74,6 +74,10 @@ class Estimator:
             self.t.append(float(frame.timestamp))
             return None
         rec = self.frontend.step(frame)
+        if self.config.mode == "window" and "keyframe" in rec.flags:
+            tic = time.perf_counter()
+            refine_window(self.frontend, self.imu_noise, self.config.window_size)
+            self.frontend.timings["window"] = self.frontend.timings.get("window", 0.0) + time.perf_counter() - tic
         self.t.append(rec.t)
         return rec
 

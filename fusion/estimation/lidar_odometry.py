@@ -76,7 +76,7 @@ class LidarOdometry:
         self.last_delta = np.eye(4)
         self.last_dt: float | None = None
         self.kernel_scale = 1.0
-        self.tolerance = 5e-4
+        self.tolerance = 1e-3
         self.point_weight = 0.0
         self.min_threshold, self.refine, self.refine_threshold = 1.0, False, 1.0
         self._first: tuple | None = None  # first sweep, re-deskewed once the motion is known

@@ -32,7 +32,8 @@ from fuse4d.fusion.estimation.imu import GRAVITY, Preintegration, gravity_vector
 log = logging.getLogger(__name__)
 
 #: default robust kernel (name, scale on the whitened residual) per relative-factor kind
-DEFAULT_KERNELS = {"lidar": ("huber", 3.0), "loop": ("huber", 10.0), "network": ("huber", 3.0), "prior": (None, 0.0)}
+DEFAULT_KERNELS = {"lidar": ("huber", 3.0), "loop": ("huber", 10.0), "network": ("huber", 3.0), "prior": (None, 0.0),
+                   "bias_prior": (None, 0.0), "velocity_prior": (None, 0.0), "imu": ("huber", 5.0)}
 
 
 def sqrt_information(information: np.ndarray) -> np.ndarray:
@@ -108,6 +109,11 @@ class _GraphModel(nn.Module):
             self.bp_mean = torch.from_numpy(np.stack([p[1] for p in graph.bias_priors]))
             self.bp_w = torch.from_numpy(np.stack([p[2] for p in graph.bias_priors]))
         self.bias_priors = graph.bias_priors
+        self.velocity_priors = graph.velocity_priors
+        if self.velocity_priors:
+            self.vp_idx = torch.tensor([p[0] for p in self.velocity_priors])
+            self.vp_mean = torch.from_numpy(np.stack([p[1] for p in self.velocity_priors]))
+            self.vp_w = torch.from_numpy(np.stack([p[2] for p in self.velocity_priors]))
 
     def forward(self, _input=None):
         out = []
@@ -121,6 +127,8 @@ class _GraphModel(nn.Module):
             out.append(self._imu_residuals())
         if self.bias_priors:
             out.append((self.b[self.bp_idx] - self.bp_mean) * self.bp_w)
+        if self.velocity_priors:
+            out.append((self.v[self.vp_idx] - self.vp_mean) * self.vp_w)
         return tuple(out)
 
     def _imu_residuals(self) -> torch.Tensor:
@@ -147,6 +155,8 @@ class _GraphModel(nn.Module):
             k.append("imu")
         if self.bias_priors:
             k.append("bias_prior")
+        if self.velocity_priors:
+            k.append("velocity_prior")
         return k
 
 
@@ -172,6 +182,7 @@ class PoseGraph:
         self.priors: list[tuple] = []
         self.imu: list[tuple] = []
         self.bias_priors: list[tuple] = []
+        self.velocity_priors: list[tuple] = []
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -216,6 +227,17 @@ class PoseGraph:
         self._check(i)
         self.bias_priors.append((i, np.asarray(bias, float), 1.0 / np.asarray(sigma, float)))
 
+    def add_velocity_prior(self, i: int, velocity: np.ndarray, sigma: float) -> None:
+        """Gaussian prior on node ``i``'s velocity ``[3]`` (m/s) with standard deviation ``sigma`` (m/s).
+
+        Raises:
+            ValueError: the graph has no velocity states.
+        """
+        if self.velocities is None:
+            raise ValueError("velocity priors need a graph built with velocities")
+        self._check(i)
+        self.velocity_priors.append((i, np.asarray(velocity, float), np.full(3, 1.0 / sigma)))
+
     def cost(self) -> float:
         """Current sum of squared whitened residuals (no robust kernel)."""
         with torch.no_grad():
@@ -233,7 +255,7 @@ class PoseGraph:
         Raises:
             ValueError: the graph has no factor.
         """
-        if not (self.relative or self.priors or self.imu):
+        if not (self.relative or self.priors or self.imu or self.bias_priors or self.velocity_priors):
             raise ValueError("pose graph has no factors")
         table = {**DEFAULT_KERNELS, **(kernels or {})}
         model = _GraphModel(self)

@@ -45,40 +45,44 @@ class RegistrationResult:
 
 
 def _normal_equations(p: np.ndarray, q: np.ndarray, n: np.ndarray | None, plane: np.ndarray | None,
-                      kernel: float, point_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted ``H [6,6]`` and ``g [6]`` for transformed source ``p [K,3]`` and targets ``q [K,3]``.
+                      kernel: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted normal equations for transformed source ``p [K,3]`` and targets ``q [K,3]``.
 
-    Point-to-point rows use ``J = [I, -[p]x]``; point-to-plane rows (where
-    ``plane``) use ``J = [nᵀ, (p × n)ᵀ]``. Weights: Geman-McClure on the residual.
+    Point-to-plane rows (where ``plane``) use ``J = [nᵀ, (p × n)ᵀ]``; point-to-point rows
+    use ``J = [I, -[p]x]``. Weights: Geman-McClure on the residual.
+
+    Returns:
+        ``H_plane [6,6], g_plane [6], H_point [6,6], g_point [6]`` (kept apart so the
+        caller can weight the point rows).
     """
     d = p - q
     k2 = kernel * kernel
-    if n is None:
-        plane = np.zeros(len(p), dtype=bool)
-        e_pl = None
-        e2 = np.einsum("ij,ij->i", d, d)
+    H_pl, g_pl, H_pt, g_pt = np.zeros((6, 6)), np.zeros(6), np.zeros((6, 6)), np.zeros(6)
+    if n is not None and plane.any():
+        pp, nn = p[plane], n[plane]
+        e = np.einsum("ij,ij->i", d[plane], nn)
+        w = (k2 / (k2 + e * e)) ** 2
+        J = np.empty((len(pp), 6))
+        J[:, :3] = nn
+        J[:, 3:] = np.cross(pp, nn)
+        Jw = J * w[:, None]
+        H_pl = Jw.T @ J
+        g_pl = Jw.T @ e
+        pt = ~plane
     else:
-        e_pl = np.einsum("ij,ij->i", d, n)
-        e2 = np.where(plane, e_pl * e_pl, np.einsum("ij,ij->i", d, d))
-    w = (k2 / (k2 + e2)) ** 2
-    H, g = np.zeros((6, 6)), np.zeros(6)
-    if plane.any():
-        J = np.concatenate([n[plane], np.cross(p[plane], n[plane])], axis=1)  # [K, 6]
-        wp = w[plane]
-        H += (J * wp[:, None]).T @ J
-        g += J.T @ (wp * e_pl[plane])
-    pt = ~plane
-    if pt.any() and point_weight > 0:
-        wq, pq, dq = w[pt] * point_weight, p[pt], d[pt]
+        pt = slice(None)
+    pq, dq = p[pt], d[pt]
+    if len(pq):
+        wq = (k2 / (k2 + np.einsum("ij,ij->i", dq, dq))) ** 2
         wpq = pq * wq[:, None]
         sw, swp = wq.sum(), wpq.sum(0)
-        H[:3, :3] += np.eye(3) * sw
-        H[:3, 3:] -= skew(swp)
-        H[3:, :3] += skew(swp)
-        H[3:, 3:] += np.eye(3) * float(np.einsum("ij,ij->", wpq, pq)) - wpq.T @ pq
-        g[:3] += (dq * wq[:, None]).sum(0)
-        g[3:] += np.cross(wpq, dq).sum(0)
-    return H, g
+        H_pt[:3, :3] = np.eye(3) * sw
+        H_pt[:3, 3:] = -skew(swp)
+        H_pt[3:, :3] = skew(swp)
+        H_pt[3:, 3:] = np.eye(3) * float(np.einsum("ij,ij->", wpq, pq)) - wpq.T @ pq
+        g_pt[:3] = wq @ dq
+        g_pt[3:] = np.cross(wpq, dq).sum(0)
+    return H_pl, g_pl, H_pt, g_pt
 
 
 def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray, max_correspondence: float,
@@ -133,11 +137,10 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
         pw = point_weight if pl is not None and pl.mean() > 1 / 3 else 1.0
         for _ in range(reuse):  # Gauss-Newton steps per correspondence search
             it += 1
-            p = src @ T[:3, :3].T + T[:3, 3]
-            H, g = _normal_equations(p, q, n, pl, kernel, pw)
-            if pw < 1.0 and np.linalg.eigvalsh(H[:3, :3])[0] < 0.05 * max(int(pl.sum()), 1):
+            H_pl, g_pl, H_pt, g_pt = _normal_equations(src @ T[:3, :3].T + T[:3, 3], q, n, pl, kernel)
+            if pw < 1.0 and np.linalg.eigvalsh(H_pl[:3, :3])[0] < 0.05 * max(int(pl.sum()), 1):
                 pw = 1.0  # planes alone leave a direction free (a corridor): use every pair
-                H, g = _normal_equations(p, q, n, pl, kernel, pw)
+            H, g = H_pl + pw * H_pt, g_pl + pw * g_pt
             try:
                 delta = -np.linalg.solve(H + 1e-6 * max(np.trace(H), 1e-9) * np.eye(6), g)
             except np.linalg.LinAlgError:

@@ -42,6 +42,15 @@ def test_short_synthetic_sequence_is_accurate(short_run):
     assert np.nanmin(res.fitness[1:]) > 0.8 and "keyframe" in res.flags[0]
 
 
+def test_streaming_window_mode(synthetic):
+    """Sliding-window smoothing per keyframe while streaming (then the same final graph)."""
+    seq = synthetic(60)[:30]
+    res = estimate_trajectory(seq, EstimationConfig(mode="window", window_size=6))
+    assert res.timings["window"] > 0 and res.status == ["ok"] * 30
+    assert metrics.ate(res.T_world_body, seq.gt_poses)["rmse"] < 0.05
+    assert np.abs(res.biases[-1]).max() > 0  # biases were estimated
+
+
 def test_imu_carries_a_two_second_lidar_gap(synthetic):
     """LiDAR removed for frames 25-44 (2 s at ~14 m/s): the IMU carries the pose, the gap is reported."""
     base = synthetic(60)

@@ -89,6 +89,8 @@ def test_errors():
         g.add_relative(0, 5, np.eye(4), np.eye(6))
     with pytest.raises(ValueError, match="velocities"):
         g.add_imu(0, 1, None, 1e-5, 1e-3)
+    with pytest.raises(ValueError, match="velocities"):
+        g.add_velocity_prior(0, np.zeros(3), 0.1)
     g.add_relative(0, 1, np.eye(4), np.eye(6), kind="lidar")
     with pytest.raises(ValueError, match="robust kernel"):
         g.optimize(kernels={"lidar": ("tukey", 1.0)})
