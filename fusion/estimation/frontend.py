@@ -65,7 +65,7 @@ class Frontend:
         self.imu = imu
         self._imu_parts: list[ImuSamples] = []
         self.lo = LidarOdometry(c.voxel_size, c.max_range, c.min_range, c.max_points_per_voxel, c.point_to_plane,
-                                c.initial_threshold, c.min_motion, c.max_icp_iterations, c.deskew)
+                                c.initial_threshold, c.min_motion, c.max_icp_iterations, c.deskew, c.min_fitness)
         self.loops_db = LoopDetector(c.voxel_size, c.loop_search_radius, c.loop_drift_fraction, c.loop_min_separation,
                                      c.loop_sc_threshold, c.loop_min_fitness, c.loop_max_rmse,
                                      point_sigma=c.lidar_point_sigma)
@@ -167,7 +167,7 @@ class Frontend:
         if step.degenerate:
             rec.flags.add("degenerate")
         if not step.first:
-            if step.fitness < self.cfg.min_fitness:
+            if not step.accepted:
                 rec.status = "lidar_rejected"
             rec.info = step.hessian / self.cfg.lidar_point_sigma ** 2
         return rec

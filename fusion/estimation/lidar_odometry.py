@@ -38,6 +38,7 @@ class OdometryStep:
         points: ``[M, 3]`` deskewed, downsampled sweep (sensor frame) that entered the map.
         first: this sweep started the map (no registration was done).
         n_source: number of points used for registration.
+        accepted: fitness reached ``min_fitness``; a rejected sweep is not added to the map.
     """
 
     T_world_lidar: np.ndarray
@@ -49,6 +50,7 @@ class OdometryStep:
     points: np.ndarray
     first: bool = False
     n_source: int = 0
+    accepted: bool = True
 
 
 class LidarOdometry:
@@ -63,13 +65,16 @@ class LidarOdometry:
         initial_threshold / min_motion: adaptive-threshold settings (m).
         max_iterations: Gauss-Newton iterations per sweep.
         deskew: compensate motion within a sweep when per-point times are given.
+        min_fitness: a registration matching fewer source points than this fraction is
+            rejected (not added to the map).
     """
 
     def __init__(self, voxel_size: float = 1.0, max_range: float = 100.0, min_range: float = 0.0,
                  max_points_per_voxel: int = 10, point_to_plane: bool = True, initial_threshold: float = 2.0,
-                 min_motion: float = 0.1, max_iterations: int = 50, deskew: bool = True):
+                 min_motion: float = 0.1, max_iterations: int = 50, deskew: bool = True, min_fitness: float = 0.0):
         self.voxel_size, self.max_range, self.min_range = float(voxel_size), float(max_range), float(min_range)
         self.point_to_plane, self.max_iterations, self.deskew = point_to_plane, int(max_iterations), deskew
+        self.min_fitness = float(min_fitness)
         self.map = VoxelMap(voxel_size, max_points_per_voxel, max_range)
         self.threshold = AdaptiveThreshold(initial_threshold, min_motion, max_range)
         self.last_pose: np.ndarray | None = None
@@ -148,12 +153,16 @@ class LidarOdometry:
             # the wide start-up threshold covered an unknown motion; from now on the prediction is informed
             self.threshold.initial = min(self.threshold.initial, self.voxel_size / 3.0)
         tic = self._tick("registration", tic)
-        if not bootstrap and widen == 1.0:  # a motion-less first guess or a gap says nothing of the prediction
-            self.threshold.update(invert(T_init) @ res.T)
-        self._commit(res.T, frame, dt)
+        accepted = res.fitness >= self.min_fitness
+        if accepted:
+            if not bootstrap and widen == 1.0:  # a motion-less first guess or a gap says nothing of the prediction
+                self.threshold.update(invert(T_init) @ res.T)
+            self._commit(res.T, frame, dt)
+        else:  # keep a failed alignment out of the map and fall back on the prediction
+            self.reset_motion(T_init)
         self._tick("map_update", tic)
-        return OdometryStep(res.T, res.hessian, res.fitness, res.rmse, sigma, degeneracy(res.hessian, len(source)),
-                            frame, n_source=len(source))
+        return OdometryStep(res.T if accepted else T_init, res.hessian, res.fitness, res.rmse, sigma,
+                            degeneracy(res.hessian, len(source)), frame, n_source=len(source), accepted=accepted)
 
     def _bootstrap(self, res, frame, source, points, point_time, dt, sigma):
         """Second sweep: the first could not be deskewed; redo both with the motion between them."""

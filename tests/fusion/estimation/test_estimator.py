@@ -165,3 +165,23 @@ def test_imu_only_log_is_dead_reckoned():
     x = 0.25 * np.clip(res.t - 1.0, 0, None) ** 2
     np.testing.assert_allclose(res.T_world_body[:, 0, 3], x, atol=0.01)
     np.testing.assert_allclose(res.velocities[-1], [0.5 * (res.t[-1] - 1.0), 0, 0], atol=0.02)
+
+
+@pytest.mark.parametrize("imu", [True, False])
+def test_a_garbage_sweep_is_rejected_not_mapped(box_world, imu):
+    """Frame 12 holds noise instead of a scan: it is rejected, carried (IMU or constant velocity), not mapped."""
+    base = box_world.sequence(25, imu=imu)
+    rng = np.random.default_rng(0)
+    junk = np.c_[rng.uniform(-40, 40, (5000, 3)), np.ones(5000)].astype(np.float32)
+
+    def load(i: int) -> Frame:
+        f = base[i]
+        return replace_frame(f, points=junk, point_time=None) if i == 12 else f
+
+    seq = Sequence(base.timestamps, load, base.calibration, base.sensors, base.imu, base.gt_poses, {}, "junk")
+    res = estimate_trajectory(seq)  # IMU initialised after 1 s, before the junk
+    assert res.status[12] == ("imu_only" if imu else "lidar_rejected") and res.status[13:] == ["ok"] * 12
+    assert "lidar_rejected" in res.flags[12] or not imu
+    assert res.gaps[0]["start"] == 12 and res.gaps[0]["stop"] == 13
+    gt = np.linalg.inv(seq.gt_poses[0]) @ seq.gt_poses
+    assert np.linalg.norm(res.T_world_body[:, :3, 3] - gt[:, :3, 3], axis=1).max() < 0.1
