@@ -12,7 +12,7 @@ from scipy.stats import norm
 
 from fuse4d.data.synthetic.config import SynthConfig
 from fuse4d.data.synthetic.raycast import Fans, trace
-from fuse4d.data.synthetic.texture import albedo, shade, sky
+from fuse4d.data.synthetic.texture import albedo, put_rows, shade, sky
 
 
 #: 256 equiprobable standard-normal quantiles: a random byte → a Gaussian sample (fast pixel noise)
@@ -69,17 +69,20 @@ class Camera:
         flat_dirs = dirs.reshape(-1, 3)
         miss = np.ones(W * H, bool)
         miss[idx] = False
+        sky_idx = np.flatnonzero(miss)
         rgb = np.empty((W * H, 3), np.float32)
-        rgb[miss] = sky(flat_dirs[miss])
+        put_rows(rgb, sky_idx, sky(np.take(flat_dirs, sky_idx, axis=0)))
         p = o.astype(np.float32) + hits["t"][:, None] * np.take(flat_dirs, idx, axis=0)
         col = albedo(hits["cls"], p, hits["normal"], hits["color"], hits["paint"])
-        rgb[idx] = shade(col, hits["normal"])
-        img = rgb * np.float32(255.0)
+        put_rows(rgb, idx, shade(col, hits["normal"]))
+        img = rgb
+        img *= np.float32(255.0)
         if dark:
             img = img * np.float32(0.04) + np.float32(3.0) + rng.normal(0.0, 4.0, img.shape).astype(np.float32)
         elif noise_sigma > 0:
-            img += _GAUSS_LUT[rng.integers(0, 256, img.shape, dtype=np.uint8)] * np.float32(noise_sigma)
-        image = np.clip(img + np.float32(0.5), 0, 255).astype(np.uint8).reshape(H, W, 3)
+            img += np.take(_GAUSS_LUT * np.float32(noise_sigma), rng.integers(0, 256, img.shape, dtype=np.uint8))
+        img += np.float32(0.5)
+        image = np.clip(img, 0, 255, out=img).astype(np.uint8).reshape(H, W, 3)
         depth = np.zeros(W * H, np.float32)
         depth[idx] = hits["t"]
         sem = np.zeros(W * H, np.uint8)

@@ -147,22 +147,20 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
         t_all[b_ray] = box["t"][nearer].astype(np.float32)
     idx = np.flatnonzero(t_all <= min(max_t, float(np.finfo(np.float32).max)))
     H = idx.size
-    tri = st["tri"][idx].astype(np.int64)
+    # one lookup for object, ground and no-static-hit rays (see StaticScene.lut_*)
+    lut = np.minimum(st["tri"][idx], np.uint32(static.n_triangles)).astype(np.int64)
+    lut -= static.n_ground - 1
+    np.maximum(lut, 0, out=lut)
     normal = np.take(st["normal"], idx, axis=0)
-    cls = np.empty(H, np.uint8)
-    inst = np.full(H, -1, np.int32)
-    color = np.zeros((H, 3), np.float32)
+    cls = np.take(static.lut_cls, lut)
+    inst = np.take(static.lut_inst, lut)
+    color = np.take(static.lut_color, lut, axis=0)
     paint = np.zeros(H, bool)
-    # rays that only hit a moving box carry an invalid triangle id (>= n_triangles)
-    o = np.flatnonzero((tri >= static.n_ground) & (tri < static.n_triangles))
-    tri_o = tri[o] - static.n_ground
-    cls[o] = static.obj_cls[tri_o]
-    inst[o] = static.obj_inst[tri_o]
-    color[o] = np.take(static.obj_color, tri_o, axis=0)
-    g = np.flatnonzero(tri < static.n_ground)
+    g = np.flatnonzero(lut == 0)
     if g.size:
-        uv = np.take(st["uv"], idx[g], axis=0)
-        tri_g = tri[g]
+        ig = idx[g]
+        uv = np.take(st["uv"], ig, axis=0)
+        tri_g = st["tri"][ig].astype(np.intp)
         plane = np.take(static.ground_d, tri_g, axis=0)
         d = plane[:, 0] + uv[:, 0] * plane[:, 1] + uv[:, 1] * plane[:, 2]
         cls[g] = classify_offset(d)

@@ -164,6 +164,11 @@ class StaticScene:
         self.obj_cls = prims.cls[owner].astype(np.uint8)
         self.obj_inst = prims.inst[owner].astype(np.int32)
         self.obj_color = prims.color[owner].astype(np.float32)
+        # the same tables indexed by clip(tri - n_ground + 1, 0, n_obj + 1): entry 0 for ground triangles,
+        # the last for rays without a static hit (invalid triangle id)
+        self.lut_cls = np.concatenate([[0], self.obj_cls, [0]]).astype(np.uint8)
+        self.lut_inst = np.concatenate([[-1], self.obj_inst, [-1]]).astype(np.int32)
+        self.lut_color = np.concatenate([np.zeros((1, 3)), self.obj_color, np.zeros((1, 3))]).astype(np.float32)
         # ground attributes per triangle as (A0, A1 - A0, A2 - A0): value at barycentric (u, v)
         # is A0 + u dA1 + v dA2; the lateral offset d and the lane-dash phase sin φ
         a = terrain.vertex_attr[gt]  # [Mg, 3 vertices, (d, cos φ, sin φ)]
@@ -185,6 +190,7 @@ class StaticScene:
         rays = np.empty((F, R, 6), np.float32)
         rays[..., :3] = origins[:, None, :]
         rays[..., 3:] = dirs
-        ans = self._scene.cast_rays(o3d.core.Tensor(rays.reshape(-1, 6)), nthreads=self.threads)
+        # from_numpy shares the buffer (o3d.core.Tensor(array) would copy it)
+        ans = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays.reshape(-1, 6)), nthreads=self.threads)
         return {"t": ans["t_hit"].numpy(), "tri": ans["primitive_ids"].numpy(), "uv": ans["primitive_uvs"].numpy(),
                 "normal": ans["primitive_normals"].numpy()}

@@ -31,6 +31,13 @@ def value_noise(p: np.ndarray, scale: float) -> np.ndarray:
     return h.astype(np.float32) * np.float32(2.0 ** -32)
 
 
+def put_rows(dst: np.ndarray, idx: np.ndarray, src: np.ndarray) -> None:
+    """``dst[idx] = src`` for C-contiguous 2-D arrays (rows moved as opaque records: ~3x faster)."""
+    row = np.dtype((np.void, dst.dtype.itemsize * dst.shape[1]))
+    src = np.ascontiguousarray(src, dtype=dst.dtype)
+    np.put(dst.view(row).reshape(-1), idx, src.view(row).reshape(-1))
+
+
 def _frac(x: np.ndarray) -> np.ndarray:
     """Fractional part ``x - floor(x)`` in [0, 1)."""
     return x - np.floor(x)
@@ -78,7 +85,7 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
         (used for buildings, vegetation, poles, vehicles, pedestrians); paint: ``[N]`` bool,
         road markings (white).
     """
-    p = p.astype(np.float32)
+    p = p.astype(np.float32, copy=False)
     fine = value_noise(p, 0.12)
     coarse = value_noise(p, 0.7)
     k = np.take(_K, cls, axis=0)
@@ -91,8 +98,9 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
         out[m[(_frac(q[:, 0]) < 0.067) | (_frac(q[:, 1]) < 0.067)]] = 0.32
     m = np.flatnonzero(cls == BUILDING)
     if m.size:
-        out[m] = _facade(np.take(p, m, axis=0), np.take(normal, m, axis=0), np.take(base, m, axis=0), fine[m])
-    return np.clip(out, 0.0, 1.0)
+        put_rows(out, m, _facade(np.take(p, m, axis=0), np.take(normal, m, axis=0), np.take(base, m, axis=0),
+                                 fine[m]))
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _facade(p: np.ndarray, normal: np.ndarray, base: np.ndarray, fine: np.ndarray) -> np.ndarray:
