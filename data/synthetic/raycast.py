@@ -39,8 +39,29 @@ class Fans:
     time: np.ndarray
 
 
-def _candidates(fans: Fans, centre: np.ndarray, radius: np.ndarray, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
-    """(part, ray) pairs whose ray may hit the bounding sphere of the part."""
+#: fan-major sort keys ``fan * 8 + angle`` per fan-angle table (tables are per sensor: built once)
+_KEYS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _sort_keys(angle: np.ndarray) -> np.ndarray:
+    hit = _KEYS.get(id(angle))
+    if hit is not None and hit[0] is angle:
+        return hit[1]
+    F = angle.shape[0]
+    keys = (np.arange(F)[:, None] * 8.0 + angle).reshape(-1)
+    if len(_KEYS) > 8:
+        _KEYS.clear()
+    _KEYS[id(angle)] = (angle, keys)
+    return keys
+
+
+def _candidates(fans: Fans, centre: np.ndarray, radius: np.ndarray,
+                max_dist: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(part, fan) pairs whose fan plane may reach the bounding sphere of the part, and their rays.
+
+    Returns ``p [Q]``, ``f [Q]`` (the pairs), ``counts [Q]`` (candidate rays per pair) and
+    ``rays [sum(counts)]`` (flat ray indices, pair after pair).
+    """
     F, R = fans.angle.shape
     rel = centre.transpose(1, 0, 2) - fans.origin[:, None, :]
     basis = np.stack([fans.normal, fans.fwd, fans.up], -1)
@@ -48,14 +69,15 @@ def _candidates(fans: Fans, centre: np.ndarray, radius: np.ndarray, max_dist: fl
     rho2 = radius[:, None] ** 2 - dist ** 2
     near = (rho2 > 0) & (np.sqrt(x * x + y * y + dist * dist) <= max_dist + radius[:, None])
     p, f = np.nonzero(near)
+    empty = np.zeros(0, np.int64)
     if p.size == 0:
-        return p, p
+        return empty, empty, empty, empty
     x, y, rho = x[p, f], y[p, f], np.sqrt(rho2[p, f])
     r_c = np.hypot(x, y)
     half = np.where(rho >= r_c, np.pi, np.arcsin(np.minimum(1.0, rho / np.maximum(r_c, 1e-9))))
     a_c = np.arctan2(y, x)
     # global sort key: fan index * 8 + angle (angles lie in (-pi, pi))
-    keys = (np.arange(F)[:, None] * 8.0 + fans.angle).reshape(-1)
+    keys = _sort_keys(fans.angle)
     full = half >= 0.5 * np.pi
     lo = np.where(full, f * 8.0 - 4.0, f * 8.0 + np.maximum(a_c - half, -3.99))
     hi = np.where(full, f * 8.0 + 4.0, f * 8.0 + np.minimum(a_c + half, 3.99))
@@ -64,10 +86,10 @@ def _candidates(fans: Fans, centre: np.ndarray, radius: np.ndarray, max_dist: fl
     counts = np.maximum(i1 - i0, 0)
     total = int(counts.sum())
     if total == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return empty, empty, empty, empty
     start = np.repeat(i0 - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
     rays = start + np.arange(total)
-    return np.repeat(p, counts), rays
+    return p, f, counts, rays
 
 
 def cast_boxes(fans: Fans, box_center: np.ndarray, box_yaw: np.ndarray, box_size: np.ndarray,
@@ -86,19 +108,21 @@ def cast_boxes(fans: Fans, box_center: np.ndarray, box_yaw: np.ndarray, box_size
              "normal": np.zeros((0, 3))}
     if box_center.shape[0] == 0:
         return empty
-    scale = float(np.sqrt((fans.dirs[:, [0, -1]] ** 2).sum(-1).max()))
+    scale = float(np.sqrt((fans.dirs[:, ::max(R - 1, 1)] ** 2).sum(-1).max()))
     radius = 0.5 * np.linalg.norm(box_size, axis=1)
-    p_idx, ray = _candidates(fans, box_center, radius, max_t * scale)
+    pp, pf, counts, ray = _candidates(fans, box_center, radius, max_t * scale)
     if ray.size == 0:
         return empty
-    f_idx = ray // R
-    yaw = box_yaw[p_idx, f_idx]
+    # box pose, ray origin in the box frame and half extents once per (part, fan) pair, then per ray
+    yaw = box_yaw[pp, pf]
     c, s = np.cos(yaw), np.sin(yaw)
-    o = (np.take(fans.origin, f_idx, axis=0) - np.take(box_center.reshape(-1, 3), p_idx * F + f_idx, axis=0)).T
+    o = (np.take(fans.origin, pf, axis=0) - np.take(box_center.reshape(-1, 3), pp * F + pf, axis=0)).T
+    half = 0.5 * np.take(box_size, pp, axis=0).T
+    o_l = [np.repeat(v, counts) for v in (c * o[0] + s * o[1], -s * o[0] + c * o[1], o[2])]
+    half = [np.repeat(v, counts) for v in half]
+    c, s, p_idx = np.repeat(c, counts), np.repeat(s, counts), np.repeat(pp, counts)
     d = np.take(fans.dirs.reshape(-1, 3), ray, axis=0).T.astype(np.float64)
-    half = 0.5 * np.take(box_size, p_idx, axis=0).T
     # slab test in the box frame, one axis at a time (1-D arrays are faster than [Q, 3] reductions)
-    o_l = (c * o[0] + s * o[1], -s * o[0] + c * o[1], o[2])
     d_l = (c * d[0] + s * d[1], -s * d[0] + c * d[1], d[2])
     lo, hi = [], []
     for k in range(3):
