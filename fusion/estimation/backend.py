@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fuse4d.fusion.estimation.frontend import Frontend
-from fuse4d.fusion.estimation.imu import ImuNoise, preintegrate_many
+from fuse4d.fusion.estimation.imu import ImuNoise, preintegrate_many, propagate_path
 from fuse4d.fusion.estimation.lie import se3_exp, se3_log
 from fuse4d.fusion.estimation.loop_closure import _adjoint
 from fuse4d.fusion.estimation.pose_graph import PoseGraph
@@ -118,6 +118,11 @@ def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int)
         sol = graph.optimize(max_iterations=iterations)
         used = [n for n in used if n not in {b for b, _ in bad}]
     T_all, v_all, b_all = _recover(recs, nodes, T0, sol.poses, sol.biases)
+    if with_imu:
+        node_v = {k: sol.velocities[n] for n, k in enumerate(nodes)}
+        for k, v in node_v.items():
+            v_all[k] = v
+        _fill_gaps(fe, T_all, v_all, b_all)
     info = {"nodes": len(nodes), "lidar_factors": n_lidar, "imu_factors": n_imu, "loop_factors": len(used),
             "cost_initial": sol.cost_initial, "cost_final": sol.cost_final, "lm_iterations": sol.iterations}
     return BackendOutput(T_all, v_all if with_imu else None, b_all, used, info)
@@ -157,6 +162,42 @@ def refine_window(fe: Frontend, imu_noise: ImuNoise, size: int, iterations: int 
     sol = graph.optimize(max_iterations=iterations)
     recs[nodes[-1]].v = sol.velocities[-1].copy()
     fe.bg, fe.ba = sol.biases[-1, :3].copy(), sol.biases[-1, 3:].copy()
+
+
+def _fill_gaps(fe: Frontend, T: np.ndarray, v: np.ndarray, b: np.ndarray) -> None:
+    """Re-propagate IMU-only spans from the optimised state before them (in place).
+
+    Frames without LiDAR have no front-end pose of their own worth correcting: they are
+    dead-reckoned again from the optimised pose, velocity and biases at the span's start,
+    and the mismatch with the optimised pose after the span is spread linearly in time.
+    """
+    recs = fe.records
+    status = [r.status for r in recs]
+    k = 1
+    while k < len(recs):
+        if status[k] == "ok":
+            k += 1
+            continue
+        s = k
+        while k < len(recs) and status[k] != "ok":
+            k += 1
+        a, e = s - 1, k  # last frame before, first frame after the span (e may be past the end)
+        if not fe._imu_covers(recs[a].t, recs[min(e, len(recs) - 1)].t):
+            continue
+        P, V = [T[a]], [v[a]]
+        for m in range(s, min(e + 1, len(recs))):
+            _, path, vel = propagate_path(fe.imu, recs[m - 1].t, recs[m].t, P[-1][:3, :3], P[-1][:3, 3], V[-1],
+                                          b[a, :3], b[a, 3:], fe.gravity)
+            P.append(path[-1])
+            V.append(vel[-1])
+        P, V = np.stack(P[1:]), np.stack(V[1:])
+        if e < len(recs):  # close the span onto the optimised pose after it
+            fix = se3_log(T[e] @ invert(P[-1]))
+            frac = (np.array([recs[m].t for m in range(s, e)]) - recs[a].t) / (recs[e].t - recs[a].t)
+            T[s:e] = se3_exp(fix[None] * frac[:, None]) @ P[:-1]
+            v[s:e] = V[:-1] + np.outer(frac, v[e] - V[-1])
+        else:
+            T[s:e], v[s:e] = P, V
 
 
 def _whitened(graph: PoseGraph, row: int) -> float:
