@@ -188,8 +188,11 @@ class StaticScene:
         """
         F, R, _ = dirs.shape
         rays = np.empty((F, R, 6), np.float32)
-        rays[..., :3] = origins[:, None, :]
-        rays[..., 3:] = dirs
+        # origin and direction written as 12-byte records (a float-by-float broadcast copy is ~2x slower)
+        vec = np.dtype((np.void, 12))
+        pairs = rays.view(vec)  # [F, R, 2]
+        pairs[..., 0] = np.ascontiguousarray(origins, np.float32).view(vec)
+        pairs[..., 1] = np.ascontiguousarray(dirs, np.float32).view(vec)[..., 0]
         # from_numpy shares the buffer (o3d.core.Tensor(array) would copy it)
         ans = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays.reshape(-1, 6)), nthreads=self.threads)
         return {"t": ans["t_hit"].numpy(), "tri": ans["primitive_ids"].numpy(), "uv": ans["primitive_uvs"].numpy(),

@@ -18,12 +18,18 @@ REFLECTIVITY = np.array([0.1, 0.12, 0.25, 0.35, 0.45, 0.5, 0.6, 0.3, 0.3, 0.55],
 assert len(REFLECTIVITY) == NUM_CLASSES
 
 
-def value_noise(p: np.ndarray, scale: float) -> np.ndarray:
-    """Blocky hash noise in [0, 1) of points ``p [N, k]`` (k ≤ 3) on a lattice of ``scale`` metres → ``[N]``."""
-    q = np.floor(np.asarray(p, np.float32).T * np.float32(1.0 / scale)).astype(np.int32).view(np.uint32)
+def value_noise(p: np.ndarray, scale: float, soa: bool = False) -> np.ndarray:
+    """Blocky hash noise in [0, 1) of points ``p [N, k]`` (k ≤ 3) on a lattice of ``scale`` metres → ``[N]``.
+
+    ``soa=True``: p is given coordinate-major, ``[k, N]`` (faster: contiguous rows).
+    """
+    p = np.asarray(p, np.float32)
+    q = np.floor((p if soa else p.T) * np.float32(1.0 / scale))
+    q = np.ascontiguousarray(q.astype(np.int32).view(np.uint32))
     h = np.full(q.shape[1], 2166136261, np.uint32)
     for row, prime in zip(q, (73856093, 19349663, 83492791)):
-        h ^= row * np.uint32(prime)
+        row *= np.uint32(prime)
+        h ^= row
         h *= np.uint32(16777619)
     h ^= h >> np.uint32(13)
     h *= np.uint32(1274126177)
@@ -75,6 +81,15 @@ _K[VEGETATION] = (0.55, 0.7, 0.0)
 _K[POLE] = (0.9, 0.2, 0.0)
 
 
+_K_COLS = [np.ascontiguousarray(_K[:, j]) for j in range(3)]
+
+
+def _scale_rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x *= w[:, None]`` for a C-contiguous ``[N, 3]`` x (a flat product: [N, 1] broadcasts are slow)."""
+    x.reshape(-1)[:] *= np.repeat(w, x.shape[1])
+    return x
+
+
 def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
            paint: np.ndarray) -> np.ndarray:
     """Surface colour ``[N, 3]`` float32 in [0, 1].
@@ -85,50 +100,55 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
         (used for buildings, vegetation, poles, vehicles, pedestrians); paint: ``[N]`` bool,
         road markings (white).
     """
-    p = p.astype(np.float32, copy=False)
-    fine = value_noise(p, 0.12)
-    coarse = value_noise(p, 0.7)
-    k = np.take(_K, cls, axis=0)
-    bright = k[:, 0] + k[:, 1] * fine + k[:, 2] * coarse
-    out = np.where(np.take(_USE_BASE, cls)[:, None], base, np.take(_CLASS_RGB, cls, axis=0)) * bright[:, None]
+    pt = np.ascontiguousarray(np.asarray(p, np.float32).T)  # [3, N]: contiguous coordinate rows
+    fine = value_noise(pt, 0.12, soa=True)
+    coarse = value_noise(pt, 0.7, soa=True)
+    bright = np.take(_K_COLS[0], cls) + np.take(_K_COLS[1], cls) * fine + np.take(_K_COLS[2], cls) * coarse
+    out = np.take(_CLASS_RGB, cls, axis=0)
+    own = np.flatnonzero(np.take(_USE_BASE, cls))
+    put_rows(out, own, np.take(base, own, axis=0))
+    _scale_rows(out, bright)
     out[paint] = 0.85
     m = np.flatnonzero(cls == SIDEWALK)
     if m.size:
-        q = np.take(p, m, axis=0) * np.float32(1 / 0.6)
-        out[m[(_frac(q[:, 0]) < 0.067) | (_frac(q[:, 1]) < 0.067)]] = 0.32
+        qx, qy = np.take(pt[0], m) * np.float32(1 / 0.6), np.take(pt[1], m) * np.float32(1 / 0.6)
+        out[m[(_frac(qx) < 0.067) | (_frac(qy) < 0.067)]] = 0.32
     m = np.flatnonzero(cls == BUILDING)
     if m.size:
-        put_rows(out, m, _facade(np.take(p, m, axis=0), np.take(normal, m, axis=0), np.take(base, m, axis=0),
+        put_rows(out, m, _facade(np.take(pt, m, axis=1), np.take(normal, m, axis=0), np.take(base, m, axis=0),
                                  fine[m]))
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _facade(p: np.ndarray, normal: np.ndarray, base: np.ndarray, fine: np.ndarray) -> np.ndarray:
-    """Stone blocks (0.9 × 0.45 m) with mortar, windows every 3.2 m × 3 m; plain dark roofs."""
+def _facade(pt: np.ndarray, normal: np.ndarray, base: np.ndarray, fine: np.ndarray) -> np.ndarray:
+    """Stone blocks (0.9 × 0.45 m) with mortar, windows every 3.2 m × 3 m; plain dark roofs.
+
+    ``pt [3, M]`` hit points (coordinate-major), ``normal [M, 3]``, ``base [M, 3]``, ``fine [M]``.
+    """
     tx, ty = -normal[:, 1], normal[:, 0]
     inv = 1.0 / np.maximum(np.sqrt(tx * tx + ty * ty), 1e-6)
-    a = (p[:, 0] * tx + p[:, 1] * ty) * inv
-    z = p[:, 2]
+    a = (pt[0] * tx + pt[1] * ty) * inv
+    z = pt[2]
     zr = z * np.float32(1 / 0.45)
     row = np.floor(zr)
     ar = a * np.float32(1 / 0.9) + 0.5 * (row - 2 * np.floor(row * 0.5))
     col = np.floor(ar)
     mortar = (zr - row < 0.11) | (ar - col < 0.055)
-    block = value_noise(np.stack([col, row], -1), 1.0)
+    block = value_noise(np.stack([col, row]), 1.0, soa=True)
     shade = np.where(mortar, np.float32(0.55), 0.75 + 0.35 * block + 0.1 * fine)
     wa, wz = _frac(a * np.float32(1 / 3.2)), _frac(z * np.float32(1 / 3.0))
     window = (wa > 0.3125) & (wa < 0.75) & (wz > 0.333) & (wz < 0.767)
-    c = base * shade[:, None]
+    c = _scale_rows(np.array(base, np.float32), shade.astype(np.float32, copy=False))
     c[window] = (0.12, 0.15, 0.22)
     roof = np.abs(normal[:, 2]) > 0.9
     c[roof] = (0.3 + 0.1 * fine[roof])[:, None]
-    return c.astype(np.float32)
+    return c
 
 
 def shade(col: np.ndarray, normal: np.ndarray) -> np.ndarray:
     """Lambert shading with ambient light: ``[N, 3]`` albedo × (0.4 + 0.6 max(0, n·sun))."""
     lam = np.maximum(normal.astype(np.float32, copy=False) @ SUN, np.float32(0.0))
-    return col * (np.float32(0.4) + np.float32(0.6) * lam)[:, None]
+    return _scale_rows(np.array(col, np.float32), np.float32(0.4) + np.float32(0.6) * lam)
 
 
 def sky(dirs: np.ndarray) -> np.ndarray:
