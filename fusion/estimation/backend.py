@@ -67,7 +67,8 @@ def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int)
     db_to_pos = {v: k for k, v in fe.kf_lidar.items()}
     loop_pos = {db_to_pos[lc.i] for lc in fe.loops} | {db_to_pos[lc.j] for lc in fe.loops}
     boundary = {k for k in fe.keyframes if k > 0 and (recs[k].status == "ok") != (recs[k - 1].status == "ok")}
-    nodes = _thin(fe.keyframes, loop_pos | boundary, max_nodes)
+    net_pos = {k for f in fe.network for k in f[:2]}
+    nodes = _thin(sorted(set(fe.keyframes) | net_pos), loop_pos | boundary | net_pos, max_nodes)
     node_of = {k: n for n, k in enumerate(nodes)}
     T0 = np.stack([recs[k].T for k in nodes])
     with_imu = fe.gravity is not None
@@ -107,6 +108,8 @@ def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int)
         Ad_inv = _adjoint(X_inv)
         graph.add_relative(a, b, X @ lc.T_i_j @ X_inv, Ad_inv.T @ lc.information @ Ad_inv, "loop")
         loop_rows.append((n, len(graph.relative) - 1))
+    for i, j, T_ij, cov in fe.network:  # fusion-model predictions (body frame) with their covariance
+        graph.add_network_factor(node_of[i], node_of[j], T_ij, cov)
     sol = graph.optimize(max_iterations=iterations)
     used = [n for n, _ in loop_rows]
     bad = [(n, row) for n, row in loop_rows if _whitened(graph, row) > 30.0]

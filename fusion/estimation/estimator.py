@@ -81,6 +81,27 @@ class Estimator:
         self.t.append(rec.t)
         return rec
 
+    def add_network_factor(self, i: int, j: int, T_i_j: np.ndarray, covariance: np.ndarray) -> None:
+        """Add a relative pose predicted by the fusion model between stepped frames ``i`` and ``j``.
+
+        Args:
+            i, j: positions of the frames in stepping order (0 = first frame stepped).
+            T_i_j: ``[4, 4]`` pose of frame j in frame i, in the output frame (``self.frame``).
+            covariance: ``[6, 6]`` (translation m², rotation rad²) of the prediction.
+
+        Raises:
+            ValueError: a frame not stepped yet, ``i == j``, or bad shapes.
+        """
+        T_i_j, covariance = np.asarray(T_i_j, float), np.asarray(covariance, float)
+        if T_i_j.shape != (4, 4) or covariance.shape != (6, 6):
+            raise ValueError(f"need T_i_j [4, 4] and covariance [6, 6], got {T_i_j.shape} and {covariance.shape}")
+        if not (0 <= i < len(self.t) and 0 <= j < len(self.t)) or i == j:
+            raise ValueError(f"network factor between frames {i} and {j}: both must be stepped and distinct "
+                             f"({len(self.t)} frames so far)")
+        if self.needs_model:
+            raise ValueError("network factors need LiDAR or IMU states to attach to (camera-only log)")
+        self.frontend.network.append((int(i), int(j), T_i_j, covariance))
+
     def finish(self) -> EstimationResult:
         """Optimise the keyframe graph and return the trajectory of every frame stepped so far.
 

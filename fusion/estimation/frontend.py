@@ -73,6 +73,7 @@ class Frontend:
         self.keyframes: list[int] = []  # frame positions
         self.kf_lidar: dict[int, int] = {}  # frame position → loop-database id
         self.loops: list[LoopClosure] = []
+        self.network: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (frame i, frame j, T_i_j, cov)
         self.gravity: np.ndarray | None = None  # odometry-frame gravity once initialised
         self.bg, self.ba = np.zeros(3), np.zeros(3)
         self.timings: dict[str, float] = {}

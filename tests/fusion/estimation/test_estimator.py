@@ -186,3 +186,26 @@ def test_a_garbage_sweep_is_rejected_not_mapped(box_world, imu):
     assert res.gaps[0]["start"] == 12 and res.gaps[0]["stop"] == 13
     gt = np.linalg.inv(seq.gt_poses[0]) @ seq.gt_poses
     assert np.linalg.norm(res.T_world_body[:, :3, 3] - gt[:, :3, 3], axis=1).max() < 0.1
+
+
+def test_network_factor_pulls_the_trajectory(box_world):
+    """A (perfect, confident) network prediction between frame 0 and the last frame corrects a wrong end."""
+    seq = box_world.sequence(20)
+    gt = np.linalg.inv(seq.gt_poses[0]) @ seq.gt_poses
+
+    def run(with_factor: bool):
+        est = Estimator(EstimationConfig(loop_closure=False), seq.calibration, seq.sensors)
+        for i in range(len(seq)):
+            f = seq[i]
+            if i == 19:  # a bad last sweep: most points gone, registration rejected or poor
+                f = replace_frame(f, points=f.points[:200], point_time=f.point_time[:200])
+            est.step(f)
+        if with_factor:
+            est.add_network_factor(0, 19, gt[19], np.diag([1e-4] * 3 + [1e-6] * 3))
+        return est.finish()
+
+    plain, fused = run(False), run(True)
+    end = [np.linalg.norm(r.T_world_body[19, :3, 3] - gt[19, :3, 3]) for r in (plain, fused)]
+    assert end[1] < 0.05 and end[1] < end[0]
+    with pytest.raises(ValueError, match="both must be stepped"):
+        Estimator().add_network_factor(0, 1, np.eye(4), np.eye(6))
