@@ -148,7 +148,7 @@ def run(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("fuse4d_demo"), "--out", "-o", help="folder for the log, the run and the plots"),
-    frames: int = typer.Option(120, help="frames to synthesise (10 Hz)"),
+    frames: int = typer.Option(200, help="frames to synthesise (10 Hz; 200 drive the loop once)"),
     seed: int = typer.Option(0, help="random seed of the synthetic world"),
 ) -> None:
     """Synthesise a log, read it back, run the pipeline, evaluate against ground truth, plot."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 
-def run_demo(out: str | Path, frames: int = 120, seed: int = 0, scenario: str = "default",
+def run_demo(out: str | Path, frames: int = 200, seed: int = 0, scenario: str = "default",
              echo: Callable[[str], None] = print) -> dict:
     """Run the demo into ``out``; returns the evaluation metrics (flat dict, units in keys)."""
     from fuse4d.config import load_config

@@ -160,5 +160,6 @@ class Pipeline:
             from fuse4d.plots import plot_trajectories
             ref = None if gt is None else gt[:, :3, 3]
             plot_trajectories(out / "trajectory.png", est.T_world_body[:, :3, 3], ref,
-                              title=f"{seq.name}: estimate vs ground truth", gaps=result.gaps)
+                              title=f"{seq.name}: estimate vs ground truth", gaps=result.gaps,
+                              loops=[(int(lc["i"]), int(lc["j"])) for lc in est.loops])
         return result

@@ -119,11 +119,13 @@ def plot_frame(frame: Frame, calibration: Calibration, path: str | Path, bev_ran
 
 
 def plot_trajectories(path: str | Path, est: np.ndarray | None, ref: np.ndarray | None = None,
-                      title: str = "trajectory", gaps: list[tuple[int, int]] | None = None) -> Path:
+                      title: str = "trajectory", gaps: list[tuple[int, int]] | None = None,
+                      loops: list[tuple[int, int]] | None = None) -> Path:
     """Write a top-view PNG of positions ``est [S, 3]`` and ``ref [S, 3]`` (metres).
 
     ``gaps`` are frame spans ``(start, stop)`` drawn in red on the estimate
-    (e.g. where LiDAR was lost). Returns the path.
+    (e.g. where LiDAR was lost); ``loops`` are frame pairs ``(i, j)`` joined by
+    a line (verified loop closures). Returns the path.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 7))
@@ -133,6 +135,10 @@ def plot_trajectories(path: str | Path, est: np.ndarray | None, ref: np.ndarray 
         ax.plot(est[:, 0], est[:, 1], "C0-", lw=1.5, label="estimate")
         for a, b in gaps or []:
             ax.plot(est[a:b, 0], est[a:b, 1], "r-", lw=2.5)
+        for n, (i, j) in enumerate(loops or []):
+            ax.plot(est[[i, j], 0], est[[i, j], 1], "m-", lw=2, label="loop closure" if n == 0 else None)
+        if gaps:
+            ax.plot([], [], "r-", lw=2.5, label="LiDAR gap")
         ax.plot(est[:1, 0], est[:1, 1], "go", label="start")
     ax.set_aspect("equal")
     ax.set_xlabel("x [m]")
