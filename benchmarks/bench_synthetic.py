@@ -59,6 +59,7 @@ def main() -> None:
     seq = synthesize(seed=0, frames=200, scenario=args.scenario, config=cfg)
     build = time.perf_counter() - t0
     seq[0]  # warm-up
+    ref_before = reference_cast_ms()  # the load can change during the runs: measured before and after
     wall, cpu = [], []
     rng = np.random.default_rng(0)
     for _ in range(args.runs):
@@ -68,8 +69,10 @@ def main() -> None:
             seq[int(i)]
         wall.append(args.frames / (time.perf_counter() - w0))
         cpu.append(args.frames / (time.process_time() - c0))
+    ref = 0.5 * (ref_before + reference_cast_ms())
     f = seq[10]
-    print(f"machine reference (Embree, 49k rays, 1 thread): {reference_cast_ms():.1f} ms (idle core: ~10 ms)")
+    print(f"machine reference (Embree, 49k rays, 1 thread): {ref:.1f} ms, mean of before/after the runs "
+          f"(before {ref_before:.1f}; idle core: ~10 ms)")
     print(f"world build: {build:.2f} s; frame: {len(f.points)} points, image {f.image.shape}")
     print(f"synthetic frames/s (median of {args.runs} x {args.frames}): wall {statistics.median(wall):.1f}, "
           f"cpu {statistics.median(cpu):.1f}  [all runs wall: {', '.join(f'{x:.1f}' for x in wall)}]")

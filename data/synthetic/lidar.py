@@ -68,7 +68,7 @@ class Lidar:
         fans = Fans(o, np.matmul(R, self.fan_normal_local[:, :, None])[..., 0],
                     np.matmul(R, self.fan_fwd_local[:, :, None])[..., 0], R[:, :, 2], dirs, self.fan_angle,
                     t + self.column_time)
-        hits = trace(static, actors, fans, self.max_range)
+        hits = trace(static, actors, fans, self.max_range, with_color=False)
         idx = hits["idx"]
         keep = np.ones(idx.size, bool)
         if dropout > 0:

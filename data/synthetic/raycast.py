@@ -67,7 +67,8 @@ def _candidates(fans: Fans, centre: np.ndarray, radius: np.ndarray,
     basis = np.stack([fans.normal, fans.fwd, fans.up], -1)
     dist, x, y = np.matmul(rel, basis).transpose(2, 1, 0)
     rho2 = radius[:, None] ** 2 - dist ** 2
-    near = (rho2 > 0) & (np.sqrt(x * x + y * y + dist * dist) <= max_dist + radius[:, None])
+    reach = max_dist + radius[:, None]
+    near = (rho2 > 0) & (x * x + y * y + dist * dist <= reach * reach)
     p, f = np.nonzero(near)
     empty = np.zeros(0, np.int64)
     if p.size == 0:
@@ -149,7 +150,7 @@ def cast_boxes(fans: Fans, box_center: np.ndarray, box_yaw: np.ndarray, box_size
     return {"ray": ray[first], "t": t_near[first], "part": p_idx[first], "normal": normal}
 
 
-def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.ndarray]:
+def trace(static, actors, fans: Fans, max_t: float = np.inf, with_color: bool = True) -> dict[str, np.ndarray]:
     """Cast fans into the static scene and the moving actors (at each fan's time).
 
     Args:
@@ -157,7 +158,8 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
 
     Returns per *hit* (H of the ``F*R`` rays): ``idx [H]`` flat ray index (fan-major), ``t [H]``
     float32, ``cls [H]`` uint8, ``inst [H]`` int32 (-1 = stuff), ``dynamic [H]`` bool,
-    ``normal [H, 3]`` float32, ``color [H, 3]`` base albedo, ``paint [H]`` bool (road marking).
+    ``normal [H, 3]`` float32, ``color [H, 3]`` base albedo (left out when ``with_color`` is False:
+    a LiDAR has no use for it), ``paint [H]`` bool (road marking).
     """
     st = static.cast(fans.origin, fans.dirs)
     t_all = st["t"]
@@ -178,7 +180,7 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
     normal = np.take(st["normal"], idx, axis=0)
     cls = np.take(static.lut_cls, lut)
     inst = np.take(static.lut_inst, lut)
-    color = np.take(static.lut_color, lut, axis=0)
+    color = np.take(static.lut_color, lut, axis=0) if with_color else None
     paint = np.zeros(H, bool)
     g = np.flatnonzero(lut == 0)
     if g.size:
@@ -201,12 +203,16 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf) -> dict[str, np.nda
         k = actors.parts.actor[part]
         cls[pos] = actors.cls[k]
         inst[pos] = actors.ids[k]
-        color[pos] = actors.color[k] * actors.parts.shade[part, None]
+        if with_color:
+            color[pos] = actors.color[k] * actors.parts.shade[part, None]
         normal[pos] = b_n[order]
         dynamic[pos] = True
         paint[pos] = False
-    return {"idx": idx, "t": t_all[idx], "cls": cls, "inst": inst, "dynamic": dynamic,
-            "normal": normal, "color": color, "paint": paint}
+    out = {"idx": idx, "t": t_all[idx], "cls": cls, "inst": inst, "dynamic": dynamic, "normal": normal,
+           "paint": paint}
+    if with_color:
+        out["color"] = color
+    return out
 
 
 def _actor_parts_at(actors, time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
