@@ -69,7 +69,16 @@ def trajectory_errors(est: Trajectory, ref: Trajectory, align: str = "se3", max_
         raise ConfigError(f"unknown alignment {align!r}; use one of {', '.join(metrics.ALIGN_MODES)}")
     i_est, i_ref = _pair(est, ref, by_index, max_diff)
     Q = ref.poses[i_ref]
-    P, _, scale = metrics.align(est.poses[i_est], Q, align)
+    align_mode = align
+    if len(Q) < 2:
+        raise DataError(None, f"degenerate point set ({len(Q)} paired pose): at least 2 are needed to compare trajectories")
+    if align in ("se3", "sim3") and len(Q) < 3:
+        # Umeyama needs 3 non-collinear positions; with fewer, anchor the first pose instead
+        align_mode = "first_pose"
+        P = (Q[0] @ np.linalg.inv(est.poses[i_est][0])) @ est.poses[i_est]
+        scale = 1.0
+    else:
+        P, _, scale = metrics.align(est.poses[i_est], Q, align)
     err = np.linalg.norm(P[:, :3, 3] - Q[:, :3, 3], axis=1)
     a = metrics.error_stats(err)
     path = float(np.linalg.norm(np.diff(Q[:, :3, 3], axis=0), axis=1).sum())
@@ -87,6 +96,8 @@ def trajectory_errors(est: Trajectory, ref: Trajectory, align: str = "se3", max_
         "path_length_m": path, "ate_pct_of_path": 100.0 * a["rmse"] / path if path > 0 else math.nan,
         "align_scale": float(scale),
     }
+    if align_mode != align:
+        out["align_mode"] = align_mode
     return out, err, i_ref
 
 

@@ -63,7 +63,8 @@ class Result:
             lines.append(f"note       {f}")
         if "ate_rmse_m" in self.metrics:
             m = self.metrics
-            lines.append(f"ATE        {m['ate_rmse_m']:.3f} m rmse (SE3-aligned, {m.get('n_poses', '?')} poses)")
+            how = m.get("align_mode", "SE3").replace("_", "-")
+            lines.append(f"ATE        {m['ate_rmse_m']:.3f} m rmse ({how}-aligned, {m.get('n_poses', '?')} poses)")
         lines.append(f"trajectory {self.out_dir / 'trajectory.txt'}")
         return "\n".join(lines)
 
@@ -150,7 +151,7 @@ class Pipeline:
             flags.append(f"LiDAR gap frames {g['start']}–{g['stop'] - 1} carried by {g.get('carried_by', '?')}")
         result = Result(out, est.t, est.T_world_body, est.frame, status=list(est.status),
                         flags=flags, gaps=[(int(g["start"]), int(g["stop"])) for g in est.gaps])
-        if (out / "groundtruth.txt").exists():
+        if (out / "groundtruth.txt").exists() and np.isfinite(est.T_world_body[:, 0, 0]).sum() >= 2:
             from fuse4d.evaluation import evaluate_run
             try:
                 result.metrics = evaluate_run(out)

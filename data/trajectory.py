@@ -159,7 +159,8 @@ def write_tum(path: str | Path, t: np.ndarray, poses: np.ndarray, frame: str = "
     """
     poses = np.asarray(poses, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
-    ok = np.isfinite(poses.reshape(len(poses), -1)).all(axis=1)
+    poses = poses.reshape(-1, 4, 4)
+    ok = np.isfinite(poses.reshape(len(poses), 16)).all(axis=1)
     q = matrix_to_quat(poses[ok, :3, :3]) if ok.any() else np.zeros((0, 4))
     lines = [f"# fuse4d trajectory frame: {frame}" + (f" {comment}" if comment else ""),
              "# timestamp tx ty tz qx qy qz qw"]

@@ -167,3 +167,20 @@ def test_real_files_match_evo_reference_numbers(shared):
     m = evaluation.evaluate_files(d / "KITTI_00_SPTAM.txt", d / "KITTI_00_gt.txt",
                                   est_times=d / "KITTI_00_gt_times.txt", ref_times=d / "KITTI_00_gt_times.txt")
     assert m["ate_rmse_m"] == pytest.approx(3.738488, abs=5e-7)
+
+
+def test_two_pose_runs_anchor_the_first_pose(tmp_path):
+    """Umeyama needs 3 positions; two-sweep logs (AV2 sample) are compared from a shared first pose."""
+    from fuse4d.data.trajectory import write_tum
+    from fuse4d.evaluation import evaluate_files
+    T = np.tile(np.eye(4), (2, 1, 1))
+    T[1, 0, 3] = 1.0
+    E = T.copy()
+    E[:, 1, 3] += 5.0          # a different world origin
+    E[1, 0, 3] = 1.1           # 10 cm too far
+    write_tum(tmp_path / "ref.txt", [0.0, 0.1], T)
+    write_tum(tmp_path / "est.txt", [0.0, 0.1], E)
+    m = evaluate_files(tmp_path / "est.txt", tmp_path / "ref.txt")
+    assert m["align_mode"] == "first_pose"
+    assert m["ate_max_m"] == pytest.approx(0.1, abs=1e-9)
+    assert m["rpe_trans_rmse_m"] == pytest.approx(0.1, abs=1e-9)
