@@ -46,7 +46,7 @@ class EstimationConfig:
     keyframe_angle_deg: float = 20.0
     keyframe_max_frames: int = 15
     max_graph_nodes: int = 120
-    graph_iterations: int = 25
+    graph_iterations: int = 12
     lidar_point_sigma: float = 0.1
     mode: str = "batch"
     window_size: int = 8

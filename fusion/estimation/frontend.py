@@ -78,6 +78,7 @@ class Frontend:
         self.bg, self.ba = np.zeros(3), np.zeros(3)
         self.timings: dict[str, float] = {}
         self._last_loop_kf = -10 ** 9
+        self._refined = False  # gravity re-estimated over a longer span
 
     # -- IMU stream -------------------------------------------------------------
     def _append_imu(self, frame: Frame) -> None:
@@ -97,11 +98,13 @@ class Frontend:
                                   np.concatenate([p.gyro for p in self._imu_parts]))
 
     def _imu_covers(self, t0: float, t1: float) -> bool:
+        """IMU samples span ``[t0, t1]`` without a hole longer than 0.25 s (10 Hz OXTS still counts)."""
         if not self.use_imu or self.imu is None or len(self.imu) < 2:
             return False
         ts = self.imu.t
-        inside = ts[(ts >= t0 - 0.05) & (ts <= t1 + 0.05)]
-        return ts[0] <= t0 + 1e-6 and ts[-1] >= t1 - 0.02 and (len(inside) < 2 or np.diff(inside).max() < 0.1)
+        inside = ts[(ts >= t0 - 0.15) & (ts <= t1 + 0.15)]
+        return (ts[0] <= t0 + 0.02 and ts[-1] >= t1 - 0.02
+                and (len(inside) < 2 or np.diff(inside).max() < 0.25))
 
     # -- main step ---------------------------------------------------------------
     def step(self, frame: Frame) -> FrameRecord:
@@ -176,8 +179,12 @@ class Frontend:
     def _update_velocity(self, rec: FrameRecord, v_pred: np.ndarray | None) -> None:
         recs, W = self.records, self.cfg.velocity_window
         if self.gravity is None:
-            rec.v = np.zeros(3) if len(recs) < 2 else (recs[-1].T[:3, 3] - recs[-2].T[:3, 3]) / (recs[-1].t - recs[-2].t)
+            rec.v = np.zeros(3) if len(recs) < 2 else \
+                (recs[-1].T[:3, 3] - recs[-2].T[:3, 3]) / (recs[-1].t - recs[-2].t)
             self._try_initialise()
+            return
+        if not self._refined and self._try_initialise(3.0 * self.cfg.imu_init_time):
+            self._refined = True
             return
         run = _trailing_ok(recs[-W:])
         if len(run) >= 3 and all(r.delta is not None for r in run[1:]):
@@ -196,15 +203,22 @@ class Frontend:
         log.warning("no LiDAR at the start: IMU dead reckoning from rest (%s), drift is unbounded until LiDAR",
                     "static start" if static else "NOT static: velocity unknown")
 
-    def _try_initialise(self) -> None:
+    def _try_initialise(self, span: float | None = None) -> bool:
+        """Gravity, velocities and gyro bias from the trailing run of LiDAR frames lasting ``span`` s.
+
+        Called with the configured ``imu_init_time`` until it succeeds, then once more at
+        three times that span: the gravity error falls with the square of the span.
+        """
+        span = self.cfg.imu_init_time if span is None else span
         if not self.use_imu or self.imu is None:
-            return
+            return False
         ok = _trailing_ok(self.records)
-        if len(ok) < 3 or ok[-1].t - ok[0].t < self.cfg.imu_init_time:
-            return
+        if len(ok) < 3 or ok[-1].t - ok[0].t < span:
+            return False
+        ok = [r for r in ok if r.t >= ok[-1].t - span - 1e-9]
         t = np.array([r.t for r in ok])
         if not self._imu_covers(t[0], t[-1]):
-            return
+            return False
         pre = preintegrate_many(self.imu, t[:-1], t[1:])
         st = initialise(np.stack([r.T[:3, :3] for r in ok]), np.stack([r.T[:3, 3] for r in ok]), pre,
                         self.cfg.gravity)
@@ -213,8 +227,9 @@ class Frontend:
             r.v = v
         for r, pr in zip(ok[1:], pre):
             r.delta = (pr.dt, *pr.corrected(self.bg, self.ba)[1:])
-        log.info("IMU initialised after %.2f s: gravity %s, gyro bias %s, fit %.3f m",
+        log.info("IMU initialised over %.2f s: gravity %s, gyro bias %s, fit %.3f m",
                  t[-1] - t[0], np.round(st.gravity, 3), np.round(st.gyro_bias, 4), st.residual)
+        return True
 
     # -- keyframes and loops -----------------------------------------------------------
     def _keyframe(self, rec: FrameRecord, frame: Frame) -> None:

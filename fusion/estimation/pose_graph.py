@@ -243,7 +243,7 @@ class PoseGraph:
         with torch.no_grad():
             return float(sum(r.square().sum() for r in _GraphModel(self)()))
 
-    def optimize(self, max_iterations: int = 15, tolerance: float = 1e-4,
+    def optimize(self, max_iterations: int = 15, tolerance: float = 1e-3,
                  kernels: dict[str, tuple[str | None, float]] | None = None) -> GraphSolution:
         """Run pypose LM; update and return the states.
 
