@@ -45,3 +45,4 @@ def test_camera_only_log_is_accepted_and_flagged(shared, tmp_path):
     assert any(f.startswith("needs_model") for f in res.flags)
     assert set(res.status) == {"needs_model"}
     assert (tmp_path / "cam" / "trajectory.txt").exists() and res.metrics == {}
+    assert res.frame == "body"  # 7-Scenes: body = camera

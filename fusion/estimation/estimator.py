@@ -55,7 +55,7 @@ class Estimator:
         self.needs_model = not sensors & {"lidar", "imu"}
         self.has_imu = "imu" in sensors
         imu = check_imu(imu, path)
-        self.frame = "body" if self.has_imu else "lidar"
+        self.frame = "body" if self.has_imu or self.needs_model else "lidar"  # camera-only: body = camera
         X = calib.T_body_lidar if self.has_imu else np.eye(4)
         self.imu_noise = ImuNoise.from_dict(calib.imu_noise)
         self.frontend = Frontend(self.config, X, imu, use_imu=self.has_imu and self.config.use_imu)
