@@ -41,7 +41,8 @@ def test_kitti_raw_sample_lidar_only(shared, tmp_path):
 
 
 def test_camera_only_log_is_accepted_and_flagged(shared, tmp_path):
-    res = _run(shared("sevenscenes_tsdf_fusion_python", "data"), tmp_path / "cam")
+    with pytest.warns(UserWarning, match="camera-only log; poses need the fusion model"):
+        res = _run(shared("sevenscenes_tsdf_fusion_python", "data"), tmp_path / "cam")
     assert any(f.startswith("needs_model") for f in res.flags)
     assert set(res.status) == {"needs_model"}
     assert (tmp_path / "cam" / "trajectory.txt").exists() and res.metrics == {}
