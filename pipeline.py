@@ -31,6 +31,9 @@ from fuse4d.errors import DataError
 
 log = logging.getLogger(__name__)
 
+#: a LiDAR gap longer than this (s) gets a drift warning in the run summary
+LONG_GAP_S = 5.0
+
 
 @dataclass
 class Result:
@@ -148,7 +151,11 @@ class Pipeline:
         if est.loops:
             flags.append(f"{len(est.loops)} loop closure(s) verified and added to the pose graph")
         for g in est.gaps:
-            flags.append(f"LiDAR gap frames {g['start']}–{g['stop'] - 1} carried by {g.get('carried_by', '?')}")
+            dur = float(g.get("t_stop", 0.0) - g.get("t_start", 0.0))
+            note = f"LiDAR gap frames {g['start']}–{g['stop'] - 1} ({dur:.1f} s) carried by {g.get('carried_by', '?')}"
+            if dur > LONG_GAP_S:
+                note += f"; over {LONG_GAP_S:.0f} s without LiDAR the drift grows without bound: treat these poses as rough"
+            flags.append(note)
         result = Result(out, est.t, est.T_world_body, est.frame, status=list(est.status),
                         flags=flags, gaps=[(int(g["start"]), int(g["stop"])) for g in est.gaps])
         if (out / "groundtruth.txt").exists() and np.isfinite(est.T_world_body[:, 0, 0]).sum() >= 2:

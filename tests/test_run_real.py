@@ -47,3 +47,14 @@ def test_camera_only_log_is_accepted_and_flagged(shared, tmp_path):
     assert set(res.status) == {"needs_model"}
     assert (tmp_path / "cam" / "trajectory.txt").exists() and res.metrics == {}
     assert res.frame == "body"  # 7-Scenes: body = camera
+
+
+def test_imu_only_log_reports_its_gap_and_warns_on_drift(shared, tmp_path):
+    """EuRoC IMU + ground truth, no camera in this sample: the IMU carries every frame, and the run says so."""
+    path = shared("euroc_kimera_vio_tests", "tests", "data", "ForOnlineAlignment", "real_data")
+    cfg = load_config(run={"use_model": False, "write_plots": False}, data={"stop": 120})
+    res = Pipeline(cfg).run(load_sequence(path), tmp_path / "eu")
+    assert res.frame == "body" and set(res.status) == {"imu_only"}
+    assert res.gaps == [(0, 120)]
+    assert any("carried by imu" in f and "drift grows without bound" in f for f in res.flags)
+    assert "LiDAR gaps (frames): 0-120" in (tmp_path / "eu" / "trajectory.txt").read_text()
