@@ -229,6 +229,10 @@ def export_sequence(seq: Sequence, out_dir: str | Path, format: str = "zarr", pr
     out = Path(out_dir).expanduser()
     if format not in FORMATS:
         raise DataError(out, f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
+    other = {"zarr": [out / "sequences", out / "poses"], "kitti": [out / LOG_NAME]}[format]
+    if not overwrite and any(p.exists() for p in other):
+        raise DataError(out, f"already holds a log in another format ({', '.join(p.name for p in other if p.exists())}); "
+                             "writing here would replace its ground-truth sidecars: pick another folder or pass overwrite")
     if format == "zarr":
         path = write_sequence(seq, out / LOG_NAME, progress=progress, overwrite=overwrite)
         log_poses, missing = _log_index(path, len(seq))

@@ -169,3 +169,16 @@ def test_bad_requests(tmp_path):
     with pytest.raises(DataError, match=r"frame 0: points have shape \[5, 3\]"):
         write_kitti_odometry(bad, tmp_path, overwrite=True)
     assert len(list((tmp_path / "sequences" / "00" / "velodyne").glob("*.bin"))) == 2  # old export intact
+
+
+def test_export_refuses_to_mix_formats_in_one_folder(tmp_path):
+    """A KITTI export's sidecars must not be silently replaced by a zarr export of another log."""
+    from fuse4d.data.export import export_sequence
+    from fuse4d.data.synthetic import synthesize
+    from fuse4d.errors import DataError
+    seq = synthesize(seed=1, frames=3)
+    export_sequence(seq, tmp_path, format="kitti")
+    before = (tmp_path / "groundtruth.txt").read_text()
+    with pytest.raises(DataError, match="already holds a log in another format"):
+        export_sequence(seq, tmp_path, format="zarr")
+    assert (tmp_path / "groundtruth.txt").read_text() == before and not (tmp_path / "log.zarr").exists()
