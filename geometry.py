@@ -59,7 +59,22 @@ def pose_from_tq(t: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
 
 
 def rotation_angle(R: np.ndarray) -> np.ndarray:
-    """Rotation angle in radians of ``[..., 3, 3]`` matrices (robust near 0 and π)."""
-    R = np.asarray(R, dtype=np.float64)
+    """Rotation angle in radians of rotations ``[..., 3, 3]`` or rigid transforms ``[..., 4, 4]``."""
+    R = np.asarray(R, dtype=np.float64)[..., :3, :3]
     cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
     return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def orthonormalize(T: np.ndarray) -> np.ndarray:
+    """Project the rotation block of ``T [..., 4, 4]`` (or ``[..., 3, 3]``) back onto SO(3) (SVD).
+
+    Used on calibration files printed to ~7 digits and on poses accumulated in
+    floating point, so later inverses stay exact.
+    """
+    T = np.array(T, dtype=np.float64)
+    R = T[..., :3, :3]
+    U, _, Vt = np.linalg.svd(R)
+    D = np.ones(R.shape[:-1])
+    D[..., -1] = np.sign(np.linalg.det(U @ Vt))
+    T[..., :3, :3] = (U * D[..., None, :]) @ Vt
+    return T

@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fuse4d.data.validation import check_finite, check_monotonic  # noqa: F401 (re-exported)
 from fuse4d.errors import DataError
+from fuse4d.geometry import make_T, orthonormalize
 
 #: bytes per point of a KITTI-style ``.bin`` scan (float32 x, y, z, intensity)
 SCAN_POINT_BYTES = 16
@@ -212,11 +213,7 @@ def rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     Calibration files print rotations to ~7 digits, so they are not exactly
     orthonormal; projecting keeps every later inverse exact (changes are ~1e-7).
     """
-    U, _, Vt = np.linalg.svd(np.asarray(R, dtype=np.float64))
-    R_ = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R_, np.asarray(t, dtype=np.float64).reshape(3)
-    return T
+    return orthonormalize(make_T(R, np.asarray(t, dtype=np.float64).reshape(3)))
 
 
 def read_opencv_yaml(path: str | Path) -> dict[str, Any]:

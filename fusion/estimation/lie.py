@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from fuse4d.geometry import orthonormalize, rotation_angle  # noqa: F401 (re-exported for the estimation code)
+
 
 def skew(v: np.ndarray) -> np.ndarray:
     """Skew-symmetric matrices ``[..., 3, 3]`` of vectors ``[..., 3]``."""
@@ -67,20 +69,3 @@ def interpolate_pose(T: np.ndarray, s: np.ndarray) -> np.ndarray:
     s = np.asarray(s, dtype=np.float64).reshape(-1, 1)
     xi = se3_log(T)[None, :] * s
     return se3_exp(xi)
-
-
-def rotation_angle(T: np.ndarray) -> np.ndarray:
-    """Rotation angle (radians) of rigid transforms ``[..., 4, 4]`` or rotations ``[..., 3, 3]``."""
-    R = np.asarray(T, dtype=np.float64)[..., :3, :3]
-    return np.arccos(np.clip((np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0))
-
-
-def orthonormalize(T: np.ndarray) -> np.ndarray:
-    """Project the rotation block of ``T [..., 4, 4]`` (or ``[..., 3, 3]``) back onto SO(3) (SVD)."""
-    T = np.array(T, dtype=np.float64)
-    R = T[..., :3, :3]
-    U, _, Vt = np.linalg.svd(R)
-    D = np.ones(R.shape[:-1])
-    D[..., -1] = np.sign(np.linalg.det(U @ Vt))
-    T[..., :3, :3] = (U * D[..., None, :]) @ Vt
-    return T
