@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from fuse4d import __version__
 from fuse4d.config import PipelineConfig
 from fuse4d.data.types import Sequence
 from fuse4d.errors import DataError
+from fuse4d.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +71,6 @@ class Result:
         return "\n".join(lines)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 class Pipeline:
     """The whole job on one sequence: ``Pipeline(config).run(seq, out_dir)``."""
 
@@ -118,7 +110,7 @@ class Pipeline:
                 raise DataError(out, "holds a run of a different input or config; pass overwrite=True (--overwrite) to replace it")
         else:
             store = RunStore.create(store_path, config=cfg_dict, source=source, n_frames=len(seq), overwrite=overwrite)
-        _atomic_text(out / "config.yaml", yaml.safe_dump({"fuse4d": __version__, **cfg_dict}, sort_keys=False))
+        atomic_write_text(out / "config.yaml", yaml.safe_dump({"fuse4d": __version__, **cfg_dict}, sort_keys=False))
 
         est_cfg = EstimationConfig.from_dict(self.config.estimation)
         est = estimate_trajectory(seq, est_cfg, progress=progress)
@@ -143,7 +135,7 @@ class Pipeline:
             if b > a:  # frame span in this run, plus the same span in seconds (exact for evaluation)
                 spans.append(dict(d, start=a, stop=b, t_start=float(ts[a]), t_stop=float(ts[b - 1])))
         if spans:
-            _atomic_text(out / "degradations.json", json.dumps(spans, indent=1))
+            atomic_write_text(out / "degradations.json", json.dumps(spans, indent=1))
 
         flags = []
         if est.needs_model:

@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +46,11 @@ from fuse4d.data.trajectory import write_kitti, write_tum
 from fuse4d.data.types import Sequence
 from fuse4d.data.zarr_log import LOG_NAME, jsonable, swap_into_place, write_sequence
 from fuse4d.errors import DataError
+from fuse4d.fileio import atomic_write_text
 from fuse4d.geometry import invert
 
 log = logging.getLogger(__name__)
 FORMATS = ("zarr", "kitti")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _rebase(poses: np.ndarray) -> np.ndarray:
@@ -108,8 +101,8 @@ def _export_kitti(seq: Sequence, out: Path, sequence: str, progress: bool,
     (tmp / "velodyne").mkdir(parents=True)
     try:
         poses, missing = _write_kitti_frames(seq, tmp, progress)
-        _atomic_text(tmp / "calib.txt", _calib_txt(seq))
-        _atomic_text(tmp / "times.txt", "".join(f"{t:.9f}\n" for t in seq.timestamps))
+        atomic_write_text(tmp / "calib.txt", _calib_txt(seq))
+        atomic_write_text(tmp / "times.txt", "".join(f"{t:.9f}\n" for t in seq.timestamps))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -191,10 +184,10 @@ def write_sidecars(seq: Sequence, out_dir: str | Path, poses: np.ndarray | None 
     if missing is not None:
         summary["missing"] = jsonable(missing)
     doc = {"calibration": seq.calibration.to_dict(), "sequence": summary}
-    _atomic_text(out / "calib.yaml", yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_text(out / "calib.yaml", yaml.safe_dump(doc, sort_keys=False))
     written.append(out / "calib.yaml")
     if seq.degradations:
-        _atomic_text(out / "degradations.json", json.dumps(jsonable(seq.degradations), indent=1) + "\n")
+        atomic_write_text(out / "degradations.json", json.dumps(jsonable(seq.degradations), indent=1) + "\n")
         written.append(out / "degradations.json")
     return written
 

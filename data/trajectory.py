@@ -6,14 +6,13 @@ A :class:`Trajectory` is ``t [S]`` float64 seconds plus ``poses [S, 4, 4]``
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fuse4d.errors import DataError
+from fuse4d.fileio import atomic_write_text
 from fuse4d.geometry import make_T, matrix_to_quat, pose_from_tq
 
 
@@ -49,14 +48,6 @@ class Trajectory:
     def path_length(self) -> float:
         """Total distance travelled in metres."""
         return float(np.linalg.norm(np.diff(self.positions, axis=0), axis=1).sum()) if len(self) > 1 else 0.0
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _load_table(path: Path, min_cols: int, delimiter: str | None = None) -> np.ndarray:
@@ -167,14 +158,14 @@ def write_tum(path: str | Path, t: np.ndarray, poses: np.ndarray, frame: str = "
     for ti, T, qi in zip(t[ok], poses[ok], q):
         p = T[:3, 3]
         lines.append(f"{ti:.9f} {p[0]:.9f} {p[1]:.9f} {p[2]:.9f} {qi[0]:.9f} {qi[1]:.9f} {qi[2]:.9f} {qi[3]:.9f}")
-    _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def write_kitti(path: str | Path, poses: np.ndarray) -> None:
     """Write ``poses [S, 4, 4]`` as a KITTI pose file (3×4 row-major per line), atomically."""
     poses = np.asarray(poses, dtype=np.float64)
     lines = [" ".join(f"{v:.12e}" for v in T[:3, :4].reshape(-1)) for T in poses]
-    _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 __all__ = ["Trajectory", "read_tum", "read_kitti", "read_euroc", "read_trajectory", "guess_format",
