@@ -32,6 +32,20 @@ from fuse4d.errors import ConfigError, DataError
 RunEvaluator = Callable[[Path, str], dict]
 RUN_EVALUATORS: list[RunEvaluator] = []
 
+#: modules whose import registers more run evaluators (model outputs, maps, dynamics);
+#: :func:`evaluate_run` imports those that exist, so each capability owns its metrics.
+EVALUATOR_MODULES = ("fuse4d.fusion.evaluation", "fuse4d.mapping.evaluation", "fuse4d.dynamics.evaluation")
+
+
+def _load_evaluator_modules() -> None:
+    import importlib
+    for name in EVALUATOR_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # the module exists but something it imports does not
+                raise
+
 
 def register_run_evaluator(fn: RunEvaluator) -> RunEvaluator:
     """Add ``fn(run_dir, align) -> dict`` to the evaluators :func:`evaluate_run` calls (usable as a decorator)."""
@@ -218,6 +232,7 @@ def evaluate_run(run_dir: str | Path, align: str = "se3") -> dict:
     """
     run_dir = Path(run_dir)
     _run_files(run_dir)
+    _load_evaluator_modules()
     out: dict = {}
     for fn in RUN_EVALUATORS:
         out.update(fn(run_dir, align))
