@@ -232,6 +232,75 @@ class RunStore:
         new[start + 1 + len(arrays):] = -1
         offsets[...] = new  # after the values: a crash in between leaves the old offsets
 
+    def write_points(self, name: str, start: int, arrays: list[np.ndarray]) -> None:
+        """Write one per-LiDAR-point value array ``[N_i]`` per frame to ``lidar/<name>``.
+
+        DESIGN.md's layout: every per-point array (``lidar/semantics``,
+        ``lidar/dynamic``, ``lidar/ground``) is flat ``[P]`` in the input frames'
+        point order and shares ``lidar/offsets [S+1]`` (frame i's points are
+        ``[offsets[i], offsets[i+1])``, -1 = not known yet). The first write of a
+        frame fixes its point count (frames must be first written in order);
+        later writes of other arrays for the same frames must match it. Unwritten
+        values read as the fill (0, or NaN for floats). Raises DataError on a
+        count mismatch or an out-of-order first write.
+        """
+        arrays = [np.asarray(a).reshape(-1) for a in arrays]
+        self._check_span(f"lidar/{name}", start, len(arrays))
+        if not arrays:
+            return
+        g = self.root.require_group("lidar")
+        if "offsets" not in g:
+            off = g.create_array("offsets", shape=(self.n_frames + 1,), dtype="i8", fill_value=-1,
+                                 chunks=(max(1, self.n_frames + 1),), compressors=compressors())
+            off[0] = 0
+        offsets = g["offsets"][...]
+        counts = np.array([len(a) for a in arrays], dtype=np.int64)
+        known = offsets[start + 1:start + 1 + len(arrays)] >= 0
+        if known.any():
+            have = np.diff(offsets[start:start + 1 + len(arrays)])[known]
+            if not np.array_equal(have, counts[known]):
+                k = int(np.flatnonzero(known)[np.flatnonzero(have != counts[known])[0]])
+                raise DataError(self.path, f"lidar/{name}: frame {start + k} has {counts[k]} points, "
+                                           f"the run recorded {have[np.flatnonzero(have != counts[known])[0]]}")
+        if not known.all():
+            if offsets[start] < 0:
+                raise DataError(self.path, f"lidar/{name}: frame {start - 1} has no point count yet (write frames in order)")
+            offsets[start + 1:start + 1 + len(arrays)] = offsets[start] + np.cumsum(counts)
+        end = int(offsets[start + len(arrays)])
+        first = arrays[0]
+        if name not in g:
+            fill = np.nan if np.issubdtype(first.dtype, np.floating) else 0
+            g.create_array(name, shape=(0,), dtype=first.dtype, chunks=(_RAGGED_CHUNK_ROWS,), fill_value=fill,
+                           compressors=compressors())
+        values = g[name]
+        if values.shape[0] < end:
+            values.resize((end,))
+        base = int(offsets[start])
+        if end > base:
+            values[base:end] = np.concatenate(arrays).astype(values.dtype, copy=False)
+        if not known.all():
+            g["offsets"][...] = offsets  # after the values: a crash in between leaves the old offsets
+
+    def read_points(self, name: str) -> list[np.ndarray]:
+        """``lidar/<name>`` split per frame ``[N_i]`` over the frames with a known point count.
+
+        Raises DataError when the run has no such array.
+        """
+        if "lidar" not in self.root or name not in self.root["lidar"]:
+            raise DataError(self.path, f"no 'lidar/{name}' in this run")
+        offsets = self.root["lidar/offsets"][...]
+        n = int(np.argmax(offsets < 0)) if (offsets < 0).any() else len(offsets)
+        arr = self.root[f"lidar/{name}"]
+        values = arr[:min(int(offsets[n - 1]), arr.shape[0])]
+        out = []
+        for i in range(n - 1):
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            v = values[a:b]
+            if len(v) < b - a:  # never written for this frame: the fill value
+                v = np.concatenate([v, np.full(b - a - len(v), arr.fill_value, dtype=arr.dtype)])
+            out.append(v)
+        return out
+
     def write_map(self, name: str, value: np.ndarray | dict[str, np.ndarray], attrs: dict[str, Any] | None = None) -> None:
         """Write a whole map (``maps/occupancy``) or a group of arrays (``maps/elevation``) atomically.
 
