@@ -1,18 +1,29 @@
-"""Orchestration: sequence → estimation → (model, dynamics, maps as they land) → store.
+"""Orchestration: sequence → model → estimation → dynamics → maps → store.
 
 ``Pipeline`` owns the order of the stages and the run folder layout; it holds
-no algorithm of its own. A run folder holds:
+no algorithm of its own. Three passes over the frames:
+
+1. windows of ``run.window`` frames: the fusion model (when a checkpoint is
+   available and ``run.use_model``) predicts depth, semantics, dynamics, gates
+   and relative poses; each frame is also stepped through the estimator, and
+   the model's relative poses become pose-graph factors;
+2. the estimator's pose graph gives the metric trajectory;
+3. frame by frame with the final poses: dynamics (LiDAR moving-object
+   segmentation, tracks) then mapping (static points only).
+
+A run folder holds:
 
 - ``trajectory.txt``   TUM, metric, body frame (LiDAR frame for logs without IMU)
 - ``groundtruth.txt``  TUM, same frame, when the input has ground-truth poses
 - ``degradations.json`` degraded frame spans of the input, when it has any
 - ``config.yaml``      the resolved config
-- ``run.zarr``         the run store (poses, gates, maps, ...)
+- ``run.zarr``         the run store (poses, model outputs, gates, maps, ...)
 - ``trajectory.png``   top view of estimate vs ground truth
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -39,13 +50,15 @@ class Result:
     """What a pipeline run produced.
 
     Attributes:
-        out_dir: the run folder.
+        out_dir: the run folder (``store_path`` is its ``run.zarr``).
         t: ``[S]`` seconds; T_world_body: ``[S, 4, 4]`` metric poses (NaN where unknown).
         frame: name of the trajectory's frame (``body`` or ``lidar``).
         status: per-frame status strings from the estimator.
-        flags: run-level notes (e.g. ``needs_model`` for camera-only input).
+        flags: run-level notes (loops, gaps, model use).
         gaps: frame spans ``(start, stop)`` where a sensor was lost.
         metrics: evaluation against ground truth when the input has it.
+        gates: ``[S, 3]`` modality weights (rgb, lidar, imu; NaN absent) or None without the model.
+        model: name of the checkpoint used, or None (geometric path).
     """
 
     out_dir: Path
@@ -56,32 +69,92 @@ class Result:
     flags: list[str] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    gates: np.ndarray | None = None
+    model: str | None = None
+
+    @property
+    def store_path(self) -> Path:
+        """The run store ``run.zarr``."""
+        return self.out_dir / "run.zarr"
+
+    def store(self):
+        """The run store, opened (:class:`fuse4d.store.RunStore`)."""
+        from fuse4d.store import RunStore
+        return RunStore.open(self.store_path)
 
     def summary(self) -> str:
         """A few human-readable lines about the run."""
         n_ok = int(np.isfinite(self.T_world_body[:, 0, 0]).sum())
-        lines = [f"run        {self.out_dir}", f"poses      {n_ok} of {len(self.t)} frames ({self.frame} frame)"]
+        lines = [f"run        {self.out_dir}", f"poses      {n_ok} of {len(self.t)} frames ({self.frame} frame)",
+                 f"model      {self.model or 'none (geometric path)'}"]
         for f in self.flags:
             lines.append(f"note       {f}")
-        if "ate_rmse_m" in self.metrics:
-            m = self.metrics
+        m = self.metrics
+        if "ate_rmse_m" in m:
             how = m.get("align_mode", "SE3").replace("_", "-")
             lines.append(f"ATE        {m['ate_rmse_m']:.3f} m rmse ({how}-aligned, {m.get('n_poses', '?')} poses)")
+        for key, label in (("depth_absrel", "depth     "), ("sem_miou", "semantics "), ("dyn_iou_points", "dynamic   ")):
+            if key in m and m[key] is not None:
+                lines.append(f"{label} {key} {m[key]:.3f}")
         lines.append(f"trajectory {self.out_dir / 'trajectory.txt'}")
         return "\n".join(lines)
 
 
-class Pipeline:
-    """The whole job on one sequence: ``Pipeline(config).run(seq, out_dir)``."""
+def _stage(module: str, name: str):
+    """A stage class if its capability has landed (``fuse4d.mapping.MapBuilder``), else None."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            return None
+        raise
 
-    def __init__(self, config: PipelineConfig | None = None):
+
+class Pipeline:
+    """The whole job on one sequence: ``Pipeline(config).run(seq, out_dir)``.
+
+    Args:
+        config: the resolved config (defaults when None).
+        predictor: a ready :class:`fuse4d.fusion.predict.Predictor` to use instead of
+            loading ``config.run.checkpoint`` (e.g. one model shared by many runs).
+    """
+
+    def __init__(self, config: PipelineConfig | None = None, predictor=None):
         from fuse4d.config import load_config
         self.config = config or load_config()
+        self._predictor = predictor
 
     def select(self, seq: Sequence) -> Sequence:
-        """Apply ``config.data`` (start/stop/step) to ``seq``."""
+        """Apply ``config.data`` (start/stop/step) and ``config.run.sensors`` to ``seq``."""
+        from fuse4d.data.select import parse_sensors, with_sensors
         d = self.config.data
-        return seq[d.start:d.stop:d.step]
+        seq = seq[d.start:d.stop:d.step]
+        return with_sensors(seq, parse_sensors(getattr(self.config.run, "sensors", None)))
+
+    def predictor(self):
+        """The fusion model's predictor, or None on the geometric path.
+
+        None when ``run.use_model`` is False, or when no checkpoint is given and
+        none ships with this install. Raises DataError for a given checkpoint
+        that cannot be loaded.
+        """
+        if not self.config.run.use_model:
+            return None
+        if self._predictor is None:
+            Predictor = _stage("fuse4d.fusion.predict", "Predictor")
+            ckpt = self.config.run.checkpoint
+            if Predictor is None:
+                if ckpt:
+                    raise DataError(ckpt, "this fuse4d has no fusion model code to load a checkpoint with")
+                return None
+            try:
+                self._predictor = Predictor.from_checkpoint(ckpt or None)
+            except DataError as e:
+                if ckpt:
+                    raise
+                log.warning("no usable fusion-model checkpoint ships with this install (%s): geometric path", e)
+                return None
+        return self._predictor
 
     def run(self, seq: Sequence, out_dir: str | Path, progress: bool = False, overwrite: bool = False) -> Result:
         """Run every available stage on ``seq`` and write the run folder ``out_dir``.
@@ -90,15 +163,14 @@ class Pipeline:
             DataError: the input cannot give poses (no LiDAR, no IMU, no camera),
                 or ``out_dir`` holds a different run and ``overwrite`` is False.
         """
-        from fuse4d.data.trajectory import write_tum
-        from fuse4d.fusion.estimation.config import EstimationConfig
-        from fuse4d.fusion.estimation.estimator import estimate_trajectory
+        from fuse4d.data.cache import with_frame_cache
         from fuse4d.store import RunStore
 
         out = Path(out_dir)
         seq = self.select(seq)
         if len(seq) < 2:
             raise DataError(seq.path, f"needs at least 2 frames, got {len(seq)}")
+        predictor = self.predictor()
         out.mkdir(parents=True, exist_ok=True)
         cfg_dict = self.config.to_dict()
         source = str(seq.metadata.get("source", seq.path))
@@ -109,22 +181,113 @@ class Pipeline:
             if store.meta.get("source") != source or store.meta.get("config") != jsonable(cfg_dict):
                 raise DataError(out, "holds a run of a different input or config; pass overwrite=True (--overwrite) to replace it")
         else:
-            store = RunStore.create(store_path, config=cfg_dict, source=source, n_frames=len(seq), overwrite=overwrite)
+            store = RunStore.create(store_path, config=cfg_dict, source=source, n_frames=len(seq), overwrite=overwrite,
+                                    window=self.config.run.window)
         atomic_write_text(out / "config.yaml", yaml.safe_dump({"fuse4d": __version__, **cfg_dict}, sort_keys=False))
+        store.update_meta(sensors=sorted(seq.sensors), model=_name(predictor))
 
-        est_cfg = EstimationConfig.from_dict(self.config.estimation)
-        est = estimate_trajectory(seq, est_cfg, progress=progress)
-
+        seq = with_frame_cache(seq, maxsize=2 * self.config.run.window)
+        est = self._estimate(seq, predictor, store, progress)
         store.write_frames("poses", 0, est.T_world_body)
         store.write_frames("timestamps", 0, est.t)
         store.update_meta(estimation=est.summary(), loops=est.loops)
+        T_world_body = est.T_world_body
+        if est.frame == "lidar":
+            T_world_body = T_world_body @ np.linalg.inv(seq.calibration.T_body_lidar)
+        self._dynamics_and_maps(seq, T_world_body, store, progress)
         store.mark_done(len(seq))
+        return self._finish(seq, est, store, out, predictor)
+
+    # -- pass 1 + 2: model windows and estimation ---------------------------------------------
+    def _estimate(self, seq: Sequence, predictor, store, progress: bool):
+        from fuse4d.fusion.estimation.config import EstimationConfig
+        from fuse4d.fusion.estimation.estimator import Estimator, check_sequence
+
+        check_sequence(seq)
+        est = Estimator(EstimationConfig.from_dict(self.config.estimation), seq.calibration, seq.sensors, seq.imu,
+                        seq.path)
+        T_out_body = np.eye(4) if est.frame == "body" else np.linalg.inv(seq.calibration.T_body_lidar)
+        bar = _progress(progress, len(seq), f"{'model + ' if predictor else ''}estimating {seq.name}")
+        state, pos = None, 0
+        for window in seq.windows(self.config.run.window):
+            wp = None
+            if predictor is not None:
+                wp, state = predictor.predict(window, state=state)
+                self._write_prediction(store, pos, wp)
+            for k in range(len(window)):
+                est.step(window[k])
+                if wp is not None and pos + k > 0 and np.isfinite(wp.T_prev_cur[k]).all():
+                    T = T_out_body @ wp.T_prev_cur[k] @ np.linalg.inv(T_out_body)
+                    R = T_out_body[:3, :3]
+                    A = np.kron(np.eye(2), R)  # rotate translation and rotation blocks into the output frame
+                    est.add_network_factor(pos + k - 1, pos + k, T, A @ wp.pose_cov[k] @ A.T)
+                bar.update(1)
+            pos += len(window)
+        bar.close()
+        return est.finish()
+
+    @staticmethod
+    def _write_prediction(store, start: int, wp) -> None:
+        """One window's model outputs into the store, with DESIGN.md's names."""
+        for name, arr in (("frames/depth", wp.depth), ("frames/depth_conf", wp.depth_conf),
+                          ("frames/semantics", wp.semantics), ("frames/dynamic", wp.dynamic)):
+            if arr is not None:
+                store.write_frames(name, start, arr)
+        store.write_frames("gates", start, np.asarray(wp.gates, np.float32))
+        store.write_frames("net/T_prev_cur", start, wp.T_prev_cur)
+        store.write_frames("net/pose_cov", start, wp.pose_cov)
+        if wp.point_semantics is not None:
+            store.write_points("semantics", start, [np.asarray(a, np.uint8) for a in wp.point_semantics])
+        if wp.point_dynamic is not None:
+            store.write_points("dynamic", start, [np.asarray(a, np.float32) for a in wp.point_dynamic])
+
+    # -- pass 3: dynamics and maps, with the final poses --------------------------------------
+    def _dynamics_and_maps(self, seq: Sequence, T_world_body: np.ndarray, store, progress: bool) -> None:
+        Dynamics = _stage("fuse4d.dynamics", "DynamicsStage")
+        Maps = _stage("fuse4d.mapping", "MapBuilder")
+        if Dynamics is None and Maps is None:
+            return
+        dyn = None if Dynamics is None else Dynamics(getattr(self.config, "dynamics", None), seq.calibration)
+        maps = None if Maps is None else Maps(getattr(self.config, "mapping", None), seq.calibration)
+        has_sem = "lidar" in store and "semantics" in store.root["lidar"]
+        model_sem = store.read_points("semantics") if has_sem else None
+        model_dyn = store.read_points("dynamic") if has_sem and "dynamic" in store.root["lidar"] else None
+        depth = store.root["frames/depth"] if "frames/depth" in store else None
+        bar = _progress(progress, len(seq), "dynamics and maps")
+        for i in range(len(seq)):
+            T = T_world_body[i]
+            if not np.isfinite(T).all():
+                bar.update(1)
+                continue
+            frame = seq[i]
+            p_dyn = None if model_dyn is None or i >= len(model_dyn) else model_dyn[i]
+            if dyn is not None:
+                r = dyn.add_frame(frame, T, None if p_dyn is None else {"point_dynamic": p_dyn})
+                if r.get("point_dynamic") is not None:
+                    p_dyn = np.asarray(r["point_dynamic"], np.float32)
+                    store.write_points("dynamic", i, [p_dyn])
+            if maps is not None:
+                sem = None if model_sem is None or i >= len(model_sem) else model_sem[i]
+                d = None if depth is None else np.asarray(depth[i])
+                r = maps.add_frame(frame, T, sem, p_dyn, d)
+                if r and r.get("ground") is not None:
+                    store.write_points("ground", i, [np.asarray(r["ground"], np.uint8)])
+            bar.update(1)
+        bar.close()
+        for stage in (dyn, maps):
+            if stage is not None:
+                stage.finish()
+                stage.write(store)
+
+    # -- run folder -------------------------------------------------------------------------------
+    def _finish(self, seq: Sequence, est, store, out: Path, predictor) -> Result:
+        from fuse4d.data.trajectory import write_tum
 
         est.write_tum(out / "trajectory.txt")
         gt = seq.gt_poses
         if gt is not None and seq.has_ground_truth_poses:
             gt_frame = gt
-            if est.frame == "lidar" and "imu" in seq.sensors:
+            if est.frame == "lidar" and "imu" in seq.metadata.get("sensors_all", seq.sensors):
                 gt_frame = gt @ seq.calibration.T_body_lidar
             # re-base: the estimate starts at the first ground-truth pose of its frame
             write_tum(out / "groundtruth.txt", seq.timestamps, gt_frame, frame=est.frame, comment="(ground truth)")
@@ -138,8 +301,10 @@ class Pipeline:
             atomic_write_text(out / "degradations.json", json.dumps(spans, indent=1))
 
         flags = []
+        if predictor is not None:
+            flags.append(f"fusion model {_name(predictor)}: depth, semantics, dynamics, gates and pose factors")
         if est.needs_model:
-            flags.append("needs_model: no LiDAR or IMU, camera-only poses need the fusion model (no checkpoint yet)")
+            flags.append("needs_model: no LiDAR or IMU, camera-only poses need the fusion model")
         if est.loops:
             flags.append(f"{len(est.loops)} loop closure(s) verified and added to the pose graph")
         for g in est.gaps:
@@ -148,8 +313,10 @@ class Pipeline:
             if dur > LONG_GAP_S:
                 note += f"; over {LONG_GAP_S:.0f} s without LiDAR the drift grows without bound: treat these poses as rough"
             flags.append(note)
-        result = Result(out, est.t, est.T_world_body, est.frame, status=list(est.status),
-                        flags=flags, gaps=[(int(g["start"]), int(g["stop"])) for g in est.gaps])
+        gates = store.read("gates") if predictor is not None else None
+        result = Result(out, est.t, est.T_world_body, est.frame, status=list(est.status), flags=flags,
+                        gaps=[(int(g["start"]), int(g["stop"])) for g in est.gaps], gates=gates,
+                        model=_name(predictor))
         if (out / "groundtruth.txt").exists() and np.isfinite(est.T_world_body[:, 0, 0]).sum() >= 2:
             from fuse4d.evaluation import evaluate_run
             try:
@@ -163,3 +330,25 @@ class Pipeline:
                               title=f"{seq.name}: estimate vs ground truth", gaps=result.gaps,
                               loops=[(int(lc["i"]), int(lc["j"])) for lc in est.loops])
         return result
+
+
+def _name(predictor) -> str | None:
+    if predictor is None:
+        return None
+    return str(getattr(predictor, "name", None) or type(predictor).__name__)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    """A tqdm bar with frames/s when ``enabled``, else a no-op."""
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="frame")

@@ -58,7 +58,7 @@ def with_sensors(seq: Sequence, sensors: set[str] | frozenset[str] | None) -> Se
             changes["imu"] = None
         return replace(f, **changes) if changes else f
 
-    meta = dict(seq.metadata, sensors_used=sorted(keep))
+    meta = dict(seq.metadata, sensors_used=sorted(keep), sensors_all=sorted(seq.sensors))
     if "camera" not in keep and depth_sensor:
         meta["depth_sensor"] = False
     return Sequence(seq._timestamps, load, seq.calibration, keep, seq.imu if "imu" in keep else None,
