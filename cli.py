@@ -126,6 +126,8 @@ def run(
     input: Path = typer.Argument(..., help="a log folder (any supported format) or fuse4d zarr log"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder (trajectory.txt, run.zarr, plots)"),
     no_model: bool = typer.Option(False, "--no-model", help="geometric-only path (no fusion network)"),
+    checkpoint: Optional[Path] = typer.Option(None, help="fusion-model checkpoint (default: the one shipped)"),
+    sensors: Optional[str] = typer.Option(None, help="use only these sensors of the log, e.g. camera,imu"),
     config: Optional[Path] = typer.Option(None, help="YAML config overlaid on the defaults"),
     frames: Optional[int] = typer.Option(None, help="use only the first N frames"),
     overwrite: bool = typer.Option(False, help="start over if OUT already holds a run"),
@@ -134,8 +136,13 @@ def run(
     def go():
         from fuse4d.config import load_config
         from fuse4d.data.registry import load_sequence
+        from fuse4d.data.select import parse_sensors
         from fuse4d.pipeline import Pipeline
         overrides = {"run": {"use_model": not no_model}}
+        if checkpoint is not None:
+            overrides["run"]["checkpoint"] = str(checkpoint)
+        if sensors is not None:
+            overrides["run"]["sensors"] = ",".join(sorted(parse_sensors(sensors) or ()))
         if frames is not None:
             overrides["data"] = {"stop": frames}
         cfg = load_config(config, **overrides)
