@@ -31,11 +31,13 @@ def run_demo(out: str | Path, frames: int = 200, seed: int = 0, scenario: str = 
     seq = load_sequence(log_path)
     echo(format_summary(summarize(seq, progress=True)))
     frame_png = plot_frame(seq[min(len(seq) - 1, 10)], seq.calibration, out / "frame.png")
-    echo(f"[3/4] running the pipeline (geometric path)")
-    cfg = load_config(run={"use_model": False})
-    result = Pipeline(cfg).run(seq, out / "run", progress=True, overwrite=True)
+    pipeline = Pipeline(load_config())
+    how = "fusion model + back-end" if pipeline.predictor() is not None else "geometric path: no model checkpoint"
+    echo(f"[3/4] running the pipeline ({how})")
+    result = pipeline.run(seq, out / "run", progress=True, overwrite=True)
     echo(result.summary())
     echo("[4/4] evaluation against ground truth")
     echo(format_table(result.metrics))
-    echo(f"plots: {frame_png}, {out / 'run' / 'trajectory.png'}")
+    plots = [frame_png] + [p for p in sorted((out / "run").glob("*.png"))]
+    echo("plots: " + ", ".join(str(p) for p in plots))
     return result.metrics

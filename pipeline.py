@@ -159,30 +159,52 @@ class Pipeline:
     def run(self, seq: Sequence, out_dir: str | Path, progress: bool = False, overwrite: bool = False) -> Result:
         """Run every available stage on ``seq`` and write the run folder ``out_dir``.
 
-        Raises:
-            DataError: the input cannot give poses (no LiDAR, no IMU, no camera),
-                or ``out_dir`` holds a different run and ``overwrite`` is False.
-        """
-        from fuse4d.data.cache import with_frame_cache
-        from fuse4d.store import RunStore
+        The run folder is checked first (:func:`fuse4d.rundir.open_run_folder`): an
+        unfinished run of the same input and config resumes; a finished one is
+        replaced only with ``overwrite``, and then only once the new run is
+        complete. ``config.run.on_error`` decides whether an unreadable frame
+        stops the run (store left readable, resumable) or is skipped and recorded.
 
-        out = Path(out_dir)
+        Raises:
+            DataError: the input cannot give poses (no LiDAR, no IMU, no camera), a
+                frame is unreadable under ``on_error=stop``, or ``out_dir`` may not be
+                written (a file, read-only, foreign files, a run that needs ``overwrite``).
+        """
+        from fuse4d.faults import guard_frames
+        from fuse4d.rundir import open_run_folder
+
         seq = self.select(seq)
         if len(seq) < 2:
             raise DataError(seq.path, f"needs at least 2 frames, got {len(seq)}")
         predictor = self.predictor()
-        out.mkdir(parents=True, exist_ok=True)
+        seq, skipped = guard_frames(seq, self.config.run.on_error)
+        folder = open_run_folder(out_dir, str(seq.metadata.get("source", seq.path)), self.config.to_dict(), overwrite)
+        try:
+            result = self._run_into(seq, folder, predictor, progress)
+            if skipped:
+                result.flags.append(f"{len(skipped)} unreadable frame(s) skipped (--on-error skip): "
+                                    + "; ".join(f"frame {k}: {msg}" for k, msg in skipped[:3]))
+                result.store().update_meta(skipped_frames=[{"frame": k, "error": m} for k, m in skipped])
+            result.store().finish()  # status done: only now is the run complete
+        except BaseException:
+            folder.abort()  # an --overwrite run built beside the old one is dropped; in place, it stays resumable
+            raise
+        folder.commit()
+        result.out_dir = folder.final
+        return result
+
+    def _run_into(self, seq: Sequence, folder, predictor, progress: bool) -> Result:
+        """The three passes into ``folder.work``, resuming its store when ``folder.resume``."""
+        from fuse4d.data.cache import with_frame_cache
+        from fuse4d.store import RunStore
+
+        out = folder.work
         cfg_dict = self.config.to_dict()
-        source = str(seq.metadata.get("source", seq.path))
-        store_path = out / "run.zarr"
-        if store_path.exists() and not overwrite:
-            store = RunStore.open(store_path)
-            from fuse4d.data.zarr_log import jsonable
-            if store.meta.get("source") != source or store.meta.get("config") != jsonable(cfg_dict):
-                raise DataError(out, "holds a run of a different input or config; pass overwrite=True (--overwrite) to replace it")
+        if folder.resume:
+            store = RunStore.open(folder.store_path)
         else:
-            store = RunStore.create(store_path, config=cfg_dict, source=source, n_frames=len(seq), overwrite=overwrite,
-                                    window=self.config.run.window)
+            store = RunStore.create(folder.store_path, config=cfg_dict, source=str(seq.metadata.get("source", seq.path)),
+                                    n_frames=len(seq), window=self.config.run.window)
         atomic_write_text(out / "config.yaml", yaml.safe_dump({"fuse4d": __version__, **cfg_dict}, sort_keys=False))
         store.update_meta(sensors=sorted(seq.sensors), model=_name(predictor))
 
@@ -329,7 +351,25 @@ class Pipeline:
             plot_trajectories(out / "trajectory.png", est.T_world_body[:, :3, 3], ref,
                               title=f"{seq.name}: estimate vs ground truth", gaps=result.gaps,
                               loops=[(int(lc["i"]), int(lc["j"])) for lc in est.loops])
+            if predictor is not None:
+                self._plot_model(seq, store, out, spans)
         return result
+
+    @staticmethod
+    def _plot_model(seq: Sequence, store, out: Path, spans: list[dict]) -> None:
+        """``gates.png`` (weights over time) and ``prediction.png`` (a strip of frames with the model's outputs)."""
+        from fuse4d.plots import plot_gates, plot_prediction
+        plot_gates(out / "gates.png", seq.timestamps, store.read("gates"), spans)
+        if "frames/depth" not in store:
+            return
+        pick = np.unique(np.linspace(0, len(seq) - 1, min(4, len(seq))).round().astype(int))
+        images = [seq[int(i)].image for i in pick]
+        if any(im is None for im in images):
+            return
+        rows = {k: (store.root[k].get_orthogonal_selection((pick,)) if k in store else None)
+                for k in ("frames/depth", "frames/semantics", "frames/dynamic")}
+        plot_prediction(out / "prediction.png", images, rows["frames/depth"], rows["frames/semantics"],
+                        rows["frames/dynamic"], titles=[f"frame {int(i)}" for i in pick])
 
 
 def _name(predictor) -> str | None:

@@ -149,3 +149,76 @@ def plot_trajectories(path: str | Path, est: np.ndarray | None, ref: np.ndarray 
     out = _save(fig, path)
     plt.close(fig)
     return out
+
+
+def plot_prediction(path: str | Path, images: list[np.ndarray], depth: np.ndarray | None,
+                    semantics: np.ndarray | None, dynamic: np.ndarray | None,
+                    titles: list[str] | None = None) -> Path:
+    """A strip of frames with the fusion model's outputs: image, depth, semantics, dynamic mask.
+
+    Args:
+        images: ``n`` images ``[H, W, 3]`` uint8; depth ``[n, H, W]`` m (0 = none),
+            semantics ``[n, H, W]`` class ids, dynamic ``[n, H, W]`` probability —
+            each None when the run has no such output.
+        titles: one caption per frame (e.g. ``"frame 12"``).
+    Returns the PNG path.
+    """
+    plt = _pyplot()
+    n = len(images)
+    rows = [("image", images), ("depth [m]", depth), ("semantics", semantics), ("dynamic probability", dynamic)]
+    rows = [r for r in rows if r[1] is not None]
+    h, w = images[0].shape[:2]
+    fig, axes = plt.subplots(len(rows), n, figsize=(3.2 * n, 3.2 * len(rows) * h / w + 0.6), squeeze=False)
+    vmax = float(np.percentile(depth[depth > 0], 98)) if depth is not None and (depth > 0).any() else 1.0
+    for r, (label, arr) in enumerate(rows):
+        for c in range(n):
+            a = axes[r, c]
+            if label == "image":
+                a.imshow(arr[c])
+                a.set_title(titles[c] if titles else f"frame {c}", fontsize=9)
+            elif label.startswith("depth"):
+                a.imshow(np.where(arr[c] > 0, arr[c], np.nan), cmap="turbo", vmin=0, vmax=vmax)
+            elif label == "semantics":
+                a.imshow(colorize(arr[c]))
+            else:
+                a.imshow(images[c], alpha=0.5)
+                a.imshow(np.ma.masked_less(arr[c], 0.5), cmap="autumn", vmin=0, vmax=1, alpha=0.8)
+            a.set_xticks([]), a.set_yticks([])
+            if c == 0:
+                a.set_ylabel(label, fontsize=9)
+    if semantics is not None:
+        from matplotlib.patches import Patch
+        handles = [Patch(color=CLASS_COLORS[k] / 255.0, label=CLASS_NAMES[k]) for k in range(1, len(CLASS_NAMES))]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 if semantics is not None else 0, 1, 1))
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_gates(path: str | Path, t: np.ndarray, gates: np.ndarray, spans: list[dict] | None = None) -> Path:
+    """Modality gate weights over time (rgb, lidar, imu), degraded spans shaded.
+
+    Args:
+        t: ``[S]`` seconds; gates: ``[S, 3]`` weights in [0, 1], NaN where a modality is absent;
+        spans: ``{"name", "t_start", "t_stop"}`` degradations to shade.
+    Returns the PNG path.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    colours = {"camera_dark": "0.75", "lidar_dropout": "#f4c2c2", "lidar_sector": "#fde2b8", "imu_burst": "#c6e2ff"}
+    for s in spans or []:
+        ax.axvspan(s["t_start"], s["t_stop"], color=colours.get(s["name"], "0.9"), alpha=0.6, lw=0)
+        ax.text(0.5 * (s["t_start"] + s["t_stop"]), 1.04, s["name"], ha="center", fontsize=8)
+    for k, (name, c) in enumerate(zip(("rgb", "lidar", "imu"), ("tab:orange", "tab:blue", "tab:green"))):
+        if np.isfinite(gates[:, k]).any():
+            ax.plot(t, gates[:, k], color=c, lw=1.5, label=name)
+    ax.set_ylim(-0.02, 1.12)
+    ax.set_xlabel("t [s]")
+    ax.set_ylabel("gate weight")
+    ax.set_title("fusion model: modality weights over time")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
