@@ -233,9 +233,12 @@ class Pipeline:
         state, pos = None, 0
         for window in seq.windows(self.config.run.window):
             wp = None
-            if predictor is not None:
+            if predictor is not None and pos + len(window) <= store.frames_done:  # resumed: committed window
+                wp, state = _stored_prediction(store, pos, len(window)), None
+            elif predictor is not None:
                 wp, state = predictor.predict(window, state=state)
                 self._write_prediction(store, pos, wp)
+                store.mark_done(pos + len(window))  # write, then mark done: a kill resumes after this window
             for k in range(len(window)):
                 est.step(window[k])
                 if wp is not None and pos + k > 0 and np.isfinite(wp.T_prev_cur[k]).all():
@@ -370,6 +373,13 @@ class Pipeline:
                 for k in ("frames/depth", "frames/semantics", "frames/dynamic")}
         plot_prediction(out / "prediction.png", images, rows["frames/depth"], rows["frames/semantics"],
                         rows["frames/dynamic"], titles=[f"frame {int(i)}" for i in pick])
+
+
+def _stored_prediction(store, start: int, k: int):
+    """The pose factors of a window committed by an earlier, interrupted run (resume)."""
+    from types import SimpleNamespace
+    return SimpleNamespace(T_prev_cur=store.root["net/T_prev_cur"][start:start + k],
+                           pose_cov=store.root["net/pose_cov"][start:start + k])
 
 
 def _name(predictor) -> str | None:

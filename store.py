@@ -152,16 +152,28 @@ class RunStore:
         return int(self._meta["frames_done"])
 
     def mark_done(self, upto: int) -> None:
-        """Record that frames ``[0, upto)`` are written (status becomes ``done`` at ``n_frames``).
+        """Record that frames ``[0, upto)`` are written (the per-window pass; resume starts there).
 
-        Call only after the window's arrays are written. Raises DataError when
-        ``upto`` is outside ``[0, n_frames]``.
+        Call only after the window's arrays are written. The run's status stays
+        ``running`` until :meth:`finish`. Raises DataError when ``upto`` is
+        outside ``[0, n_frames]``.
         """
         if not 0 <= upto <= self.n_frames:
             raise DataError(self.path, f"mark_done({upto}) outside [0, {self.n_frames}]")
-        update = {"frames_done": int(upto), "status": "done" if upto == self.n_frames else "running"}
+        update = {"frames_done": int(upto)}
         self.root["meta"].attrs.update(update)  # one zarr.json rewrite, atomic (temp file + replace)
         self._meta.update(update)
+
+    def finish(self) -> None:
+        """Mark the whole run complete (status ``done``): every pass and output is written."""
+        update = {"frames_done": self.n_frames, "status": "done"}
+        self.root["meta"].attrs.update(update)
+        self._meta.update(update)
+
+    @property
+    def finished(self) -> bool:
+        """True once :meth:`finish` was called."""
+        return self._meta.get("status") == "done"
 
     def update_meta(self, **values: Any) -> None:
         """Add JSON-safe entries to the ``meta`` attributes (e.g. metrics, timing)."""

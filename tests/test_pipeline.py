@@ -53,8 +53,9 @@ def test_run_store_holds_poses_and_resume_refuses_other_config(synth_log, tmp_pa
     store = RunStore.open(tmp_path / "r" / "run.zarr")
     assert store.frames_done == 12
     np.testing.assert_allclose(store.read("poses"), res.T_world_body)
-    # same input and config: resumes (no error); another config: refused with a clear message
-    Pipeline(cfg).run(seq, tmp_path / "r")
+    # a finished run is never replaced without overwrite, whatever the config (the engine's store rules)
     from fuse4d.errors import DataError
-    with pytest.raises(DataError, match="different input or config"):
+    with pytest.raises(DataError, match="holds a finished run; pass --overwrite"):
+        Pipeline(cfg).run(seq, tmp_path / "r")
+    with pytest.raises(DataError, match="holds a finished run"):
         Pipeline(load_config(run={"use_model": False, "window": 8})).run(seq, tmp_path / "r")

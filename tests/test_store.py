@@ -49,7 +49,9 @@ def test_resume_after_crash(tmp_path):
     assert store.meta["config"] == {"window": WIN, "voxel": 0.2} and store.meta["source"] == "synthetic:seed0"
     assert store.root["frames/depth"].chunks == (WIN, H, W) and store.root["poses"].chunks == (WIN, 4, 4)
     expected.append(_write_window(store, store.frames_done, S, rng))  # resume rewrites the window
-    assert store.frames_done == S and store.meta["status"] == "done"
+    assert store.frames_done == S and store.meta["status"] == "running"  # windows done, run not yet finished
+    store.finish()
+    assert store.finished and store.meta["status"] == "done"
 
     back = RunStore.open(path)
     np.testing.assert_array_equal(back.read("poses"), np.concatenate([e[0] for e in expected]))
