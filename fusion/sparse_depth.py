@@ -1,0 +1,57 @@
+"""Sparse depth images from LiDAR points: the reference that adaptation trains
+against and evaluation scores a real log's predicted depth with."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fuse4d.data.types import Calibration
+
+
+def lidar_depth_image(points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray, hw: tuple[int, int],
+                      min_depth: float = 0.5) -> np.ndarray:
+    """Project LiDAR points into the camera: a sparse depth image, nearest point per pixel.
+
+    Args:
+        points: ``[N, >=3]`` x, y, z in the LiDAR frame, metres.
+        T_cam_lidar: ``[4, 4]`` LiDAR → camera.
+        K: ``[3, 3]`` camera intrinsics, pixels.
+        hw: ``(H, W)`` of the image.
+        min_depth: points closer than this (m) along the optical axis are dropped.
+    Returns:
+        ``[H, W]`` float32 depth in metres along the camera z axis, 0 = no point.
+    """
+    H, W = hw
+    out = np.zeros((H, W), np.float32)
+    if points is None or len(points) == 0:
+        return out
+    xyz = np.asarray(points, np.float64)[:, :3] @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
+    z = xyz[:, 2]
+    front = z > min_depth
+    xyz, z = xyz[front], z[front]
+    uv = xyz @ K.T
+    u = np.floor(uv[:, 0] / z + 0.5).astype(np.int64)   # nearest pixel centre
+    v = np.floor(uv[:, 1] / z + 0.5).astype(np.int64)
+    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    u, v, z = u[inside], v[inside], z[inside]
+    order = np.argsort(-z)                                 # far first: the nearest point is written last
+    out[v[order], u[order]] = z[order].astype(np.float32)
+    return out
+
+
+def frame_lidar_depth(points: np.ndarray | None, calibration: Calibration, hw: tuple[int, int] | None = None
+                      ) -> np.ndarray | None:
+    """:func:`lidar_depth_image` of a frame's points with the log's calibration (None without LiDAR/camera).
+
+    Args:
+        points: ``[N, 4]`` the frame's LiDAR points, or None.
+        calibration: the log's calibration (needs ``K`` and ``image_size``, or ``hw``).
+        hw: ``(H, W)`` overriding ``calibration.image_size``.
+    """
+    if points is None or calibration.K is None:
+        return None
+    if hw is None:
+        if calibration.image_size is None:
+            return None
+        hw = (calibration.image_size[1], calibration.image_size[0])
+    return lidar_depth_image(points, calibration.T_cam_lidar, calibration.K, hw)
