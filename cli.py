@@ -31,12 +31,55 @@ def _fail(err: Exception, code: int = 2) -> None:
 
 
 def _guarded(fn):
-    """Run ``fn``; turn fuse4d's own errors into a one-line message and exit code 2."""
+    """Run ``fn``; turn fuse4d's own errors and file-system faults into one line and exit code 2."""
     from fuse4d.errors import Fuse4dError
     try:
         return fn()
     except Fuse4dError as e:
         _fail(e)
+    except OSError as e:  # disk full, read-only folder, ...: name the file, no traceback
+        where = e.filename or "output"
+        _fail(f"{where}: {e.strerror or e}")
+
+
+def _tty() -> bool:
+    """Progress bars (with frames/s) only on a terminal; logs stay quiet."""
+    return sys.stderr.isatty()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from fuse4d import __version__
+        typer.echo(f"fuse4d {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Multimodal sensor-fusion 4D mapping."""
+
+
+def _log_path(path: Path, log: Optional[str]) -> Path:
+    """``path/log`` when a log of a multi-log folder is picked with ``--log``."""
+    if log is None:
+        return path
+    from fuse4d.errors import DataError
+    picked = path / log
+    if not picked.exists():
+        names = sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+        raise DataError(path, f"no log {log!r} here; logs: {', '.join(names[:20]) or 'none'}")
+    return picked
+
+
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def _check_plot(path: Optional[Path], option: str = "--plot") -> None:
+    from fuse4d.errors import ConfigError
+    if path is not None and path.suffix.lower() not in _PLOT_SUFFIXES:
+        what = f"extension {path.suffix!r}" if path.suffix else "no extension"
+        raise ConfigError(f"{option} {path}: {what}; use one of {', '.join(_PLOT_SUFFIXES)}")
 
 
 @app.command()
@@ -59,8 +102,10 @@ def synth(
             raise ConfigError(f"unknown format {format!r}; choose zarr or kitti")
         if frames < 2:
             raise ConfigError(f"--frames must be at least 2, got {frames}")
+        if seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {seed}")
         seq = synthesize(seed=seed, frames=frames, scenario=scenario)
-        path = export_sequence(seq, out, format=format, progress=True, overwrite=overwrite)
+        path = export_sequence(seq, out, format=format, progress=_tty(), overwrite=overwrite)
         typer.echo(f"wrote {len(seq)} frames ({scenario}, seed {seed}) as {format} to {path}")
     _guarded(go)
 
@@ -72,6 +117,8 @@ def info(
     plot: Optional[Path] = typer.Option(None, help="write a PNG of one frame (image, depth, semantics, LiDAR BEV)"),
     frame: int = typer.Option(0, help="which frame --plot draws"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
+    log: Optional[str] = typer.Option(None, "--log", help="pick one log of a folder holding several (AV2 val/, ...)"),
+    drive: Optional[str] = typer.Option(None, "--drive", help="pick one drive of a KITTI raw date folder"),
 ) -> None:
     """Read a log, print a summary (sensors, rates, duration, ground truth, problems).
 
@@ -79,7 +126,8 @@ def info(
     def go():
         from fuse4d.data.inspect import format_summary, summarize
         from fuse4d.data.registry import load_sequence
-        seq = load_sequence(path)
+        _check_plot(plot)
+        seq = load_sequence(_log_path(path, log), **({"drive": drive} if drive else {}))
         s = summarize(seq, quick=quick, progress=not quick and not as_json and sys.stderr.isatty())
         typer.echo(json.dumps(s.to_dict(), indent=2, default=str) if as_json else format_summary(s))
         if plot is not None:
@@ -128,11 +176,18 @@ def run(
     no_model: bool = typer.Option(False, "--no-model", help="geometric-only path (no fusion network)"),
     checkpoint: Optional[Path] = typer.Option(None, help="fusion-model checkpoint (default: the one shipped)"),
     sensors: Optional[str] = typer.Option(None, help="use only these sensors of the log, e.g. camera,imu"),
-    config: Optional[Path] = typer.Option(None, help="YAML config overlaid on the defaults"),
+    config: Optional[str] = typer.Option(None, help="preset (default, kitti, tum, euroc, fast, accurate) or YAML file"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override one key, e.g. --set estimation.voxel_size=0.5 (repeatable)"),
     frames: Optional[int] = typer.Option(None, help="use only the first N frames"),
-    overwrite: bool = typer.Option(False, help="start over if OUT already holds a run"),
+    on_error: Optional[str] = typer.Option(None, "--on-error", help="a bad frame: stop (default; store stays readable) or skip (recorded)"),
+    log: Optional[str] = typer.Option(None, "--log", help="pick one log of a folder holding several (AV2 val/, ...)"),
+    drive: Optional[str] = typer.Option(None, "--drive", help="pick one drive of a KITTI raw date folder"),
+    overwrite: bool = typer.Option(False, help="replace a finished run at OUT (the old one stays until the new one is complete)"),
 ) -> None:
-    """Estimate metric poses (and every map that exists) for a log; resumable."""
+    """Estimate metric poses (and every map that exists) for a log.
+
+    Resumable: run the same command again after a crash or kill and it goes on
+    from the last committed window. A finished run is replaced only with --overwrite."""
     def go():
         from fuse4d.config import load_config
         from fuse4d.data.registry import load_sequence
@@ -145,9 +200,11 @@ def run(
             overrides["run"]["sensors"] = ",".join(sorted(parse_sensors(sensors) or ()))
         if frames is not None:
             overrides["data"] = {"stop": frames}
-        cfg = load_config(config, **overrides)
-        seq = load_sequence(input)
-        result = Pipeline(cfg).run(seq, out, progress=True, overwrite=overwrite)
+        if on_error is not None:
+            overrides["run"]["on_error"] = on_error
+        cfg = load_config(config, sets=set_ or (), **overrides)
+        seq = load_sequence(_log_path(input, log), **({"drive": drive} if drive else {}))
+        result = Pipeline(cfg).run(seq, out, progress=_tty(), overwrite=overwrite)
         typer.echo(result.summary())
     _guarded(go)
 

@@ -75,6 +75,11 @@ def detect_format(path: str | Path) -> str:
     for r in readers():
         if r.detect(p):
             return r.name
+    if p.is_dir():  # a folder of logs (Argoverse 2 val/, a folder of EuRoC sequences): list them
+        logs = sorted(c.name for c in p.iterdir() if c.is_dir() and any(r.detect(c) for r in readers()))
+        if logs:
+            shown = ", ".join(logs[:10]) + (f", ... ({len(logs)} in all)" if len(logs) > 10 else "")
+            raise DataError(p, f"holds {len(logs)} logs ({shown}); pick one with --log NAME")
     names = ", ".join(r.name for r in readers())
     raise DataError(p, f"unknown log layout: no reader recognises it (known formats: {names})")
 
@@ -96,4 +101,10 @@ def load_sequence(path: str | Path, format: str | None = None, **options: Any) -
     _ensure_loaded()
     if name not in _READERS:
         raise DataError(p, f"unknown format {name!r}; known: {', '.join(sorted(_READERS))}")
+    import inspect
+    params = inspect.signature(_READERS[name].load).parameters
+    bad = [k for k in options if k not in params and not any(v.kind == v.VAR_KEYWORD for v in params.values())]
+    if bad:
+        raise DataError(p, f"a {name} log takes no option {bad[0]!r} (options: "
+                           f"{', '.join(k for k in params if k != 'path') or 'none'})")
     return _READERS[name].load(p, **options)

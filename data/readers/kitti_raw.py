@@ -67,7 +67,7 @@ def _resolve(path: Path, drive: str | None) -> Path:
         raise DataError(path, f"no single drive {drive!r}; found {[d.name for d in drives]}")
     if len(drives) == 1:
         return drives[0]
-    raise DataError(path, f"holds {len(drives)} drives {[d.name for d in drives]}; pass drive=...")
+    raise DataError(path, f"holds {len(drives)} drives {[d.name for d in drives]}; pick one with --drive (drive=...)")
 
 
 def _calibration(day: Path) -> Calibration:

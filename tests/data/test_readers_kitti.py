@@ -103,7 +103,7 @@ def test_raw_calibration_geometry(day):
 def test_raw_several_drives_need_a_choice(shared):
     root = shared("kitti_raw_2011_09_26")
     assert detect_format(root) == "kitti_raw"
-    with pytest.raises(DataError, match="pass drive="):
+    with pytest.raises(DataError, match=r"pick one with --drive \(drive=...\)"):
         load_sequence(root)
     assert len(load_sequence(root, drive="0001")) == 108
 
