@@ -20,6 +20,7 @@ from fuse4d.fusion.estimation.backend import optimise, refine_window
 from fuse4d.fusion.estimation.config import EstimationConfig
 from fuse4d.fusion.estimation.frontend import FrameRecord, Frontend
 from fuse4d.fusion.estimation.imu import ImuNoise, check_imu
+from fuse4d.fusion.estimation.network_backend import solve_network
 from fuse4d.fusion.estimation.lie import so3_exp
 from fuse4d.fusion.estimation.result import EstimationResult
 from fuse4d.geometry import invert, make_T
@@ -51,9 +52,10 @@ class Estimator:
             if "camera" not in sensors:
                 raise DataError(path, "sequence has neither LiDAR nor IMU (nor a camera): nothing to estimate poses from")
             warnings.warn(f"{path or 'sequence'}: camera-only log; poses need the fusion model "
-                          "(status 'needs_model', poses NaN)", stacklevel=2)
+                          "(add_network_factor); without factors status 'needs_model', poses NaN", stacklevel=2)
         self.needs_model = not sensors & {"lidar", "imu"}
         self.has_imu = "imu" in sensors
+        self.has_lidar = "lidar" in sensors
         imu = check_imu(imu, path)
         self.frame = "body" if self.has_imu or self.needs_model else "lidar"  # camera-only: body = camera
         X = calib.T_body_lidar if self.has_imu else np.eye(4)
@@ -84,13 +86,21 @@ class Estimator:
     def add_network_factor(self, i: int, j: int, T_i_j: np.ndarray, covariance: np.ndarray) -> None:
         """Add a relative pose predicted by the fusion model between stepped frames ``i`` and ``j``.
 
+        With LiDAR the factor is one more pose-graph edge. Without LiDAR the factors are the
+        motion source: a camera-only log chains them into a metric trajectory (every frame
+        a factor reaches becomes a node), a camera+IMU log joins them with IMU preintegration
+        (gravity, velocity and biases estimated from both). Factors may be added at any time
+        before :meth:`finish`, after or between :meth:`step` calls.
+
         Args:
             i, j: positions of the frames in stepping order (0 = first frame stepped).
-            T_i_j: ``[4, 4]`` pose of frame j in frame i, in the output frame (``self.frame``).
-            covariance: ``[6, 6]`` (translation m², rotation rad²) of the prediction.
+            T_i_j: ``[4, 4]`` pose of frame j in frame i, in the output frame (``self.frame``:
+                the body = IMU frame with an IMU, the camera for a camera-only log).
+            covariance: ``[6, 6]`` (translation m², rotation rad², in frame j's axes) of the prediction.
 
         Raises:
-            ValueError: a frame not stepped yet, ``i == j``, or bad shapes.
+            ValueError: a frame not stepped yet, ``i == j``, bad shapes, or a covariance that is not
+                symmetric positive definite.
         """
         T_i_j, covariance = np.asarray(T_i_j, float), np.asarray(covariance, float)
         if T_i_j.shape != (4, 4) or covariance.shape != (6, 6):
@@ -98,8 +108,9 @@ class Estimator:
         if not (0 <= i < len(self.t) and 0 <= j < len(self.t)) or i == j:
             raise ValueError(f"network factor between frames {i} and {j}: both must be stepped and distinct "
                              f"({len(self.t)} frames so far)")
-        if self.needs_model:
-            raise ValueError("network factors need LiDAR or IMU states to attach to (camera-only log)")
+        if not np.isfinite(T_i_j).all() or not np.isfinite(covariance).all() \
+                or np.linalg.eigvalsh(0.5 * (covariance + covariance.T)).min() <= 0:
+            raise ValueError(f"network factor {i}-{j}: pose and covariance must be finite, covariance positive definite")
         self.frontend.network.append((int(i), int(j), T_i_j, covariance))
 
     def finish(self) -> EstimationResult:
@@ -112,6 +123,8 @@ class Estimator:
             raise ValueError("no frames were given to the estimator")
         t = np.asarray(self.t)
         S = len(t)
+        if not self.has_lidar and self.frontend.network:
+            return self._finish_network(t)
         if self.needs_model:
             return EstimationResult(t, np.full((S, 4, 4), np.nan), self.frame, ["needs_model"] * S,
                                     [set() for _ in range(S)], needs_model=True)
@@ -141,6 +154,30 @@ class Estimator:
             t, T, self.frame, [r.status for r in recs], [set(r.flags) for r in recs], _gaps(recs), loops,
             np.array([r.fitness for r in recs]), vel, out.biases, fe.X.copy(), False, timings, info)
 
+    def _finish_network(self, t: np.ndarray) -> EstimationResult:
+        """Logs without LiDAR: the trajectory from network factors (and the IMU when used)."""
+        fe, cfg = self.frontend, self.config
+        tic = time.perf_counter()
+        use_imu = fe.use_imu and fe.imu is not None
+        sol = solve_network(t, fe.network, fe.imu if use_imu else None, fe._imu_covers if use_imu else None,
+                            self.imu_noise, cfg.gravity, max(2.0 * cfg.imu_init_time, 2.0),
+                            max(cfg.graph_iterations, 20))
+        first = int(np.flatnonzero(sol.reached)[0])
+        T_world_odom = self._world_alignment(sol.T[first], sol.gravity)
+        T = T_world_odom @ sol.T
+        vel = None if sol.velocities is None else sol.velocities @ T_world_odom[:3, :3].T
+        status = ["network" if n else "imu_only" if r else "needs_model" for n, r in zip(sol.networked, sol.reached)]
+        recs = fe.records if len(fe.records) == len(t) else None
+        flags = [set(recs[k].flags) if recs else set() for k in range(len(t))]
+        timings = dict(fe.timings)
+        timings["pose_graph"] = time.perf_counter() - tic
+        timings["total"] = time.perf_counter() - self._tic
+        info = dict(sol.info, network_factors=len(fe.network))
+        if sol.gravity is not None:
+            info["gravity_odom"] = sol.gravity.tolist()
+        return EstimationResult(t, T, self.frame, status, flags, _gaps_of(status, t), [], None, vel, sol.biases,
+                                np.eye(4), False, timings, info)
+
     def _world_alignment(self, T_odom_body0: np.ndarray, gravity: np.ndarray | None) -> np.ndarray:
         """``T_world_odom``: origin at the first body pose; z up (gravity) and yaw 0 when gravity is known."""
         if gravity is None:
@@ -157,16 +194,23 @@ class Estimator:
 
 def _gaps(recs: list[FrameRecord]) -> list[dict]:
     """Spans of frames without an accepted LiDAR registration."""
+    return _gaps_of([r.status for r in recs], [r.t for r in recs], [r.index for r in recs])
+
+
+def _gaps_of(status: list[str], t, index=None) -> list[dict]:
+    """Spans of frames whose status is neither ``ok`` (LiDAR) nor ``network`` (fusion-model factor)."""
+    index = list(range(len(status))) if index is None else index
     gaps, start = [], None
-    for k, r in enumerate(recs + [None]):
-        bad = r is not None and r.status != "ok"
+    for k, s in enumerate(list(status) + [None]):
+        bad = s is not None and s not in ("ok", "network")
         if bad and start is None:
             start = k
         elif not bad and start is not None:
-            carried = {recs[m].status for m in range(start, k)}
-            gaps.append({"start": recs[start].index, "stop": recs[k - 1].index + 1, "t_start": recs[start].t,
-                         "t_stop": recs[k - 1].t, "carried_by": "imu" if carried == {"imu_only"} else
-                         "constant_velocity" if carried == {"extrapolated"} else "mixed"})
+            carried = set(status[start:k])
+            gaps.append({"start": index[start], "stop": index[k - 1] + 1, "t_start": float(t[start]),
+                         "t_stop": float(t[k - 1]), "carried_by": "imu" if carried == {"imu_only"} else
+                         "constant_velocity" if carried == {"extrapolated"} else
+                         "nothing" if carried == {"needs_model"} else "mixed"})
             start = None
     return gaps
 

@@ -244,20 +244,32 @@ class PoseGraph:
             return float(sum(r.square().sum() for r in _GraphModel(self)()))
 
     def optimize(self, max_iterations: int = 15, tolerance: float = 1e-3,
-                 kernels: dict[str, tuple[str | None, float]] | None = None) -> GraphSolution:
-        """Run pypose LM; update and return the states.
+                 kernels: dict[str, tuple[str | None, float]] | None = None,
+                 solver: str = "sparse") -> GraphSolution:
+        """Run Levenberg-Marquardt; update and return the states.
 
         Args:
             max_iterations: LM steps at most.
             tolerance: stop when the relative cost decrease is below this.
             kernels: per-kind robust kernel overrides, e.g. ``{"loop": ("cauchy", 1.0)}``.
+            solver: ``sparse`` (scipy sparse normal equations, linear in the node count; see
+                :mod:`~fuse4d.fusion.estimation.sparse_graph`) or ``pypose`` (dense Jacobian,
+                a few hundred nodes at most).
 
         Raises:
-            ValueError: the graph has no factor.
+            ValueError: the graph has no factor, or an unknown solver.
         """
         if not (self.relative or self.priors or self.imu or self.bias_priors or self.velocity_priors):
             raise ValueError("pose graph has no factors")
         table = {**DEFAULT_KERNELS, **(kernels or {})}
+        if solver == "sparse":
+            from fuse4d.fusion.estimation.sparse_graph import SparseSolver
+            s = SparseSolver(self, table)
+            c0 = s.plain_cost()
+            _, _, it = s.solve(max_iterations, tolerance)
+            return GraphSolution(self.poses, self.velocities, self.biases, c0, s.plain_cost(), it)
+        if solver != "pypose":
+            raise ValueError(f"unknown pose-graph solver {solver!r} (use 'sparse' or 'pypose')")
         model = _GraphModel(self)
         ks = [_kernel(*table.get(k, ("huber", 3.0))) for k in model.kinds()]
         with torch.no_grad():

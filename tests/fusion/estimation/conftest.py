@@ -132,3 +132,51 @@ def synthetic():
                         seq.metadata, seq.name)
 
     return make
+
+
+class SmoothTrajectory:
+    """An analytic 3D body trajectory (moving from t = 0, turning, pitching and rolling) with its exact IMU.
+
+    ``pose(t)``: ``T_world_body [T, 4, 4]`` (world z up, gravity -9.81 z). ``imu(t0, t1, rate, ...)``:
+    specific force and angular rate in the body frame, with optional constant biases and white noise.
+    """
+
+    def __init__(self, speed: float = 6.0):
+        self.speed = speed
+
+    def _state(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.spatial.transform import Rotation
+        t = np.asarray(t, float)
+        w, k = 0.25, self.speed / 6.0
+        p = np.stack([k * (25 * np.sin(w * t) + 2 * t), k * 18 * (1 - np.cos(w * t)), 0.8 * np.sin(0.3 * t)], -1)
+        yaw = np.arctan2(18 * w * np.sin(w * t), 25 * w * np.cos(w * t) + 2)  # heading follows the velocity
+        R = Rotation.from_euler("ZYX", np.stack([yaw, 0.05 * np.sin(0.9 * t), 0.04 * np.cos(0.6 * t)], -1)).as_matrix()
+        return R, p
+
+    def pose(self, t: np.ndarray) -> np.ndarray:
+        """``[T, 4, 4]`` body poses at times ``t [T]``."""
+        R, p = self._state(np.atleast_1d(t))
+        return make_T(R, p)
+
+    def imu(self, t0: float, t1: float, rate: float = 200.0, gyro_bias=(0.0, 0.0, 0.0), acc_bias=(0.0, 0.0, 0.0),
+            gyro_noise: float = 0.0, acc_noise: float = 0.0, seed: int = 0) -> ImuSamples:
+        """IMU samples on ``[t0, t1]`` (derivatives by central differences of the analytic path)."""
+        from fuse4d.fusion.estimation.lie import so3_log
+        t = np.arange(t0, t1 + 1e-9, 1.0 / rate)
+        h = 1e-3
+        R, p = self._state(t)
+        Rp, pp_ = self._state(t + h)
+        Rm, pm = self._state(t - h)
+        acc_w = (pp_ - 2 * p + pm) / h ** 2
+        gyro = so3_log(np.swapaxes(Rm, -1, -2) @ Rp) / (2 * h)
+        acc = np.einsum("kba,kb->ka", R, acc_w + np.array([0.0, 0.0, 9.81]))
+        rng = np.random.default_rng(seed)
+        gyro = gyro + np.asarray(gyro_bias) + rng.normal(0, gyro_noise * np.sqrt(rate), gyro.shape)
+        acc = acc + np.asarray(acc_bias) + rng.normal(0, acc_noise * np.sqrt(rate), acc.shape)
+        return ImuSamples(t, acc, gyro)
+
+
+@pytest.fixture(scope="session")
+def smooth_trajectory() -> SmoothTrajectory:
+    """An analytic moving trajectory with its exact IMU (see :class:`SmoothTrajectory`)."""
+    return SmoothTrajectory()
