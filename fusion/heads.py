@@ -1,0 +1,126 @@
+"""Heads of the fusion model: each reads trunk tokens and writes named outputs.
+
+- :class:`PoseHead`: relative motion of consecutive frames (metric translation, axis-angle
+  rotation) and a diagonal log-variance (→ 6×6 covariance), from camera tokens.
+- :class:`DenseHead`: per-pixel depth + confidence (DUSt3R's ``1 + exp``), semantics,
+  dynamic logit, and L2-normalised matching descriptors (MASt3R's idea) at stride 4.
+- :class:`RangeHead`: per range-image pixel semantics and dynamics, read back per LiDAR point.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.ReLU(inplace=True))
+
+
+def _grid(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``[N, P, C]`` → ``[N, C, h, w]``."""
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, grid[0], grid[1])
+
+
+class PoseHead(nn.Module):
+    """Camera tokens → relative pose of frame i-1 → i in the reference sensor frame."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(3 * dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim), nn.GELU(),
+                                 nn.Linear(dim, 12))
+
+    def forward(self, cam: torch.Tensor, prev_last: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """``cam [B, S, D]``, ``prev_last [B, D]`` (previous window's last frame, or None).
+
+        Returns ``pose_t [B, S, 3]`` m, ``pose_r [B, S, 3]`` rad, ``pose_logvar [B, S, 6]``
+        (t then r); row 0 is meaningful only when ``prev_last`` is given.
+        """
+        c = self.norm(cam)
+        first = torch.zeros_like(c[:, :1]) if prev_last is None else self.norm(prev_last)[:, None]
+        prev = torch.cat([first, c[:, :-1]], 1)
+        out = self.mlp(torch.cat([prev, c, c - prev], -1))
+        return {"pose_t": out[..., :3], "pose_r": out[..., 3:6] * 0.1,
+                "pose_logvar": out[..., 6:].clamp(-14.0, 6.0)}
+
+
+class DenseHead(nn.Module):
+    """Image tokens + stem skips → depth, confidence, semantics, dynamic, descriptors.
+
+    Args:
+        dim: token width; classes: semantic classes; desc_dim: descriptor channels;
+        max_depth: metres.
+    """
+
+    def __init__(self, dim: int, classes: int, desc_dim: int, max_depth: float):
+        super().__init__()
+        self.classes, self.max_depth = classes, max_depth
+        self.proj = nn.Linear(dim, 64)
+        self.up4 = nn.Sequential(_conv(64 + 32 + 16, 48), _conv(48, 48))
+        self.desc = nn.Conv2d(48, desc_dim, 1)
+        self.up2 = _conv(48 + 16, 32)
+        self.up1 = _conv(32 + 16, 24)
+        self.out = nn.Conv2d(24, 3 + classes, 1)
+
+    def forward(self, tokens: torch.Tensor, grid: tuple[int, int], skips: list[torch.Tensor],
+                depth_skip: torch.Tensor | None, depth_prior: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Decode one batch of frames.
+
+        Args:
+            tokens: ``[N, P, D]`` image tokens; grid: ``(h, w)`` patches.
+            skips: RGB stem ``[s2 [N,16,H/2,W/2], s4 [N,32,H/4,W/4]]``.
+            depth_skip: ``[N, 16, H, W]`` sparse-depth features (gated), or None.
+            depth_prior: ``[N, 2, H, W]`` densified log-depth prior (log m) and its weight
+                in [0, 1] (support × gate), or None.
+
+        Returns ``depth [N,H,W]`` m, ``depth_conf [N,H,W]`` (> 1), ``sem_logits [N,C,H,W]``,
+        ``dyn_logit [N,H,W]``, ``desc [N,desc_dim,H/4,W/4]`` (unit length).
+        """
+        s2, s4 = skips
+        N, _, H2, W2 = s2.shape
+        H, W = 2 * H2, 2 * W2
+        if depth_skip is None:
+            depth_skip = s2.new_zeros(N, 16, H, W)
+        x = _grid(self.proj(tokens), grid)
+        x = F.interpolate(x, size=s4.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.up4(torch.cat([x, s4, F.avg_pool2d(depth_skip, 4)], 1))
+        desc = F.normalize(self.desc(x), dim=1)
+        x = F.interpolate(x, size=(H2, W2), mode="bilinear", align_corners=False)
+        x = self.up2(torch.cat([x, s2], 1))
+        x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
+        o = self.out(self.up1(torch.cat([x, depth_skip], 1)))
+        log_d = o[:, 0] + math.log(10.0)
+        if depth_prior is not None:
+            w = depth_prior[:, 1]
+            log_d = o[:, 0] + w * depth_prior[:, 0] + (1 - w) * math.log(10.0)
+        depth = torch.exp(log_d.clamp(math.log(0.1), math.log(self.max_depth)))
+        return {"depth": depth, "depth_conf": 1.0 + torch.exp(o[:, 1].clamp(-10, 10)),
+                "dyn_logit": o[:, 2], "sem_logits": o[:, 3:], "desc": desc}
+
+
+class RangeHead(nn.Module):
+    """Range tokens + range-stem skips → per-pixel semantics and dynamic logit on the
+    range image (``[N, C, rows, cols]``, ``[N, rows, cols]``)."""
+
+    def __init__(self, dim: int, classes: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, 48)
+        self.c2 = _conv(48 + 32, 32)
+        self.c1 = _conv(32 + 16, 32)
+        self.out = nn.Conv2d(32, classes + 1, 1)
+
+    def forward(self, tokens: torch.Tensor, grid: tuple[int, int], skips: list[torch.Tensor],
+                size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """``tokens [N, P_r, D]``, skips ``[s1, s2]`` of the range encoder, ``size`` = range image
+        ``(rows, cols)`` → ``point_sem_logits [N, C, rows, cols]``, ``point_dyn_logit [N, rows, cols]``."""
+        s1, s2 = skips
+        x = F.interpolate(_grid(self.proj(tokens), grid), size=s2.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.c2(torch.cat([x, s2], 1))
+        x = F.interpolate(x, size=s1.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.c1(torch.cat([x, s1], 1))
+        o = F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
+        return {"point_sem_logits": o[:, 1:], "point_dyn_logit": o[:, 0]}

@@ -1,0 +1,152 @@
+"""Frames → model input tensors, the same way for training and inference.
+
+:class:`ImageWarp` maps an input image to the model resolution: a centred crop to the
+model's aspect when it keeps ≥ 75 % of the image (KITTI 1242×375 keeps the central
+1125×375), else an anisotropic resize of the whole image (7-Scenes 640×480), with K changed to
+match; :meth:`ImageWarp.unwarp` takes model-resolution outputs back to the input pixels.
+:func:`window_inputs` builds the model's input dict for a window of frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fuse4d.encoders.imu import imu_features
+from fuse4d.encoders.lidar import range_image, sparse_depth
+from fuse4d.fusion.config import ModelConfig
+
+MIN_CROP_KEEP = 0.75
+
+
+@dataclass
+class ImageWarp:
+    """Crop ``(x0, y0, w, h)`` of an input image of ``(H_in, W_in)``, resized to ``(H, W)``."""
+
+    in_size: tuple[int, int]
+    crop: tuple[int, int, int, int]
+    out_size: tuple[int, int]
+
+    @classmethod
+    def fit(cls, in_size: tuple[int, int], out_size: tuple[int, int]) -> "ImageWarp":
+        """Choose the crop for an input ``(H_in, W_in)`` and model ``(H, W)`` resolution."""
+        Hi, Wi = in_size
+        H, W = out_size
+        a_in, a_m = Wi / Hi, W / H
+        if a_in >= a_m:
+            w, h = int(round(Hi * a_m)), Hi
+        else:
+            w, h = Wi, int(round(Wi / a_m))
+        if w * h < MIN_CROP_KEEP * Wi * Hi:
+            w, h = Wi, Hi
+        return cls((Hi, Wi), ((Wi - w) // 2, (Hi - h) // 2, w, h), (H, W))
+
+    def K(self, K_in: np.ndarray) -> np.ndarray:
+        """Intrinsics ``[3, 3]`` of the model image from the input's."""
+        x0, y0, w, h = self.crop
+        H, W = self.out_size
+        S = np.diag([W / w, H / h, 1.0])
+        S[0, 2], S[1, 2] = -x0 * W / w, -y0 * H / h
+        return S @ np.asarray(K_in, np.float64)
+
+    def image(self, img: np.ndarray) -> torch.Tensor:
+        """``[H_in, W_in, 3]`` uint8 → ``[3, H, W]`` float in [0, 1] (antialiased)."""
+        x0, y0, w, h = self.crop
+        t = torch.from_numpy(np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w])).permute(2, 0, 1)[None].float()
+        return F.interpolate(t, size=self.out_size, mode="bilinear", antialias=True, align_corners=False)[0] / 255.0
+
+    def depth(self, d: np.ndarray) -> torch.Tensor:
+        """``[H_in, W_in]`` depth (m, 0 = none) → ``[H, W]`` by nearest sampling."""
+        x0, y0, w, h = self.crop
+        t = torch.from_numpy(np.ascontiguousarray(d[y0:y0 + h, x0:x0 + w], dtype=np.float32))[None, None]
+        return F.interpolate(t, size=self.out_size, mode="nearest")[0, 0]
+
+    def unwarp(self, x: torch.Tensor, fill: float | None = None, mode: str = "bilinear") -> torch.Tensor:
+        """Model-resolution ``[N, C, H, W]`` → input resolution ``[N, C, H_in, W_in]``; pixels
+        outside the crop get ``fill`` (None = replicate the border)."""
+        x0, y0, w, h = self.crop
+        Hi, Wi = self.in_size
+        kw = {"align_corners": False} if mode == "bilinear" else {}
+        y = F.interpolate(x, size=(h, w), mode=mode, **kw)
+        pad = (x0, Wi - w - x0, y0, Hi - h - y0)
+        if any(pad):
+            y = F.pad(y, pad, mode="replicate") if fill is None else F.pad(y, pad, value=fill)
+        return y
+
+
+def reference_frame(sensors: set[str]) -> str:
+    """The sensor frame the model predicts motion in: camera, else lidar, else body."""
+    return "camera" if "camera" in sensors else "lidar" if "lidar" in sensors else "body"
+
+
+def T_body_ref(calib, ref: str) -> np.ndarray:
+    """``[4, 4]`` reference sensor → body."""
+    return {"camera": calib.T_body_cam, "lidar": calib.T_body_lidar}.get(ref, np.eye(4))
+
+
+def window_inputs(frames: list, calib, cfg: ModelConfig, sensors: set[str], depth_sensor: bool = False,
+                  warp: ImageWarp | None = None) -> tuple[dict, dict]:
+    """Model inputs (batch of one window) for ``frames``.
+
+    Args:
+        frames: S :class:`~fuse4d.data.types.Frame`; calib: the log's Calibration.
+        sensors: sensors to use (subset of camera, lidar, imu).
+        depth_sensor: ``Frame.depth`` is a measured depth image (RGB-D), used as ``depth_view``.
+        warp: image warp (None = fitted to the first image).
+
+    Returns:
+        inputs: dict of ``[1, S, ...]`` tensors with ``<name>_valid [1, S]`` (see FusionModel),
+        aux: ``warp``, ``K`` (model image), ``ref`` frame name, ``point_rc`` list of
+        ``(row, col)`` per frame (None without points).
+    """
+    S = len(frames)
+    inputs: dict = {}
+    aux: dict = {"ref": reference_frame(sensors), "point_rc": [None] * S, "warp": warp, "K": None}
+    cam = "camera" in sensors and calib.K is not None and any(f.image is not None for f in frames)
+    if cam:
+        first = next(f.image for f in frames if f.image is not None)
+        warp = warp or ImageWarp.fit(first.shape[:2], cfg.image_size)
+        aux["warp"], aux["K"] = warp, warp.K(calib.K)
+        H, W = cfg.image_size
+        img = torch.zeros(S, 3, H, W)
+        ok = torch.zeros(S, dtype=torch.bool)
+        for i, f in enumerate(frames):
+            if f.image is not None:
+                img[i], ok[i] = warp.image(f.image), True
+        inputs["image"], inputs["image_valid"] = img[None], ok[None]
+        if depth_sensor:
+            dv = torch.zeros(S, H, W)
+            okd = torch.zeros(S, dtype=torch.bool)
+            for i, f in enumerate(frames):
+                if f.depth is not None:
+                    dv[i], okd[i] = warp.depth(f.depth), True
+            if okd.any():
+                inputs["depth_view"], inputs["depth_view_valid"] = dv[None], okd[None]
+    if "lidar" in sensors and any(f.points is not None for f in frames):
+        rng = torch.zeros(S, 4, *cfg.range_size)
+        okl = torch.zeros(S, dtype=torch.bool)
+        view = torch.zeros(S, *cfg.image_size) if cam else None
+        T_cam_lidar = calib.T_cam_lidar
+        for i, f in enumerate(frames):
+            if f.points is None or len(f.points) == 0:
+                continue
+            img_r, r, c = range_image(f.points, cfg.range_size, calib.lidar_fov_deg)
+            rng[i], okl[i] = torch.from_numpy(img_r), True
+            aux["point_rc"][i] = (r, c)
+            if view is not None:
+                p = f.points[:, :3].astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
+                view[i] = torch.from_numpy(sparse_depth(p, aux["K"], cfg.image_size))
+        if okl.any():
+            inputs["range"], inputs["range_valid"] = rng[None], okl[None]
+            if view is not None:
+                inputs["lidar_view"] = view[None]
+    if "imu" in sensors:
+        R = T_body_ref(calib, aux["ref"])[:3, :3].T
+        samples = [None if f.imu is None or len(f.imu) < 2 else (f.imu.t, f.imu.acc, f.imu.gyro) for f in frames]
+        feats, ok = imu_features(samples, cfg.imu_bins, R)
+        if ok.any():
+            inputs["imu"], inputs["imu_valid"] = torch.from_numpy(feats)[None], torch.from_numpy(ok)[None]
+    return inputs, aux

@@ -1,0 +1,185 @@
+"""The model's inference wrapper: a window of frames in, a :class:`WindowPrediction` out.
+
+    pred = Predictor.from_checkpoint()              # the shipped checkpoint
+    wp, state = pred.predict(seq[0:8])              # then pred.predict(seq[8:16], state=state)
+
+Images are resized to the model resolution (see ``fusion/inputs.py``) and outputs are
+resampled back to the input pixels; relative poses come back in the body frame.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fuse4d.data.prediction import WindowPrediction
+from fuse4d.errors import DataError
+from fuse4d.fusion.config import ModelConfig
+from fuse4d.fusion.inputs import T_body_ref, window_inputs
+from fuse4d.fusion.model import FusionModel
+
+#: the checkpoint that ships inside the package
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "tiny.pt"
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint file (``torch.load(weights_only=True)``) and check its keys.
+
+    Raises:
+        DataError: the file is missing, unreadable, corrupt or not a fuse4d model checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "model checkpoint not found")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:   # torch raises many types for corrupt files
+        raise DataError(path, f"cannot read model checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(ck, dict) or "model" not in ck or "model_config" not in ck:
+        raise DataError(path, "not a fuse4d model checkpoint (expected keys 'model' and 'model_config')")
+    return ck
+
+
+def build_model(ck: dict[str, Any], path: str | Path | None = None) -> FusionModel:
+    """The :class:`FusionModel` of a loaded checkpoint; DataError when the weights do not fit."""
+    try:
+        model = FusionModel(ModelConfig.from_dict(ck["model_config"]))
+        model.load_state_dict(ck["model"])
+    except Exception as e:
+        raise DataError(path, f"checkpoint does not fit this version of the model ({str(e).splitlines()[0][:160]})") from None
+    return model.eval()
+
+
+def _adjoint(T: np.ndarray) -> np.ndarray:
+    """``[6, 6]`` adjoint of ``T [4, 4]`` for (translation, rotation) ordered twists."""
+    R, t = T[:3, :3], T[:3, 3]
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    A = np.zeros((6, 6))
+    A[:3, :3], A[:3, 3:], A[3:, 3:] = R, tx @ R, R
+    return A
+
+
+def _se3(t: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``[S, 4, 4]`` from translations ``[S, 3]`` and axis-angle rotations ``[S, 3]``."""
+    from scipy.spatial.transform import Rotation
+    T = np.tile(np.eye(4), (len(t), 1, 1))
+    T[:, :3, :3] = Rotation.from_rotvec(r).as_matrix()
+    T[:, :3, 3] = t
+    return T
+
+
+class Predictor:
+    """Runs a :class:`FusionModel` on windows of a :class:`~fuse4d.data.types.Sequence`.
+
+    Args:
+        model: the network (eval mode); name: shown in ``extras``; threads: torch CPU
+        threads (None = leave torch's setting).
+    """
+
+    def __init__(self, model: FusionModel, name: str = "fusion", threads: int | None = None):
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.name = name
+        if threads:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, threads: int | None = None) -> "Predictor":
+        """Load a checkpoint (None = the shipped one). Raises DataError naming the file."""
+        path = SHIPPED_CHECKPOINT if path is None else Path(path)
+        ck = load_checkpoint(path)
+        return cls(build_model(ck, path), name=f"{path.name}", threads=threads)
+
+    @classmethod
+    def untrained(cls, cfg: ModelConfig | None = None, seed: int = 0) -> "Predictor":
+        """A randomly initialised model (for wiring and tests)."""
+        torch.manual_seed(seed)
+        return cls(FusionModel(cfg or ModelConfig()), name="untrained")
+
+    @torch.no_grad()
+    def predict(self, window, sensors: set[str] | None = None, state: dict | None = None
+                ) -> tuple[WindowPrediction, dict]:
+        """Predict one window.
+
+        Args:
+            window: a Sequence view of S frames.
+            sensors: subset of camera, lidar, imu to use (None = all the log has).
+            state: the recurrent state returned for the previous window (None = log start).
+
+        Returns:
+            the :class:`WindowPrediction` and the state for the next window.
+
+        Raises:
+            DataError: the window has none of the requested sensors.
+        """
+        t0 = time.perf_counter()
+        frames = list(window)
+        calib = window.calibration
+        used = set(window.sensors) if sensors is None else set(sensors) & set(window.sensors)
+        inputs, aux = window_inputs(frames, calib, self.cfg, used,
+                                    bool(window.metadata.get("depth_sensor", False)))
+        if not any(k for k in inputs if not k.endswith("_valid")):
+            raise DataError(getattr(window, "path", None),
+                            f"window {window.indices[:1]}… has none of the sensors {sorted(used)}")
+        if state is not None and state.get("ref") != aux["ref"]:
+            state = None          # the sensor set changed: the state no longer fits
+        t1 = time.perf_counter()
+        out = self.model(inputs, None if state is None else state["model"], attn=True)
+        t2 = time.perf_counter()
+        wp = self._to_prediction(window, frames, out, aux, state is not None, calib)
+        wp.extras.update({"model": self.name, "ref_frame": aux["ref"], "sensors": sorted(used),
+                          "time_inputs_s": t1 - t0, "time_model_s": t2 - t1,
+                          "time_outputs_s": time.perf_counter() - t2})
+        return wp, {"model": out["state"], "ref": aux["ref"]}
+
+    def _to_prediction(self, window, frames, out, aux, has_state, calib) -> WindowPrediction:
+        S = len(frames)
+        T_br = T_body_ref(calib, aux["ref"])
+        T_ref = _se3(out["pose_t"][0].double().numpy(), out["pose_r"][0].double().numpy())
+        T_body = T_br @ T_ref @ np.linalg.inv(T_br)
+        A = _adjoint(T_br)
+        cov_ref = np.exp(out["pose_logvar"][0].double().numpy())
+        cov = np.einsum("ij,sjk,lk->sil", A, np.einsum("sj,jk->sjk", cov_ref, np.eye(6)), A)
+        if not has_state:
+            T_body[0], cov[0] = np.nan, np.nan
+        gates = out["gates"][0].numpy().astype(np.float32)
+        wp = WindowPrediction(indices=np.asarray(window.indices, np.int64), T_prev_cur=T_body, pose_cov=cov,
+                              gates=gates[:, :3].copy())
+        if not np.isnan(gates[:, 3]).all():
+            wp.extras["gate_depth"] = gates[:, 3].copy()
+        if "depth" in out:
+            warp = aux["warp"]
+            valid = np.array([f.image is not None for f in frames])
+            wp.depth = self._unwarp(warp, out["depth"][0][:, None], 0.0, valid)[:, 0]
+            wp.depth_conf = self._unwarp(warp, out["depth_conf"][0][:, None], 0.0, valid)[:, 0]
+            sem = warp.unwarp(out["sem_logits"][0]).argmax(1).numpy().astype(np.uint8)
+            sem[~valid] = 0
+            wp.semantics = sem
+            wp.dynamic = self._unwarp(warp, torch.sigmoid(out["dyn_logit"][0])[:, None], None, valid)[:, 0]
+            wp.attn_tokens = torch.stack(out["attn_tokens"], 0)[:, 0].numpy().astype(np.float32)
+            wp.patch_grid = self.cfg.patch_grid
+            wp.descriptors = out["desc"][0].permute(0, 2, 3, 1).numpy().astype(np.float16)
+        if "point_sem_logits" in out:
+            sem_lab = out["point_sem_logits"][0].argmax(1).numpy().astype(np.uint8)       # [S, rows, cols]
+            dyn = torch.sigmoid(out["point_dyn_logit"][0]).numpy().astype(np.float32)
+            wp.point_semantics, wp.point_dynamic = [], []
+            for i, f in enumerate(frames):
+                rc = aux["point_rc"][i]
+                n = 0 if f.points is None else len(f.points)
+                if rc is None:
+                    wp.point_semantics.append(np.zeros(n, np.uint8))
+                    wp.point_dynamic.append(np.zeros(n, np.float32))
+                else:
+                    wp.point_semantics.append(sem_lab[i][rc])
+                    wp.point_dynamic.append(dyn[i][rc])
+        return wp
+
+    @staticmethod
+    def _unwarp(warp, x: torch.Tensor, fill, valid: np.ndarray) -> np.ndarray:
+        y = warp.unwarp(x, fill).numpy().astype(np.float32)
+        y[~valid] = 0.0
+        return y
