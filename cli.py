@@ -88,7 +88,7 @@ def synth(
     seed: int = typer.Option(0, help="random seed (the world is deterministic from it)"),
     frames: int = typer.Option(200, help="number of frames (10 Hz)"),
     scenario: str = typer.Option("default", help="default, dense_traffic, camera_dark, lidar_dropout, imu_burst, degraded"),
-    format: str = typer.Option("zarr", "--format", "-f", help="zarr (fuse4d log) or kitti (KITTI odometry layout)"),
+    format: str = typer.Option("zarr", "--format", "-f", help="zarr (fuse4d log), kitti (KITTI odometry layout), rosbag (ROS 1 .bag), ros2 (ROS 2 sqlite3), mcap (ROS 2 MCAP)"),
     overwrite: bool = typer.Option(False, help="replace an existing log at OUT"),
 ) -> None:
     """Write the built-in synthetic multi-sensor world with full ground truth."""
@@ -98,8 +98,9 @@ def synth(
         from fuse4d.errors import ConfigError
         if scenario not in SCENARIOS:
             raise ConfigError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
-        if format not in ("zarr", "kitti"):
-            raise ConfigError(f"unknown format {format!r}; choose zarr or kitti")
+        from fuse4d.data.export import FORMATS
+        if format not in FORMATS:
+            raise ConfigError(f"unknown format {format!r}; choose {', '.join(FORMATS)}")
         if frames < 2:
             raise ConfigError(f"--frames must be at least 2, got {frames}")
         if seed < 0:

@@ -50,7 +50,7 @@ from fuse4d.fileio import atomic_write_text
 from fuse4d.geometry import invert
 
 log = logging.getLogger(__name__)
-FORMATS = ("zarr", "kitti")
+FORMATS = ("zarr", "kitti", "rosbag", "ros2", "mcap")
 
 
 def _rebase(poses: np.ndarray) -> np.ndarray:
@@ -212,7 +212,7 @@ def _log_index(log_path: Path, n: int) -> tuple[np.ndarray | None, dict[str, lis
 
 def export_sequence(seq: Sequence, out_dir: str | Path, format: str = "zarr", progress: bool = False,
                     overwrite: bool = False) -> Path:
-    """Write ``seq`` as ``format`` (``zarr`` or ``kitti``) plus sidecars into ``out_dir``.
+    """Write ``seq`` as ``format`` (``zarr``, ``kitti``, or a ROS bag: ``rosbag``, ``ros2``, ``mcap``) plus sidecars into ``out_dir``.
 
     Returns:
         ``out_dir``, the path to give :func:`fuse4d.data.registry.load_sequence`.
@@ -222,6 +222,11 @@ def export_sequence(seq: Sequence, out_dir: str | Path, format: str = "zarr", pr
     out = Path(out_dir).expanduser()
     if format not in FORMATS:
         raise DataError(out, f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
+    if format in ("rosbag", "ros2", "mcap"):  # a bag beside the sidecars (see fuse4d.data.rosbag_writer)
+        from fuse4d.data.rosbag_writer import write_bag
+        write_bag(seq, out, format, progress=progress, overwrite=overwrite)
+        write_sidecars(seq, out)
+        return out
     other = {"zarr": [out / "sequences", out / "poses"], "kitti": [out / LOG_NAME]}[format]
     if not overwrite and any(p.exists() for p in other):
         raise DataError(out, f"already holds a log in another format ({', '.join(p.name for p in other if p.exists())}); "
