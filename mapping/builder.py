@@ -1,0 +1,273 @@
+"""MapBuilder: the mapping stage the pipeline drives frame by frame (CONTRACTS.md).
+
+``MapBuilder(config, calibration).add_frame(frame, T_world_body, point_semantics,
+point_dynamic, depth) -> {"ground": uint8 [N]}``, then ``finish()`` and
+``write(store)``. Per frame: LiDAR points → world; ground segmentation (all
+points); moving points (``point_dynamic > 0.5``) dropped; the static rest feeds the
+occupancy map (ray casting), the elevation map, the static point map, and, with a
+camera, the TSDF mesh. Point classes are the model's when given; without them,
+geometric classes: ground → road, the rest → unlabeled.
+
+Store layout written by :meth:`MapBuilder.write` (all in the run's world frame):
+
+* ``maps/occupancy`` group: ``ijk`` int32 ``[N, 3]``, ``log_odds`` float32 ``[N]``,
+  ``labels`` uint8 ``[N]`` for every *known* voxel (free ones too, log-odds < 0);
+  attrs ``origin [3]`` (lower corner of voxel 0, 0, 0), ``resolution``, ``threshold``.
+* ``maps/elevation`` group: ``height``, ``variance``, ``min``, ``max`` float32,
+  ``traversable``, ``semantics`` uint8 ``[H, W]``; attrs ``origin [2]``, ``resolution``.
+* ``maps/points`` group: ``xyz`` float32 ``[M, 3]``, ``rgb`` uint8 ``[M, 3]``, ``labels`` uint8 ``[M]``.
+* ``maps/mesh`` group: ``vertices`` float32 ``[V, 3]``, ``colors`` uint8 ``[V, 3]``,
+  ``triangles`` int32 ``[T, 3]`` (the mesh lives in the store, not beside it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fuse4d.data.classes import ROAD, UNLABELED, colorize
+from fuse4d.data.types import Calibration, Frame, Sequence
+from fuse4d.mapping.config import MappingConfig
+from fuse4d.mapping.elevation import ElevationMap
+from fuse4d.mapping.ground import segment_ground
+from fuse4d.mapping.occupancy import OccupancyMap
+
+_COMPACT_EVERY = 20  # frames between point-map downsamplings
+
+
+def _transform(T: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return p @ T[:3, :3].T + T[:3, 3]
+
+
+def deskew_constant_velocity(points: np.ndarray, point_time: np.ndarray, T_prev_cur: np.ndarray,
+                             dt: float) -> np.ndarray:
+    """Move the points of a rolling sweep into the sensor frame at the frame stamp.
+
+    Constant velocity: the sensor moved by ``T_prev_cur [4, 4]`` (sensor frame) over the
+    last ``dt`` s, so a point captured ``τ`` s from the stamp is mapped by the pose
+    ``exp(τ/dt · log T_prev_cur)`` (rotation vector scaled, translation linear).
+
+    Args:
+        points: ``[N, 3]`` m, sensor frame at capture. point_time: ``[N]`` s from the stamp.
+    Returns:
+        ``[N, 3]`` float64 m, sensor frame at the stamp.
+    """
+    from scipy.spatial.transform import Rotation
+    s = np.asarray(point_time, np.float64).reshape(-1, 1) / dt
+    rv = Rotation.from_matrix(T_prev_cur[:3, :3]).as_rotvec()
+    R = Rotation.from_rotvec(s * rv)
+    return R.apply(np.asarray(points, np.float64)) + s * T_prev_cur[:3, 3]
+
+
+def _voxel_downsample(xyz: np.ndarray, rgb: np.ndarray, lab: np.ndarray, voxel: float):
+    """First point per voxel of ``voxel`` m (keeps inputs' order of arrival)."""
+    if len(xyz) == 0:
+        return xyz, rgb, lab
+    keys = np.floor(xyz / voxel).astype(np.int64)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    first.sort()
+    return xyz[first], rgb[first], lab[first]
+
+
+class MapBuilder:
+    """Builds occupancy, elevation, static points and mesh from posed frames.
+
+    Args:
+        config: :class:`MappingConfig` (or a dict of its fields; None = defaults).
+        calibration: the log's calibration (LiDAR and camera extrinsics, K).
+        grid_origin: ``[3]`` world point on a voxel/cell corner of the map lattices
+            (default the world origin); :meth:`for_sequence` sets it to the lattice of
+            the log's ground-truth maps so they can be compared cell by cell.
+        depth_sensor: the frames' ``depth`` is a real depth camera (RGB-D logs) and
+            is used for the mesh; otherwise ``Frame.depth`` is never read.
+        deskewed: the LiDAR points are already motion-compensated; otherwise points with
+            ``point_time`` are deskewed with the motion since the previous frame.
+    """
+
+    def __init__(self, config: MappingConfig | dict | None = None, calibration: Calibration | None = None,
+                 grid_origin: np.ndarray | None = None, depth_sensor: bool = False, deskewed: bool = False):
+        if not isinstance(config, MappingConfig):
+            config = MappingConfig.from_dict(config)
+        self.config = cfg = config
+        self.calibration = calibration or Calibration()
+        self.grid_origin = np.zeros(3) if grid_origin is None else np.asarray(grid_origin, np.float64).reshape(3)
+        self.depth_sensor = bool(depth_sensor)
+        self.deskewed = bool(deskewed)
+        self._prev: tuple[float, np.ndarray] | None = None  # (timestamp, T_world_lidar) of the last frame
+        self.occupancy = _ShiftedOccupancy(OccupancyMap(cfg.voxel_size, cfg.l_hit, cfg.l_miss, cfg.l_min, cfg.l_max,
+                                                        cfg.occupied_threshold), self.grid_origin)
+        self.elevation = ElevationMap(cfg.elevation_resolution, self.grid_origin[:2], cfg.elevation_sigma0,
+                                      cfg.elevation_sigma_per_m)
+        self.mesher = None
+        self._pts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.frames = 0
+        self._finished: dict[str, Any] | None = None
+
+    @classmethod
+    def for_sequence(cls, seq: Sequence, config: MappingConfig | dict | None = None) -> "MapBuilder":
+        """A builder for ``seq``: its calibration, ``metadata["depth_sensor"]``, and the
+        lattice (only the origin, never the content) of its ground-truth maps when it has them."""
+        anchor = None
+        gt = seq.gt_maps or {}
+        if "occupancy" in gt:
+            anchor = np.asarray(gt["occupancy"]["origin"], np.float64)
+        elif "elevation" in gt:
+            anchor = np.append(np.asarray(gt["elevation"]["origin"], np.float64), 0.0)
+        return cls(config, seq.calibration, anchor, bool(seq.metadata.get("depth_sensor")),
+                   bool(seq.metadata.get("lidar_deskewed")))
+
+    # -- per frame ---------------------------------------------------------------------
+    def add_frame(self, frame: Frame, T_world_body: np.ndarray, point_semantics: np.ndarray | None = None,
+                  point_dynamic: np.ndarray | None = None, depth: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Integrate one frame.
+
+        Args:
+            frame: the input frame (its ``points``, ``image`` and, for depth cameras, ``depth``;
+                ground-truth fields are never read).
+            T_world_body: ``[4, 4]`` pose; a non-finite pose skips the frame.
+            point_semantics: ``[N]`` uint8 classes per LiDAR point (model), or None.
+            point_dynamic: ``[N]`` float32 probability of moving, or None (all static).
+            depth: ``[H, W]`` float32 m model depth in the camera view, or None.
+        Returns:
+            ``{"ground": [N] uint8}`` (1 = ground; empty without LiDAR).
+        """
+        cfg, cal = self.config, self.calibration
+        T = np.asarray(T_world_body, np.float64)
+        n = 0 if frame.points is None else len(frame.points)
+        if not np.isfinite(T).all():
+            return {"ground": np.zeros(n, np.uint8)}
+        self.frames += 1
+        ground = np.zeros(n, bool)
+        static_world = None
+        if n:
+            T_wl = T @ cal.T_body_lidar
+            local = np.asarray(frame.points[:, :3], np.float64)
+            if not self.deskewed and frame.point_time is not None and self._prev is not None:
+                dt = frame.timestamp - self._prev[0]
+                if 0 < dt < 0.5:
+                    local = deskew_constant_velocity(local, frame.point_time, np.linalg.inv(self._prev[1]) @ T_wl, dt)
+            self._prev = (frame.timestamp, T_wl)
+            pts = _transform(T_wl, local)
+            ground = segment_ground(pts, cfg.ground_cell, cfg.ground_window, cfg.ground_max_slope, cfg.ground_height)
+            static = np.ones(n, bool) if point_dynamic is None else ~(np.asarray(point_dynamic, np.float32) > 0.5)
+            if point_semantics is not None:
+                labels = np.asarray(point_semantics, np.uint8)
+            else:
+                labels = np.where(ground, ROAD, UNLABELED).astype(np.uint8)
+            origin = T_wl[:3, 3]
+            ps, gs, ls = pts[static], ground[static], labels[static]
+            rng = np.linalg.norm(ps - origin, axis=1)
+            keep = (rng >= cfg.min_range) & np.isfinite(rng)
+            self.occupancy.integrate(origin, ps[keep], ls[keep], gs[keep], cfg.max_range, cfg.min_range)
+            near = keep & (rng <= cfg.max_range)
+            self.elevation.integrate(ps[near], rng[near], ls[near])
+            static_world = (ps[near], ls[near])
+            self._add_points(frame, T, ps[near], ls[near])
+        if cfg.mesh and frame.image is not None and cal.K is not None and self.frames % cfg.mesh_every == 0:
+            self._add_mesh(frame, T, static_world, depth)
+        return {"ground": ground.astype(np.uint8)}
+
+    def _camera_rgb(self, frame: Frame, T: np.ndarray, pts: np.ndarray) -> np.ndarray | None:
+        """RGB ``[N, 3]`` of world points seen by the camera (others black), or None."""
+        cal = self.calibration
+        if frame.image is None or cal.K is None:
+            return None
+        pc = _transform(np.linalg.inv(T @ cal.T_body_cam), pts)
+        h, w = frame.image.shape[:2]
+        z = pc[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = pc @ cal.K.T
+            u, v = np.floor(uv[:, 0] / z), np.floor(uv[:, 1] / z)
+        ok = (z > 0.1) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        rgb = np.zeros((len(pts), 3), np.uint8)
+        rgb[ok] = frame.image[v[ok].astype(np.int64), u[ok].astype(np.int64)]
+        return rgb, ok
+
+    def _add_points(self, frame: Frame, T: np.ndarray, pts: np.ndarray, labels: np.ndarray) -> None:
+        rgb = colorize(labels).astype(np.uint8)
+        cam = self._camera_rgb(frame, T, pts)
+        if cam is not None:
+            rgb[cam[1]] = cam[0][cam[1]]
+        self._pts.append(_voxel_downsample(pts.astype(np.float32), rgb, labels, self.config.point_voxel))
+        if len(self._pts) >= _COMPACT_EVERY:
+            self._compact()
+
+    def _compact(self) -> None:
+        if len(self._pts) > 1:
+            xyz, rgb, lab = (np.concatenate(a) for a in zip(*self._pts))
+            self._pts = [_voxel_downsample(xyz, rgb, lab, self.config.point_voxel)]
+
+    def _add_mesh(self, frame: Frame, T: np.ndarray, static_world, depth: np.ndarray | None) -> None:
+        from fuse4d.mapping.mesh import TsdfMesher, densify, lidar_depth
+        cfg, cal = self.config, self.calibration
+        h, w = frame.image.shape[:2]
+        if self.depth_sensor and frame.depth is not None:
+            d = np.asarray(frame.depth, np.float32)
+            voxel = cfg.tsdf_voxel or 0.02
+        else:
+            d = None
+            if static_world is not None and len(static_world[0]):
+                pc = _transform(np.linalg.inv(T @ cal.T_body_cam), static_world[0])
+                d = lidar_depth(pc, cal.K, (w, h), cfg.mesh_max_depth)
+            if depth is not None:
+                d = densify(np.zeros((h, w), np.float32) if d is None else d, depth)
+            voxel = cfg.tsdf_voxel or 0.1
+        if d is None:
+            return
+        if self.mesher is None:
+            self.mesher = TsdfMesher(voxel, cfg.tsdf_trunc_voxels, cfg.mesh_max_depth)
+        self.mesher.integrate(d, frame.image, cal.K, T @ cal.T_body_cam)
+
+    # -- results -----------------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        """Finalise and return the maps: ``occupancy``, ``elevation``, ``points``, ``mesh``
+        (dicts of arrays, as written by :meth:`write`)."""
+        cfg = self.config
+        self._compact()
+        xyz, rgb, lab = self._pts[0] if self._pts else (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8),
+                                                          np.zeros(0, np.uint8))
+        self._finished = {
+            "occupancy": self.occupancy.arrays(),
+            "elevation": self.elevation.layers(cfg.max_slope_deg, cfg.max_step, cfg.max_roughness),
+            "points": {"xyz": xyz, "rgb": rgb, "labels": lab},
+            "mesh": None if self.mesher is None else self.mesher.mesh(),
+        }
+        return self._finished
+
+    def write(self, store) -> None:
+        """Write every map into ``store`` (a :class:`~fuse4d.store.RunStore`), each atomically."""
+        maps = self._finished or self.finish()
+        occ = dict(maps["occupancy"])
+        attrs = {k: occ.pop(k) for k in ("origin", "resolution", "threshold")}
+        store.write_map("maps/occupancy", occ, attrs)
+        el = dict(maps["elevation"])
+        store.write_map("maps/elevation", el, {k: el.pop(k) for k in ("origin", "resolution")})
+        store.write_map("maps/points", maps["points"])
+        if maps["mesh"] is not None:
+            store.write_map("maps/mesh", maps["mesh"])
+
+
+class _ShiftedOccupancy:
+    """An :class:`OccupancyMap` whose lattice has a corner at ``anchor`` instead of the origin."""
+
+    def __init__(self, occ: OccupancyMap, anchor: np.ndarray):
+        self.map, self.anchor = occ, np.asarray(anchor, np.float64)
+
+    def integrate(self, origin, points, labels, ground, max_range, min_range) -> None:
+        self.map.integrate(np.asarray(origin) - self.anchor, np.asarray(points) - self.anchor, labels, ground,
+                           max_range, min_range)
+
+    def occupancy_at(self, points: np.ndarray) -> np.ndarray:
+        """Occupancy probability ``[N]`` at world points ``[N, 3]`` (0.5 unknown)."""
+        return self.map.occupancy_at(np.asarray(points) - self.anchor)
+
+    def arrays(self) -> dict[str, Any]:
+        """Known voxels with ``ijk`` from 0 and the ``origin`` of voxel ``(0, 0, 0)``."""
+        v = self.map.voxels()
+        lo = v["ijk"].min(0) if len(v["ijk"]) else np.zeros(3, np.int32)
+        v["ijk"] = (v["ijk"] - lo).astype(np.int32)
+        v["origin"] = self.anchor + lo * self.map.res
+        v["resolution"] = self.map.res
+        v["threshold"] = self.map.threshold
+        return v

@@ -1,0 +1,85 @@
+"""Settings of the mapping stage (occupancy, ground/elevation, mesh); light module, no heavy imports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from fuse4d.errors import ConfigError
+
+
+@dataclass
+class MappingConfig:
+    """Every knob of :class:`~fuse4d.mapping.MapBuilder` (units: m, degrees where named).
+
+    Occupancy (log-odds, OctoMap-like): voxel_size, l_hit, l_miss, l_min, l_max,
+        occupied_threshold (log-odds above it = occupied), max_range (points farther
+        carve free space up to it but add no hit), min_range.
+    Ground segmentation: ground_cell (m, grid of the lowest-point filter),
+        ground_window (cells, odd), ground_max_slope (rise per metre between cells),
+        ground_height (m above the local ground estimate a point may be and stay ground).
+    Elevation: elevation_resolution, elevation_sigma0 (m, range-independent height
+        noise), elevation_sigma_per_m (height noise per metre of range),
+        max_slope_deg, max_step (m), max_roughness (m): the traversability rule.
+    Mesh (TSDF, Open3D VoxelBlockGrid): mesh (on/off), tsdf_voxel (m; None = 0.1 m for
+        LiDAR depth, 0.02 m for depth cameras), tsdf_trunc_voxels (truncation in
+        voxels), mesh_max_depth (m), mesh_every (integrate every n-th frame).
+    Point map: point_voxel (m; downsampling of the exported static point map).
+    """
+
+    voxel_size: float = 0.5
+    l_hit: float = 0.85
+    l_miss: float = -0.4
+    l_min: float = -2.0
+    l_max: float = 3.5
+    occupied_threshold: float = 0.0
+    max_range: float = 80.0
+    min_range: float = 1.0
+    ground_cell: float = 1.0
+    ground_window: int = 5
+    ground_max_slope: float = 0.3
+    ground_height: float = 0.25
+    elevation_resolution: float = 0.5
+    elevation_sigma0: float = 0.02
+    elevation_sigma_per_m: float = 0.001
+    max_slope_deg: float = 20.0
+    max_step: float = 0.25
+    max_roughness: float = 0.1
+    mesh: bool = True
+    tsdf_voxel: float | None = None
+    tsdf_trunc_voxels: float = 4.0
+    mesh_max_depth: float = 40.0
+    mesh_every: int = 1
+    point_voxel: float = 0.1
+
+    def __post_init__(self) -> None:
+        positive = ("voxel_size", "l_hit", "l_max", "max_range", "ground_cell", "ground_height",
+                    "elevation_resolution", "elevation_sigma0", "max_slope_deg", "max_step", "max_roughness",
+                    "tsdf_trunc_voxels", "mesh_max_depth", "point_voxel")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"MappingConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not (self.l_miss < 0 and self.l_min < 0):
+            raise ConfigError(f"MappingConfig.l_miss and l_min must be < 0, got {self.l_miss}, {self.l_min}")
+        if self.ground_window < 1 or self.ground_window % 2 == 0:
+            raise ConfigError(f"MappingConfig.ground_window must be an odd number >= 1, got {self.ground_window}")
+        if self.mesh_every < 1:
+            raise ConfigError(f"MappingConfig.mesh_every must be >= 1, got {self.mesh_every}")
+        if self.tsdf_voxel is not None and not self.tsdf_voxel > 0:
+            raise ConfigError(f"MappingConfig.tsdf_voxel must be > 0 or null, got {self.tsdf_voxel!r}")
+        if not 0 <= self.min_range < self.max_range:
+            raise ConfigError(f"MappingConfig needs 0 <= min_range < max_range, got {self.min_range}, {self.max_range}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/zarr attrs)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "MappingConfig":
+        """Build from a dict; unknown keys raise ConfigError."""
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ConfigError(f"unknown mapping settings {bad}; known: {sorted(known)}")
+        return cls(**d)

@@ -1,0 +1,213 @@
+"""2.5D elevation map: per-cell height mean and variance by a Kalman update, min/max,
+a semantic layer, and traversability from slope, roughness and step height.
+
+Each scan is reduced to one height measurement per cell (Fankhauser et al.'s
+robot-centric elevation mapping, batched): the static points of the cell within
+``3σ`` of its highest point, averaged with inverse-variance weights (σ grows with
+range). The measurement is fused into the cell with a 1D Kalman update; a
+measurement more than 3 standard deviations *above* the cell replaces it (a higher
+surface was found: the map holds the top surface), one more than 3 below is
+ignored (a lower surface under an overhang). The grid is dense and grows (by
+whole tiles) as the map extends; cells are ``[i, i+1) × resolution`` from
+``anchor``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fuse4d.data.classes import GROUND, NUM_CLASSES
+
+_TILE = 64          # growth granularity, cells
+_GATE = 3.0         # Mahalanobis gate of the height update
+_MIN_VAR = 1e-6     # variance floor, m²
+
+
+class ElevationMap:
+    """Growable 2.5D grid of height statistics.
+
+    Args:
+        resolution: cell edge, m.
+        anchor: ``[2]`` world xy of a cell corner (the lattice), m.
+        sigma0, sigma_per_m: height noise of a point, ``sigma0 + sigma_per_m × range``, m.
+        num_classes: length of the per-cell class histogram.
+    """
+
+    def __init__(self, resolution: float = 0.5, anchor: np.ndarray | None = None, sigma0: float = 0.02,
+                 sigma_per_m: float = 0.001, num_classes: int = NUM_CLASSES):
+        self.res = float(resolution)
+        self.anchor = np.zeros(2) if anchor is None else np.asarray(anchor, np.float64).reshape(2)
+        self.sigma0, self.sigma_per_m = float(sigma0), float(sigma_per_m)
+        self.num_classes = int(num_classes)
+        self.lo = None  # [2] int64 cell index of grid[0, 0] relative to the anchor
+        self._alloc(np.zeros(2, np.int64), (0, 0))
+
+    def _alloc(self, lo: np.ndarray, shape: tuple[int, int]) -> None:
+        self.lo = lo
+        self.mean = np.full(shape, np.nan, np.float32)
+        self.var = np.full(shape, np.nan, np.float32)
+        self.zmin = np.full(shape, np.nan, np.float32)
+        self.zmax = np.full(shape, np.nan, np.float32)
+        self.hist = np.zeros((*shape, self.num_classes), np.uint16)
+
+    def _grow(self, cmin: np.ndarray, cmax: np.ndarray) -> None:
+        """Make cells ``cmin..cmax`` (inclusive, anchor-relative) part of the grid."""
+        shape = np.array(self.mean.shape)
+        if shape.all() and (cmin >= self.lo).all() and (cmax < self.lo + shape).all():
+            return
+        if shape.all():
+            cmin, cmax = np.minimum(cmin, self.lo), np.maximum(cmax, self.lo + shape - 1)
+        new_lo = np.floor_divide(cmin, _TILE) * _TILE
+        new_hi = (np.floor_divide(cmax, _TILE) + 1) * _TILE
+        old = (self.lo, self.mean, self.var, self.zmin, self.zmax, self.hist)
+        self._alloc(new_lo, tuple(int(v) for v in new_hi - new_lo))
+        if shape.all():
+            a = old[0] - new_lo
+            sl = (slice(a[0], a[0] + shape[0]), slice(a[1], a[1] + shape[1]))
+            self.mean[sl], self.var[sl], self.zmin[sl], self.zmax[sl], self.hist[sl] = old[1:]
+
+    @property
+    def origin(self) -> np.ndarray:
+        """``[2]`` world xy of the lower corner of cell ``[0, 0]``, m."""
+        return self.anchor + self.lo * self.res
+
+    def integrate(self, points: np.ndarray, ranges: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Fuse one scan's static points.
+
+        Args:
+            points: ``[N, 3]`` world positions, m (moving points already removed).
+            ranges: ``[N]`` distance to the sensor, m (sets each point's height noise).
+            labels: ``[N]`` uint8 class per point, or None.
+        """
+        p = np.asarray(points, np.float64).reshape(-1, 3)
+        ok = np.isfinite(p).all(1)
+        if not ok.all():
+            p, ranges = p[ok], np.asarray(ranges)[ok]
+            labels = None if labels is None else np.asarray(labels)[ok]
+        if len(p) == 0:
+            return
+        c = np.floor((p[:, :2] - self.anchor) / self.res).astype(np.int64)
+        self._grow(c.min(0), c.max(0))
+        c -= self.lo
+        W = self.mean.shape[1]
+        flat = c[:, 0] * W + c[:, 1]
+        z = p[:, 2]
+        sig = self.sigma0 + self.sigma_per_m * np.asarray(ranges, np.float64)
+        order = np.lexsort((-z, flat))  # by cell, highest first
+        flat, z, sig = flat[order], z[order], sig[order]
+        lab = None if labels is None else np.asarray(labels).astype(np.int64)[order]
+        start = np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]]))
+        cells = flat[start]
+        count = np.diff(np.append(start, len(flat)))
+        top = np.repeat(z[start], count)
+        band = z >= top - 3.0 * np.maximum(np.repeat(sig[start], count), 0.03)
+        w = np.where(band, 1.0 / sig ** 2, 0.0)
+        wsum = np.add.reduceat(w, start)
+        m = np.add.reduceat(w * z, start) / wsum
+        v = 1.0 / wsum
+        mean, var = self.mean.reshape(-1), self.var.reshape(-1)
+        zmin, zmax = self.zmin.reshape(-1), self.zmax.reshape(-1)
+        zmin[cells] = np.fmin(zmin[cells], np.minimum.reduceat(z, start))
+        zmax[cells] = np.fmax(zmax[cells], z[start])
+        m0, v0 = mean[cells].astype(np.float64), var[cells].astype(np.float64)
+        new = np.isnan(m0)
+        gate = _GATE * np.sqrt(np.where(new, 0.0, v0) + v)
+        higher = new | (m - m0 > gate)
+        lower = ~higher & (m0 - m > gate)
+        fuse = ~higher & ~lower
+        k = v0 / (v0 + v)
+        out_m = np.where(higher, m, np.where(fuse, m0 + k * (m - m0), m0))
+        out_v = np.where(higher, v, np.where(fuse, (1 - k) * v0, v0))
+        mean[cells] = out_m
+        var[cells] = np.maximum(out_v, _MIN_VAR)
+        if lab is not None:
+            hist = self.hist.reshape(-1, self.num_classes)
+            hist[cells[higher & ~new]] = 0  # a new top surface: its classes start over
+            keep = band & ~np.repeat(lower, count)
+            idx = np.repeat(cells, count)[keep] * self.num_classes + np.clip(lab[keep], 0, self.num_classes - 1)
+            uidx, cnt = np.unique(idx, return_counts=True)
+            hf = hist.reshape(-1)
+            hf[uidx] = np.minimum(hf[uidx].astype(np.int64) + cnt, np.iinfo(np.uint16).max).astype(np.uint16)
+
+    def semantics(self) -> np.ndarray:
+        """``[H, W]`` uint8 class of each cell's top surface (0 where unobserved/unlabelled)."""
+        return np.where(self.hist.any(-1), self.hist.argmax(-1), 0).astype(np.uint8)
+
+    def layers(self, max_slope_deg: float = 20.0, max_step: float = 0.25, max_roughness: float = 0.1) -> dict:
+        """Every layer of the map (the store's ``maps/elevation`` group).
+
+        Returns:
+            ``height``, ``variance``, ``min``, ``max`` float32 ``[H, W]`` (NaN = unobserved),
+            ``traversable`` uint8 (0 no, 1 yes, 255 unknown), ``semantics`` uint8,
+            ``origin [2]`` m, ``resolution`` m.
+        """
+        sem = self.semantics()
+        trav = traversability(self.mean, sem, self.res, max_slope_deg, max_step, max_roughness)
+        return {"height": self.mean.copy(), "variance": self.var.copy(), "min": self.zmin.copy(),
+                "max": self.zmax.copy(), "traversable": trav, "semantics": sem,
+                "origin": self.origin.copy(), "resolution": self.res}
+
+
+def _neighbours(h: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """The 8 shifted copies of ``h [H, W]`` (NaN outside), with their offsets."""
+    pad = np.pad(h.astype(np.float64), 1, constant_values=np.nan)
+    H, W = h.shape
+    return [(di, dj, pad[1 + di:1 + di + H, 1 + dj:1 + dj + W])
+            for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
+
+
+def traversability(height: np.ndarray, semantics: np.ndarray, resolution: float, max_slope_deg: float = 20.0,
+                   max_step: float = 0.25, max_roughness: float = 0.1) -> np.ndarray:
+    """Traversable cells of an elevation grid.
+
+    A cell is traversable when its top surface is of a ground class (road, sidewalk,
+    terrain), the plane fitted to its 3 × 3 neighbourhood is less steep than
+    ``max_slope_deg``, the RMS residual to that plane is below ``max_roughness`` m, and
+    no observed 8-neighbour differs in height by more than ``max_step`` m.
+
+    Args:
+        height: ``[H, W]`` m, NaN = unobserved. semantics: ``[H, W]`` class ids.
+    Returns:
+        ``[H, W]`` uint8: 1 yes, 0 no, 255 unknown (unobserved).
+    """
+    h = np.asarray(height, np.float64)
+    obs = np.isfinite(h)
+    nbs = _neighbours(h)
+    step = np.zeros_like(h)
+    # least-squares plane through the observed cells of the 3 × 3 window, centred on the cell
+    sxx = syy = sxy = sxz = syz = sz = n = sx = sy = 0.0
+    for di, dj, nb in nbs + [(0, 0, h)]:
+        okn = np.isfinite(nb) & obs
+        dz = np.where(okn, nb - np.where(obs, h, 0.0), 0.0)
+        x, y = di * resolution, dj * resolution
+        sxx = sxx + okn * x * x
+        syy = syy + okn * y * y
+        sxy = sxy + okn * x * y
+        sx = sx + okn * x
+        sy = sy + okn * y
+        sxz = sxz + x * dz
+        syz = syz + y * dz
+        sz = sz + dz
+        n = n + okn
+        if di or dj:
+            step = np.fmax(step, np.where(okn, np.abs(dz), 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # centred normal equations (the mean offset is absorbed by the intercept)
+        mx, my = sx / np.maximum(n, 1), sy / np.maximum(n, 1)
+        cxx, cyy, cxy = sxx - n * mx * mx, syy - n * my * my, sxy - n * mx * my
+        cxz, cyz = sxz - mx * sz, syz - my * sz
+        det = cxx * cyy - cxy * cxy
+        gx = np.where(det > 1e-9, (cyy * cxz - cxy * cyz) / det, 0.0)
+        gy = np.where(det > 1e-9, (cxx * cyz - cxy * cxz) / det, 0.0)
+        c0 = sz / np.maximum(n, 1) - gx * mx - gy * my
+        rss = np.zeros_like(h)
+        for di, dj, nb in nbs + [(0, 0, h)]:
+            okn = np.isfinite(nb) & obs
+            res = np.where(okn, nb - np.where(obs, h, 0.0) - (c0 + gx * di * resolution + gy * dj * resolution), 0.0)
+            rss += res * res
+        rough = np.sqrt(rss / np.maximum(n, 1))
+    slope = np.degrees(np.arctan(np.hypot(gx, gy)))
+    ok = np.isin(semantics, GROUND) & (slope <= max_slope_deg) & (rough <= max_roughness) & (step <= max_step)
+    out = np.where(ok, 1, 0).astype(np.uint8)
+    out[~obs] = 255
+    return out

@@ -1,0 +1,165 @@
+"""Map metrics against ground-truth maps (``Sequence.gt_maps``), and the run evaluator.
+
+Keys (registered with :func:`fuse4d.evaluation.register_run_evaluator`):
+
+* ``occ_iou``: IoU of occupied voxels over the *observed* voxels (known to the map:
+  log-odds ≠ 0) inside the ground-truth grid;
+* ``occ_miou``: mean over classes 1..9 of the per-class IoU over the same voxels
+  (a free voxel has class 0), with the labels the run used (model or geometric);
+* ``ghost_ratio``: occupied map voxels in ground-truth free space with no
+  ground-truth occupied voxel among their 26 neighbours (floating voxels: trails of
+  moving objects), over all occupied observed voxels;
+* ``elev_rmse_m``: height RMSE over observed cells that are traversable in the
+  ground truth (the traversability rule applied to the true heights and classes;
+  without true classes, cells the map labels ground);
+* ``trav_agreement``: fraction of observed cells whose traversability equals the
+  ground truth's.
+
+Map and ground truth are compared cell by cell: each map voxel/cell is looked up in
+the ground-truth grid at its centre (exact when both share the lattice, see
+``MapBuilder.for_sequence``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from fuse4d.data.classes import GROUND, NUM_CLASSES
+from fuse4d.mapping.elevation import traversability
+
+
+def _gt_index(centres: np.ndarray, origin: np.ndarray, res: float, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.floor((centres - np.asarray(origin, np.float64)) / res).astype(np.int64)
+    ok = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+    return idx, ok
+
+
+def occupancy_metrics(occ: dict, gt: dict) -> dict[str, float]:
+    """``occ_iou``, ``occ_miou``, ``ghost_ratio``, ``occ_observed_voxels`` of a map.
+
+    Args:
+        occ: ``ijk [N, 3]``, ``log_odds [N]``, ``labels [N]``, ``origin [3]``, ``resolution``,
+            optional ``threshold`` (default 0), as :meth:`MapBuilder.finish` returns.
+        gt: ``labels [X, Y, Z]`` uint8 (0 free), ``origin [3]``, ``resolution``.
+    """
+    from scipy.ndimage import binary_dilation
+    res = float(occ["resolution"])
+    centres = np.asarray(occ["origin"], np.float64) + (np.asarray(occ["ijk"], np.float64) + 0.5) * res
+    labels_gt = np.asarray(gt["labels"])
+    idx, ok = _gt_index(centres, gt["origin"], float(gt["resolution"]), labels_gt.shape)
+    idx = idx[ok]
+    lo = np.asarray(occ["log_odds"], np.float32)[ok]
+    pred_occ = lo > float(occ.get("threshold", 0.0))
+    observed = lo != 0
+    g = labels_gt[tuple(idx.T)]
+    gt_occ = g > 0
+    inter = np.count_nonzero(pred_occ & gt_occ & observed)
+    union = np.count_nonzero((pred_occ | gt_occ) & observed)
+    pred_lab = np.where(pred_occ, np.asarray(occ["labels"])[ok], 0)
+    from fuse4d.metrics import iou
+    per_class, _ = iou(pred_lab[observed], g[observed], NUM_CLASSES)
+    cls = per_class[1:]
+    near = binary_dilation(labels_gt > 0, structure=np.ones((3, 3, 3), bool))
+    ghost = pred_occ & observed & ~near[tuple(idx.T)]
+    n_occ = np.count_nonzero(pred_occ & observed)
+    return {"occ_iou": inter / union if union else math.nan,
+            "occ_miou": float(np.nanmean(cls)) if np.isfinite(cls).any() else math.nan,
+            "ghost_ratio": float(np.count_nonzero(ghost) / n_occ) if n_occ else math.nan,
+            "occ_observed_voxels": int(np.count_nonzero(observed))}
+
+
+def elevation_metrics(el: dict, gt: dict, max_slope_deg: float = 20.0, max_step: float = 0.25,
+                      max_roughness: float = 0.1) -> dict[str, float]:
+    """``elev_rmse_m``, ``trav_agreement``, ``elev_observed_cells`` of an elevation map.
+
+    Args:
+        el: ``height``, ``traversable``, ``semantics`` ``[H, W]``, ``origin [2]``, ``resolution``.
+        gt: ``height [X, Y]`` (NaN unknown), optional ``semantics``, ``origin [2]``, ``resolution``.
+        max_slope_deg, max_step, max_roughness: the traversability rule for the ground truth.
+    """
+    h = np.asarray(el["height"], np.float64)
+    res = float(el["resolution"])
+    ii, jj = np.nonzero(np.isfinite(h))
+    centres = np.asarray(el["origin"], np.float64) + (np.stack([ii, jj], -1) + 0.5) * res
+    gh = np.asarray(gt["height"], np.float64)
+    gres = float(gt["resolution"])
+    idx, ok = _gt_index(centres, gt["origin"], gres, gh.shape)
+    ii, jj, idx = ii[ok], jj[ok], idx[ok]
+    gval = gh[tuple(idx.T)]
+    fin = np.isfinite(gval)
+    ii, jj, idx, gval = ii[fin], jj[fin], idx[fin], gval[fin]
+    if "semantics" in gt and gt["semantics"] is not None:
+        gtrav = traversability(gh, np.asarray(gt["semantics"]), gres, max_slope_deg, max_step, max_roughness)
+        gt_t = gtrav[tuple(idx.T)]
+        drivable = gt_t == 1
+        ours = np.asarray(el["traversable"])[ii, jj]
+        known = ours != 255
+        agree = float(np.mean(ours[known] == gt_t[known])) if known.any() else math.nan
+    else:
+        drivable = np.isin(np.asarray(el["semantics"])[ii, jj], GROUND)
+        agree = math.nan
+    err = h[ii, jj][drivable] - gval[drivable]
+    return {"elev_rmse_m": float(np.sqrt(np.mean(err ** 2))) if len(err) else math.nan,
+            "trav_agreement": agree, "elev_observed_cells": int(len(ii))}
+
+
+def evaluate_maps(maps: dict, gt_maps: dict | None, config=None) -> dict[str, float]:
+    """Every map metric the ground truth allows (``{}`` without ground truth).
+
+    Args:
+        maps: ``{"occupancy": ..., "elevation": ...}`` as :meth:`MapBuilder.finish` returns
+            or :func:`read_maps` reads.
+        gt_maps: ``Sequence.gt_maps``. config: :class:`MappingConfig` for the traversability rule.
+    """
+    from fuse4d.mapping.config import MappingConfig
+    cfg = config or MappingConfig()
+    out: dict[str, float] = {}
+    gt_maps = gt_maps or {}
+    if "occupancy" in gt_maps and maps.get("occupancy") is not None:
+        out.update(occupancy_metrics(maps["occupancy"], gt_maps["occupancy"]))
+    if "elevation" in gt_maps and maps.get("elevation") is not None:
+        out.update(elevation_metrics(maps["elevation"], gt_maps["elevation"], cfg.max_slope_deg, cfg.max_step,
+                                     cfg.max_roughness))
+    return out
+
+
+def read_maps(store) -> dict:
+    """``{"occupancy": ..., "elevation": ...}`` from a :class:`~fuse4d.store.RunStore` (attrs merged in)."""
+    out = {}
+    for name in ("occupancy", "elevation"):
+        key = f"maps/{name}"
+        if key in store:
+            out[name] = {**store.read(key), **store.attrs(key)}
+    return out
+
+
+def _register() -> None:
+    from fuse4d.evaluation import register_run_evaluator
+
+    @register_run_evaluator
+    def map_evaluator(run_dir: Path, align: str = "se3") -> dict:
+        """Map metrics of ``run_dir/run.zarr`` against its source log's ground-truth maps."""
+        from fuse4d.data.registry import load_sequence
+        from fuse4d.mapping.config import MappingConfig
+        from fuse4d.store import RunStore
+        path = Path(run_dir) / "run.zarr"
+        if not path.exists():
+            return {}
+        store = RunStore.open(path)
+        maps = read_maps(store)
+        if not maps:
+            return {}
+        try:
+            seq = load_sequence(store.meta["source"])
+        except Exception:  # the source log moved or is gone: no ground truth to compare with
+            return {}
+        if not seq.gt_maps:
+            return {}
+        cfg = store.meta.get("config", {}).get("mapping") or {}
+        return evaluate_maps(maps, seq.gt_maps, MappingConfig.from_dict(cfg) if isinstance(cfg, dict) else None)
+
+
+_register()

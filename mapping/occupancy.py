@@ -1,0 +1,311 @@
+"""Sparse semantic occupancy map: log-odds voxels updated by LiDAR ray casting.
+
+Storage is block-sparse: voxels live in dense blocks of ``8 × 8 × 8``, a block is
+allocated the first time a ray touches it, and blocks are found through a sorted
+table of 64-bit block keys (``numpy.searchsorted``). One scan is integrated without
+a Python loop over points or rays:
+
+1. rays are thinned to one per endpoint voxel (the first point landing in it);
+2. each ray is sampled every ``voxel_size`` from the sensor to ``margin`` before its
+   endpoint; the samples' voxels get ``l_miss`` once per scan (a fancy-index
+   ``+=`` applies once per repeated index, which is exactly OctoMap's "each cell
+   once per scan" rule);
+3. endpoint voxels get ``l_hit`` on their value from before the carving (a hit
+   wins over a miss in the same scan), log-odds are clamped to ``[l_min, l_max]``;
+4. every endpoint adds one count to its voxel's class histogram.
+
+Convention (the one of the synthetic ground truth): a ground voxel is one the
+ground surface passes through; any other voxel is occupied when its *centre* lies
+inside matter, so non-ground endpoints are pushed half a voxel along their ray
+(behind the observed surface) before they are binned. Rays that end on the ground
+stop carving ``voxel_size / max(sin(grazing), 0.1)`` short of their endpoint, so
+grazing rays do not erode the ground voxels that steeper rays mark.
+
+Voxel ``(i, j, k)`` spans ``[i, i+1) × voxel_size`` etc. from the world origin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fuse4d.data.classes import NUM_CLASSES
+
+_B = 8                     # voxels per block side
+_BV = _B ** 3              # voxels per block
+_OFF = 1 << 20             # key offset: indices in [-2^20, 2^20) per axis
+_MASK = (1 << 21) - 1
+_MIN_SIN = 0.1             # grazing-angle floor of the ground carving margin
+_HIST_MAX = np.iinfo(np.uint16).max
+
+
+def pack(ijk: np.ndarray) -> np.ndarray:
+    """Integer indices ``[N, 3]`` → int64 keys ``[N]`` (21 bits per axis)."""
+    ijk = np.asarray(ijk, dtype=np.int64) + _OFF
+    return (ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2]
+
+
+def unpack(keys: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack`: int64 keys ``[N]`` → int64 indices ``[N, 3]``."""
+    keys = np.asarray(keys, dtype=np.int64)
+    return np.stack([(keys >> 42) & _MASK, (keys >> 21) & _MASK, keys & _MASK], -1) - _OFF
+
+
+def _local(ijk: np.ndarray) -> np.ndarray:
+    """Index of each voxel inside its block, ``[N]`` in ``[0, 512)``."""
+    m = ijk & (_B - 1)
+    return (m[:, 0] * _B + m[:, 1]) * _B + m[:, 2]
+
+
+class OccupancyMap:
+    """Block-sparse log-odds occupancy with a per-voxel class histogram.
+
+    Args:
+        voxel_size: edge of a voxel, m.
+        l_hit, l_miss: log-odds added by a hit (> 0) and a pass-through (< 0).
+        l_min, l_max: clamping bounds of the log-odds.
+        threshold: log-odds above which a voxel is occupied.
+        num_classes: length of the class histogram.
+    """
+
+    def __init__(self, voxel_size: float = 0.5, l_hit: float = 0.85, l_miss: float = -0.4,
+                 l_min: float = -2.0, l_max: float = 3.5, threshold: float = 0.0, num_classes: int = NUM_CLASSES):
+        self.res = float(voxel_size)
+        self.l_hit, self.l_miss, self.l_min, self.l_max = float(l_hit), float(l_miss), float(l_min), float(l_max)
+        self.threshold = float(threshold)
+        self.num_classes = int(num_classes)
+        self._bkeys = np.zeros(0, np.int64)     # sorted block keys
+        self._bslot = np.zeros(0, np.int64)     # their slots in the pools
+        self._lo = np.zeros((64, _BV), np.float32)
+        self._hslot = np.full(64, -1, np.int64)  # block slot → histogram slot (-1 = none)
+        self._hist = np.zeros((16, _BV, self.num_classes), np.uint16)
+        self._n_blocks = 0
+        self._n_hist = 0
+
+    # -- block table -------------------------------------------------------------------
+    def _find(self, bkeys: np.ndarray) -> np.ndarray:
+        """Slots of blocks ``bkeys [M]`` (int64), -1 where not allocated."""
+        if len(self._bkeys) == 0:
+            return np.full(len(bkeys), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self._bkeys, bkeys), len(self._bkeys) - 1)
+        return np.where(self._bkeys[pos] == bkeys, self._bslot[pos], -1)
+
+    def _slots(self, ubkeys: np.ndarray) -> np.ndarray:
+        """Slots of the unique, sorted block keys ``ubkeys [M]``, allocating missing blocks."""
+        slots = self._find(ubkeys)
+        new = slots < 0
+        n_new = int(new.sum())
+        if n_new:
+            first = self._n_blocks
+            need = first + n_new
+            if need > len(self._lo):
+                cap = max(need, 2 * len(self._lo))
+                self._lo = np.concatenate([self._lo, np.zeros((cap - len(self._lo), _BV), np.float32)])
+                self._hslot = np.concatenate([self._hslot, np.full(cap - len(self._hslot), -1, np.int64)])
+            slots[new] = np.arange(first, need)
+            self._n_blocks = need
+            keys = np.concatenate([self._bkeys, ubkeys[new]])
+            order = np.argsort(keys, kind="stable")
+            self._bkeys = keys[order]
+            self._bslot = np.concatenate([self._bslot, slots[new]])[order]
+        return slots
+
+    def _hist_slots(self, slots: np.ndarray) -> np.ndarray:
+        """Histogram slots of block ``slots [M]`` (unique), allocating missing ones."""
+        h = self._hslot[slots]
+        new = h < 0
+        n_new = int(new.sum())
+        if n_new:
+            need = self._n_hist + n_new
+            if need > len(self._hist):
+                cap = max(need, 2 * len(self._hist))
+                grow = np.zeros((cap - len(self._hist), _BV, self.num_classes), np.uint16)
+                self._hist = np.concatenate([self._hist, grow])
+            h[new] = np.arange(self._n_hist, need)
+            self._hslot[slots[new]] = h[new]
+            self._n_hist = need
+        return h
+
+    def _flat(self, ijk: np.ndarray, runs: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flat pool indices ``[N]`` of voxels ``ijk [N, 3]`` (allocating blocks), their block
+        slots ``[N]`` and the unique slots. With ``runs`` the input is ordered along rays, so
+        equal consecutive block keys are collapsed before the sort (fewer keys to sort)."""
+        bk = pack(ijk >> 3)
+        if runs and len(bk):
+            start = np.flatnonzero(np.concatenate([[True], bk[1:] != bk[:-1]]))
+            ub, inv = np.unique(bk[start], return_inverse=True)
+            inv = np.repeat(inv, np.diff(np.append(start, len(bk))))
+        else:
+            ub, inv = np.unique(bk, return_inverse=True)
+        uslots = self._slots(ub)
+        slot = uslots[inv]
+        return slot * _BV + _local(ijk), slot, uslots
+
+    # -- integration -------------------------------------------------------------------
+    def integrate(self, origin: np.ndarray, points: np.ndarray, labels: np.ndarray | None = None,
+                  ground: np.ndarray | None = None, max_range: float = np.inf, min_range: float = 0.0) -> None:
+        """Integrate one scan.
+
+        Args:
+            origin: ``[3]`` sensor position in the world frame, m.
+            points: ``[N, 3]`` endpoints in the world frame, m (moving points already removed).
+            labels: ``[N]`` uint8 class per point (None = no histogram update).
+            ground: ``[N]`` bool, points on the ground (not shifted; carving stops short by
+                their grazing angle); None = no point is ground.
+            max_range: endpoints farther than this carve up to ``max_range`` and add no hit.
+            min_range: points closer than this are ignored.
+        """
+        o = np.asarray(origin, np.float64).reshape(3)
+        p = np.asarray(points, np.float64).reshape(-1, 3)
+        d = p - o
+        r = np.sqrt(np.einsum("ij,ij->i", d, d))
+        ok = np.isfinite(r) & (r > max(min_range, 1e-6))
+        if not ok.all():
+            p, d, r = p[ok], d[ok], r[ok]
+            labels = None if labels is None else np.asarray(labels)[ok]
+            ground = None if ground is None else np.asarray(ground, bool)[ok]
+        if len(p) == 0:
+            return
+        u = d / r[:, None]
+        res = self.res
+        is_hit = r <= max_range
+        g = np.zeros(len(p), bool) if ground is None else np.asarray(ground, bool)
+        # endpoints: non-ground ones half a voxel behind the surface
+        ph = p + np.where(g, 0.0, 0.5 * res)[:, None] * u
+        hit_ijk = np.floor(ph[is_hit] / res).astype(np.int64)
+        # one ray per endpoint voxel
+        rc = np.minimum(r, max_range)
+        ekey = pack(np.floor((o + u * rc[:, None]) / res).astype(np.int64))
+        _, first = np.unique(ekey, return_index=True)
+        margin = np.where(g[first], res / np.maximum(np.abs(u[first, 2]), _MIN_SIN), res)
+        margin = np.where(is_hit[first], margin, 0.0)
+        n = np.maximum(np.floor((rc[first] - margin) / res).astype(np.int64), 0)
+        pre = None
+        if len(hit_ijk):
+            flat_h, slot_h, uslot_h = self._flat(hit_ijk)
+            pre = self._lo.reshape(-1)[flat_h]
+        if n.sum():
+            flat_f = self._ray_samples(o / res, u[first], n)
+            lo = self._lo.reshape(-1)
+            lo[flat_f] = np.maximum(lo[flat_f] + self.l_miss, self.l_min)
+        if pre is not None:
+            self._lo.reshape(-1)[flat_h] = np.minimum(pre + self.l_hit, self.l_max)
+            if labels is not None:
+                lab = np.clip(np.asarray(labels)[is_hit].astype(np.int64), 0, self.num_classes - 1)
+                self._hist_slots(uslot_h)
+                idx = (self._hslot[slot_h] * _BV + _local(hit_ijk)) * self.num_classes + lab
+                uidx, cnt = np.unique(idx, return_counts=True)
+                hist = self._hist.reshape(-1)
+                hist[uidx] = np.minimum(hist[uidx].astype(np.int64) + cnt, _HIST_MAX).astype(np.uint16)
+
+    def _ray_samples(self, o: np.ndarray, u: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Flat pool indices of the voxels under ``n [R]`` samples, one voxel apart, along
+        rays from ``o [3]`` (voxel units) in directions ``u [R, 3]``; blocks are allocated.
+
+        Structure-of-arrays float32 arithmetic (samples are relative to the sensor, so
+        float32 holds them exactly enough); block keys are collapsed along each ray
+        before the one sort."""
+        total = int(n.sum())
+        start = np.cumsum(n) - n
+        k = np.ones(total, np.float32)
+        k[0] = 0.5
+        nz = n > 0
+        k[start[nz][1:]] = (1.0 - (start[nz][1:] - start[nz][:-1])).astype(np.float32)
+        k = np.cumsum(k, dtype=np.float32)  # 0.5, 1.5, ... restarting at every ray
+        base = np.floor(o).astype(np.int64)
+        frac = (o - base).astype(np.float32)
+        cells = []
+        for a in range(3):
+            c = np.repeat(u[:, a].astype(np.float32), n)
+            c *= k
+            c += frac[a]
+            cells.append(np.floor(c).astype(np.int32))
+        ci, cj, ck = cells
+        loc = ((((ci + base[0]) & 7) << 6) | (((cj + base[1]) & 7) << 3) | ((ck + base[2]) & 7)).astype(np.int64)
+        b = [((c + base[a]) >> 3).astype(np.int64) + _OFF for a, c in enumerate(cells)]
+        bk = (b[0] << 42) | (b[1] << 21) | b[2]
+        run = np.flatnonzero(np.concatenate([[True], bk[1:] != bk[:-1]]))
+        ub, inv = np.unique(bk[run], return_inverse=True)
+        slots = self._slots(ub)
+        flat = np.repeat(slots[inv] * _BV, np.diff(np.append(run, total)))
+        flat += loc
+        return flat
+
+    # -- queries -----------------------------------------------------------------------
+    def _lookup(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Block slots ``[N]`` (-1 = unknown block) and local indices of voxels ``ijk [N, 3]``."""
+        ijk = np.asarray(ijk, np.int64).reshape(-1, 3)
+        return self._find(pack(ijk >> 3)), _local(ijk)
+
+    def log_odds_at(self, ijk: np.ndarray) -> np.ndarray:
+        """Log-odds ``[N]`` float32 of voxels ``ijk [N, 3]`` (0 = unknown)."""
+        slot, loc = self._lookup(ijk)
+        out = np.zeros(len(slot), np.float32)
+        ok = slot >= 0
+        out[ok] = self._lo[slot[ok], loc[ok]]
+        return out
+
+    def occupancy_at(self, points: np.ndarray) -> np.ndarray:
+        """Occupancy probability ``[N]`` float32 at world points ``[N, 3]`` m (0.5 = unknown)."""
+        ijk = np.floor(np.asarray(points, np.float64).reshape(-1, 3) / self.res).astype(np.int64)
+        return (1.0 / (1.0 + np.exp(-self.log_odds_at(ijk)))).astype(np.float32)
+
+    def class_of(self, ijk: np.ndarray) -> np.ndarray:
+        """Class ``[N]`` uint8 of voxels ``ijk [N, 3]``: the histogram's mode (0 when none)."""
+        slot, loc = self._lookup(ijk)
+        out = np.zeros(len(slot), np.uint8)
+        ok = slot >= 0
+        h = np.where(ok, self._hslot[np.maximum(slot, 0)], -1)
+        ok &= h >= 0
+        hist = self._hist[h[ok], loc[ok]]
+        out[ok] = np.where(hist.any(-1), hist.argmax(-1), 0)
+        return out
+
+    def voxels(self, occupied_only: bool = False) -> dict[str, np.ndarray]:
+        """Every known voxel (log-odds ≠ 0), or only the occupied ones.
+
+        Returns:
+            ``ijk`` int32 ``[N, 3]``, ``log_odds`` float32 ``[N]``, ``labels`` uint8 ``[N]``
+            (histogram mode, 0 when the voxel was never hit), sorted by key.
+        """
+        order = np.argsort(self._bkeys)
+        bkeys, slots = self._bkeys[order], self._bslot[order]
+        lo = self._lo[slots]
+        keep = lo > self.threshold if occupied_only else lo != 0
+        b, loc = np.nonzero(keep)
+        bijk = unpack(bkeys[b])
+        lijk = np.stack([loc // (_B * _B), (loc // _B) % _B, loc % _B], -1)
+        ijk = bijk * _B + lijk
+        labels = np.zeros(len(b), np.uint8)
+        h = self._hslot[slots[b]]
+        has = h >= 0
+        hist = self._hist[h[has], loc[has]]
+        labels[has] = np.where(hist.any(-1), hist.argmax(-1), 0)
+        return {"ijk": ijk.astype(np.int32), "log_odds": lo[b, loc].astype(np.float32), "labels": labels}
+
+    def crop(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dense log-odds of the box ``[lo, hi)`` (world m): ``(grid [X, Y, Z] float32, origin [3])``,
+        0 = unknown; ``origin`` is the lower corner of voxel ``grid[0, 0, 0]``."""
+        a = np.floor(np.asarray(lo, np.float64) / self.res).astype(np.int64)
+        b = np.ceil(np.asarray(hi, np.float64) / self.res).astype(np.int64)
+        shape = np.maximum(b - a, 0)
+        grid = np.zeros(tuple(shape), np.float32)
+        if not len(self._bkeys) or not shape.all():
+            return grid, a * self.res
+        bijk = unpack(self._bkeys)
+        sel = np.all((bijk * _B < b) & ((bijk + 1) * _B > a), axis=1)
+        if sel.any():
+            v = self._lo[self._bslot[sel]].reshape(-1, _B, _B, _B)
+            base = bijk[sel] * _B - a
+            loc = np.stack(np.meshgrid(*[np.arange(_B)] * 3, indexing="ij"), -1).reshape(-1, 3)
+            idx = (base[:, None, :] + loc[None]).reshape(-1, 3)
+            inside = np.all((idx >= 0) & (idx < shape), axis=1)
+            grid[tuple(idx[inside].T)] = v.reshape(-1)[inside]
+        return grid, a * self.res
+
+    @property
+    def n_blocks(self) -> int:
+        """Allocated blocks of 512 voxels."""
+        return self._n_blocks
+
+    def __repr__(self) -> str:
+        return f"OccupancyMap(voxel_size={self.res}, blocks={self._n_blocks})"
