@@ -28,6 +28,7 @@ class DynamicsConfig:
             in its ``ground_cell`` × ``ground_cell`` world cell (kept over time).
         cluster_eps / cluster_min_points: non-ground points within ``cluster_eps`` join one object.
         cluster_fraction: an object whose voted-moving share of points exceeds this is moving whole.
+        l_model: weight of the fusion model's per-point log-odds when the pipeline passes them.
         carry_radius: a point takes the posterior of the previous scan's nearest point within it
             (after moving that point with its track's velocity).
     Tracking (:mod:`~fuse4d.dynamics.tracking`):
@@ -62,6 +63,7 @@ class DynamicsConfig:
     cluster_min_points: int = 3
     cluster_fraction: float = 0.3
     carry_radius: float = 0.3
+    l_model: float = 0.5
     track_gate: float = 2.5
     track_min_hits: int = 3
     track_max_missed: int = 3
@@ -70,7 +72,7 @@ class DynamicsConfig:
     meas_sigma: float = 0.3
     attn_layers: list[int] | None = None
     attn_topk: int = 4
-    consistency_tau: float = 0.1
+    consistency_tau: float = 0.05
     cue_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self) -> None:

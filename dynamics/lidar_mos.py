@@ -192,7 +192,8 @@ class LidarMOS:
         self._flow: np.ndarray | None = None
 
     def update(self, points_world: np.ndarray, T_world_sensor: np.ndarray,
-               flow_prev: np.ndarray | None = None) -> dict[str, np.ndarray]:
+               flow_prev: np.ndarray | None = None, extra_logodds: np.ndarray | None = None
+               ) -> dict[str, np.ndarray]:
         """Segment one scan and add it to the history.
 
         Args:
@@ -200,6 +201,7 @@ class LidarMOS:
             T_world_sensor: ``[4, 4]`` sensor pose at the scan stamp.
             flow_prev: ``[N_prev, 3]`` displacement (m) of the previous scan's points since then
                 (their track's velocity × dt), or None (treated as zero).
+            extra_logodds: ``[N]`` further independent evidence (e.g. the model's), added as is.
         Returns:
             ``prob [N]`` float32 moving probability, ``logodds [N]`` float32 (before object voting),
             ``ground [N]`` bool, ``objects [N]`` int64 object ids of non-ground points (−1 = none),
@@ -216,6 +218,8 @@ class LidarMOS:
             free, occ = scan_evidence(self.grid, pts, past, cfg)
             logodds += cfg.l_free * free - cfg.l_occ * occ
         logodds += cfg.l_carry * self._carried(pts)
+        if extra_logodds is not None:
+            logodds += extra_logodds
         logodds = np.clip(logodds, -cfg.l_clamp, cfg.l_clamp)
         logodds[~valid] = -cfg.l_clamp
         ground = self.ground.update(pts, T_world_sensor[:3, 3], cfg.max_range + 10.0)
