@@ -95,6 +95,7 @@ class MapBuilder:
         self.depth_sensor = bool(depth_sensor)
         self.deskewed = bool(deskewed)
         self._prev: tuple[float, np.ndarray] | None = None  # (timestamp, T_world_lidar) of the last frame
+        self._pending: tuple | None = None  # the first sweep, integrated once the next gives the motion
         self.occupancy = _ShiftedOccupancy(OccupancyMap(cfg.voxel_size, cfg.l_hit, cfg.l_miss, cfg.l_min, cfg.l_max,
                                                         cfg.occupied_threshold), self.grid_origin)
         self.elevation = ElevationMap(cfg.elevation_resolution, self.grid_origin[:2], cfg.elevation_sigma0,
@@ -132,24 +133,47 @@ class MapBuilder:
         Returns:
             ``{"ground": [N] uint8}`` (1 = ground; empty without LiDAR).
         """
-        cfg, cal = self.config, self.calibration
         T = np.asarray(T_world_body, np.float64)
         n = 0 if frame.points is None else len(frame.points)
         if not np.isfinite(T).all():
             return {"ground": np.zeros(n, np.uint8)}
+        T_wl = T @ self.calibration.T_body_lidar
+        motion = None
+        if n and not self.deskewed and frame.point_time is not None:
+            if self._prev is None:  # first frame: wait for the next one to know the motion
+                pending = (frame, T, point_semantics, point_dynamic, depth)
+                self._pending = pending
+                self._prev = (frame.timestamp, T_wl)
+                pts = _transform(T_wl, np.asarray(frame.points[:, :3], np.float64))
+                return {"ground": self._ground(pts).astype(np.uint8)}
+            dt = frame.timestamp - self._prev[0]
+            if 0 < dt < 0.5:
+                motion = (np.linalg.inv(self._prev[1]) @ T_wl, dt)
+        if self._pending is not None:
+            p, self._pending = self._pending, None
+            self._integrate(*p, motion)
+        self._prev = (frame.timestamp, T_wl) if n else self._prev
+        return {"ground": self._integrate(frame, T, point_semantics, point_dynamic, depth, motion).astype(np.uint8)}
+
+    def _ground(self, pts: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        return segment_ground(pts, cfg.ground_cell, cfg.ground_window, cfg.ground_max_slope, cfg.ground_height)
+
+    def _integrate(self, frame: Frame, T: np.ndarray, point_semantics, point_dynamic, depth, motion) -> np.ndarray:
+        """Integrate a frame whose sweep moved by ``motion = (T_prev_cur, dt)`` (None = no deskew);
+        returns its ground mask ``[N]`` bool."""
+        cfg, cal = self.config, self.calibration
+        n = 0 if frame.points is None else len(frame.points)
         self.frames += 1
         ground = np.zeros(n, bool)
         static_world = None
         if n:
             T_wl = T @ cal.T_body_lidar
             local = np.asarray(frame.points[:, :3], np.float64)
-            if not self.deskewed and frame.point_time is not None and self._prev is not None:
-                dt = frame.timestamp - self._prev[0]
-                if 0 < dt < 0.5:
-                    local = deskew_constant_velocity(local, frame.point_time, np.linalg.inv(self._prev[1]) @ T_wl, dt)
-            self._prev = (frame.timestamp, T_wl)
+            if motion is not None:
+                local = deskew_constant_velocity(local, frame.point_time, *motion)
             pts = _transform(T_wl, local)
-            ground = segment_ground(pts, cfg.ground_cell, cfg.ground_window, cfg.ground_max_slope, cfg.ground_height)
+            ground = self._ground(pts)
             static = np.ones(n, bool) if point_dynamic is None else ~(np.asarray(point_dynamic, np.float32) > 0.5)
             if point_semantics is not None:
                 labels = np.asarray(point_semantics, np.uint8)
@@ -161,12 +185,13 @@ class MapBuilder:
             keep = (rng >= cfg.min_range) & np.isfinite(rng)
             self.occupancy.integrate(origin, ps[keep], ls[keep], gs[keep], cfg.max_range, cfg.min_range)
             near = keep & (rng <= cfg.max_range)
-            self.elevation.integrate(ps[near], rng[near], ls[near])
+            el = keep & (rng <= cfg.elevation_max_range)
+            self.elevation.integrate(ps[el], rng[el], ls[el])
             static_world = (ps[near], ls[near])
             self._add_points(frame, T, ps[near], ls[near])
         if cfg.mesh and frame.image is not None and cal.K is not None and self.frames % cfg.mesh_every == 0:
             self._add_mesh(frame, T, static_world, depth)
-        return {"ground": ground.astype(np.uint8)}
+        return ground
 
     def _camera_rgb(self, frame: Frame, T: np.ndarray, pts: np.ndarray) -> np.ndarray | None:
         """RGB ``[N, 3]`` of world points seen by the camera (others black), or None."""
@@ -224,6 +249,9 @@ class MapBuilder:
         """Finalise and return the maps: ``occupancy``, ``elevation``, ``points``, ``mesh``
         (dicts of arrays, as written by :meth:`write`)."""
         cfg = self.config
+        if self._pending is not None:
+            p, self._pending = self._pending, None
+            self._integrate(*p, None)
         self._compact()
         xyz, rgb, lab = self._pts[0] if self._pts else (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8),
                                                           np.zeros(0, np.uint8))

@@ -18,7 +18,8 @@ class MappingConfig:
     Ground segmentation: ground_cell (m, grid of the lowest-point filter),
         ground_window (cells, odd), ground_max_slope (rise per metre between cells),
         ground_height (m above the local ground estimate a point may be and stay ground).
-    Elevation: elevation_resolution, elevation_sigma0 (m, range-independent height
+    Elevation: elevation_resolution, elevation_max_range (m, farther points are left
+        out of the elevation map), elevation_sigma0 (m, range-independent height
         noise), elevation_sigma_per_m (height noise per metre of range),
         max_slope_deg, max_step (m), max_roughness (m): the traversability rule.
     Mesh (TSDF, Open3D VoxelBlockGrid): mesh (on/off), tsdf_voxel (m; None = 0.1 m for
@@ -40,6 +41,7 @@ class MappingConfig:
     ground_max_slope: float = 0.3
     ground_height: float = 0.25
     elevation_resolution: float = 0.5
+    elevation_max_range: float = 40.0
     elevation_sigma0: float = 0.02
     elevation_sigma_per_m: float = 0.001
     max_slope_deg: float = 20.0
@@ -54,7 +56,7 @@ class MappingConfig:
 
     def __post_init__(self) -> None:
         positive = ("voxel_size", "l_hit", "l_max", "max_range", "ground_cell", "ground_height",
-                    "elevation_resolution", "elevation_sigma0", "max_slope_deg", "max_step", "max_roughness",
+                    "elevation_resolution", "elevation_max_range", "elevation_sigma0", "max_slope_deg", "max_step", "max_roughness",
                     "tsdf_trunc_voxels", "mesh_max_depth", "point_voxel")
         for name in positive:
             if not getattr(self, name) > 0:
