@@ -223,6 +223,41 @@ def demo(
     _guarded(go)
 
 
+@app.command()
+def batch(
+    logs: list[Path] = typer.Argument(..., help="log folders (any supported format)"),
+    out: Path = typer.Option(..., "--out", "-o", help="batch folder: one run folder per log, plus summary.csv"),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (default: a LocalCluster)"),
+    workers: int = typer.Option(2, help="LocalCluster worker processes"),
+    no_model: bool = typer.Option(False, "--no-model", help="geometric-only path (no fusion network)"),
+    config: Optional[str] = typer.Option(None, help="preset (default, kitti, tum, euroc, fast, accurate) or YAML file"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override one key, e.g. --set run.window=8 (repeatable)"),
+    frames: Optional[int] = typer.Option(None, help="use only the first N frames of each log"),
+    on_error: Optional[str] = typer.Option(None, "--on-error", help="a bad frame: stop (that log fails) or skip"),
+    overwrite: bool = typer.Option(False, help="replace finished runs"),
+) -> None:
+    """Run many logs as one Dask job, each into OUT/<log name>/ as `fuse4d run` lays it out.
+
+    A failing log is reported and the others go on; a summary (frames, time, ATE, status)
+    is printed and written to OUT/summary.csv. Exits 2 when any log failed."""
+    def go():
+        from fuse4d.batch import format_summary, run_batch
+        from fuse4d.config import load_config
+        overrides = {"run": {"use_model": not no_model}}
+        if frames is not None:
+            overrides["data"] = {"stop": frames}
+        if on_error is not None:
+            overrides["run"]["on_error"] = on_error
+        cfg = load_config(config, sets=set_ or (), **overrides)
+        rows = run_batch(logs, out, cfg, scheduler=scheduler, workers=workers, overwrite=overwrite,
+                         echo=lambda line: typer.echo(line, err=True))
+        typer.echo(format_summary(rows))
+        typer.echo(f"summary    {out / 'summary.csv'}")
+        if any(r["status"] != "ok" for r in rows):
+            raise typer.Exit(2)
+    _guarded(go)
+
+
 def main() -> None:
     """Entry point of the ``fuse4d`` console script."""
     app()
