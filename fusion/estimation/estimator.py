@@ -20,6 +20,7 @@ from fuse4d.fusion.estimation.backend import optimise, refine_window
 from fuse4d.fusion.estimation.config import EstimationConfig
 from fuse4d.fusion.estimation.frontend import FrameRecord, Frontend
 from fuse4d.fusion.estimation.imu import ImuNoise, check_imu
+from fuse4d.fusion.estimation.imu_startup import dead_reckon, imu_startup
 from fuse4d.fusion.estimation.network_backend import solve_network
 from fuse4d.fusion.estimation.lie import so3_exp
 from fuse4d.fusion.estimation.result import EstimationResult
@@ -65,14 +66,17 @@ class Estimator:
         self._tic = time.perf_counter()
 
     def step(self, frame: Frame) -> FrameRecord | None:
-        """Track one frame (None for a camera-only log).
+        """Track one frame (None for a log without LiDAR: its poses are solved in :meth:`finish`).
 
         Raises:
             DataError: timestamps not increasing or bad IMU samples in the frame.
         """
-        if self.needs_model:
+        if not self.has_lidar:  # poses come at finish() from the IMU and/or network factors
             if self.t and not frame.timestamp > self.t[-1]:
-                raise DataError(None, f"frame {frame.index}: timestamp not increasing")
+                raise DataError(None, f"frame {frame.index}: timestamp {frame.timestamp:.6f} s is not after the "
+                                      f"previous frame's {self.t[-1]:.6f} s")
+            if self.frontend.use_imu:
+                self.frontend._append_imu(frame)
             self.t.append(float(frame.timestamp))
             return None
         rec = self.frontend.step(frame)
@@ -125,6 +129,8 @@ class Estimator:
         S = len(t)
         if not self.has_lidar and self.frontend.network:
             return self._finish_network(t)
+        if not self.has_lidar and self.frontend.use_imu and self.frontend.imu is not None:
+            return self._finish_imu_only(t)
         if self.needs_model:
             return EstimationResult(t, np.full((S, 4, 4), np.nan), self.frame, ["needs_model"] * S,
                                     [set() for _ in range(S)], needs_model=True)
@@ -177,6 +183,22 @@ class Estimator:
             info["gravity_odom"] = sol.gravity.tolist()
         return EstimationResult(t, T, self.frame, status, flags, _gaps_of(status, t), [], None, vel, sol.biases,
                                 np.eye(4), False, timings, info)
+
+    def _finish_imu_only(self, t: np.ndarray) -> EstimationResult:
+        """IMU-only logs: start-up (rest detection, levelling, biases) and dead reckoning of every frame."""
+        imu, cfg = self.frontend.imu, self.config
+        tic = time.perf_counter()
+        start = imu_startup(imu, max(float(imu.t[0]), float(t[0]) - 5.0), cfg.gravity, cfg.imu_init_time)
+        T, v, b = dead_reckon(imu, t, start, cfg.gravity)
+        T_world_odom = invert(T[0]) @ T[0]  # identity: the dead-reckoning frame is already gravity-aligned
+        T_world_odom[:3, 3] = -T[0, :3, 3]
+        S = len(t)
+        status = ["imu_only"] * S
+        info = {"rest_start_s": start.t_stop - start.t_start, "at_rest": start.at_rest,
+                "gravity_odom": [0.0, 0.0, -cfg.gravity]}
+        timings = {"dead_reckoning": time.perf_counter() - tic, "total": time.perf_counter() - self._tic}
+        return EstimationResult(t, T_world_odom @ T, self.frame, status, [set() for _ in range(S)],
+                                _gaps_of(status, t), [], None, v, b, np.eye(4), False, timings, info)
 
     def _world_alignment(self, T_odom_body0: np.ndarray, gravity: np.ndarray | None) -> np.ndarray:
         """``T_world_odom``: origin at the first body pose; z up (gravity) and yaw 0 when gravity is known."""
