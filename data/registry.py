@@ -25,6 +25,7 @@ READER_MODULES = (
     "fuse4d.data.readers.av2",
     "fuse4d.data.readers.sevenscenes",
     "fuse4d.data.readers.rosbag",
+    "fuse4d.data.readers.scan_folder",
 )
 
 
