@@ -16,9 +16,11 @@ a Python loop over points or rays:
 
 Convention (the one of the synthetic ground truth): a ground voxel is one the
 ground surface passes through; any other voxel is occupied when its *centre* lies
-inside matter, so non-ground endpoints are pushed half a voxel along their ray
-(behind the observed surface) before they are binned. Rays that end on the ground
-stop carving ``voxel_size / max(sin(grazing), 0.1)`` short of their endpoint, so
+inside matter, so non-ground endpoints are pushed 0.75 voxel behind the observed
+surface along the horizontal ray direction before they are binned (most non-ground
+surfaces are vertical, so their normal is horizontal; 0.75 rather than 0.5 because
+an oblique ray's component along the normal is shorter). Rays that end on the ground
+stop carving ``voxel_size / max(sin(grazing), 0.02)`` short of their endpoint, so
 grazing rays do not erode the ground voxels that steeper rays mark.
 
 Voxel ``(i, j, k)`` spans ``[i, i+1) × voxel_size`` etc. from the world origin.
@@ -34,7 +36,8 @@ _B = 8                     # voxels per block side
 _BV = _B ** 3              # voxels per block
 _OFF = 1 << 20             # key offset: indices in [-2^20, 2^20) per axis
 _MASK = (1 << 21) - 1
-_MIN_SIN = 0.1             # grazing-angle floor of the ground carving margin
+_MIN_SIN = 0.02            # grazing-angle floor of the ground carving margin
+_SHIFT = 0.75              # voxels a non-ground endpoint is pushed behind its surface
 _HIST_MAX = np.iinfo(np.uint16).max
 
 
@@ -169,8 +172,11 @@ class OccupancyMap:
         res = self.res
         is_hit = r <= max_range
         g = np.zeros(len(p), bool) if ground is None else np.asarray(ground, bool)
-        # endpoints: non-ground ones half a voxel behind the surface
-        ph = p + np.where(g, 0.0, 0.5 * res)[:, None] * u
+        # endpoints: non-ground ones pushed behind the surface along the horizontal ray direction
+        uh = u.copy()
+        uh[:, 2] = 0.0
+        uh /= np.maximum(np.linalg.norm(uh, axis=1), 1e-9)[:, None]
+        ph = p + np.where(g, 0.0, _SHIFT * res)[:, None] * uh
         hit_ijk = np.floor(ph[is_hit] / res).astype(np.int64)
         # one ray per endpoint voxel
         rc = np.minimum(r, max_range)
