@@ -82,6 +82,13 @@ def _check_plot(path: Optional[Path], option: str = "--plot") -> None:
         raise ConfigError(f"{option} {path}: {what}; use one of {', '.join(_PLOT_SUFFIXES)}")
 
 
+def _reader_options(drive, lidar_topic, imu_topic, camera_topic, gt_topic) -> dict:
+    """The reader options the user gave (only those: readers that take none are not disturbed)."""
+    given = {"drive": drive, "lidar_topic": lidar_topic, "imu_topic": imu_topic, "camera_topic": camera_topic,
+             "gt_topic": gt_topic}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 @app.command()
 def synth(
     out: Path = typer.Option(..., "--out", "-o", help="output folder"),
@@ -120,6 +127,10 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
     log: Optional[str] = typer.Option(None, "--log", help="pick one log of a folder holding several (AV2 val/, ...)"),
     drive: Optional[str] = typer.Option(None, "--drive", help="pick one drive of a KITTI raw date folder"),
+    lidar_topic: Optional[str] = typer.Option(None, help="ROS bag: the PointCloud2 topic (when it has several)"),
+    imu_topic: Optional[str] = typer.Option(None, help="ROS bag: the Imu topic (when it has several)"),
+    camera_topic: Optional[str] = typer.Option(None, help="ROS bag: the Image/CompressedImage topic (when it has several)"),
+    gt_topic: Optional[str] = typer.Option(None, help="ROS bag: an Odometry/PoseStamped topic to use as ground truth"),
 ) -> None:
     """Read a log, print a summary (sensors, rates, duration, ground truth, problems).
 
@@ -128,7 +139,7 @@ def info(
         from fuse4d.data.inspect import format_summary, summarize
         from fuse4d.data.registry import load_sequence
         _check_plot(plot)
-        seq = load_sequence(_log_path(path, log), **({"drive": drive} if drive else {}))
+        seq = load_sequence(_log_path(path, log), **_reader_options(drive, lidar_topic, imu_topic, camera_topic, gt_topic))
         s = summarize(seq, quick=quick, progress=not quick and not as_json and sys.stderr.isatty())
         typer.echo(json.dumps(s.to_dict(), indent=2, default=str) if as_json else format_summary(s))
         if plot is not None:
@@ -183,6 +194,10 @@ def run(
     on_error: Optional[str] = typer.Option(None, "--on-error", help="a bad frame: stop (default; store stays readable) or skip (recorded)"),
     log: Optional[str] = typer.Option(None, "--log", help="pick one log of a folder holding several (AV2 val/, ...)"),
     drive: Optional[str] = typer.Option(None, "--drive", help="pick one drive of a KITTI raw date folder"),
+    lidar_topic: Optional[str] = typer.Option(None, help="ROS bag: the PointCloud2 topic (when it has several)"),
+    imu_topic: Optional[str] = typer.Option(None, help="ROS bag: the Imu topic (when it has several)"),
+    camera_topic: Optional[str] = typer.Option(None, help="ROS bag: the Image/CompressedImage topic (when it has several)"),
+    gt_topic: Optional[str] = typer.Option(None, help="ROS bag: an Odometry/PoseStamped topic to use as ground truth"),
     overwrite: bool = typer.Option(False, help="replace a finished run at OUT (the old one stays until the new one is complete)"),
 ) -> None:
     """Estimate metric poses (and every map that exists) for a log.
@@ -204,7 +219,7 @@ def run(
         if on_error is not None:
             overrides["run"]["on_error"] = on_error
         cfg = load_config(config, sets=set_ or (), **overrides)
-        seq = load_sequence(_log_path(input, log), **({"drive": drive} if drive else {}))
+        seq = load_sequence(_log_path(input, log), **_reader_options(drive, lidar_topic, imu_topic, camera_topic, gt_topic))
         result = Pipeline(cfg).run(seq, out, progress=_tty(), overwrite=overwrite)
         typer.echo(result.summary())
     _guarded(go)
@@ -255,6 +270,20 @@ def batch(
         typer.echo(f"summary    {out / 'summary.csv'}")
         if any(r["status"] != "ok" for r in rows):
             raise typer.Exit(2)
+    _guarded(go)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `fuse4d run` (or its run.zarr)"),
+    what: str = typer.Option(..., "--what", help="occupancy, elevation, mesh, points or tracks"),
+    out: Path = typer.Option(..., "--out", "-o", help="file: occupancy .npz/.ply, elevation .npz/.png, "
+                                                      "mesh .ply/.obj, points .ply/.pcd, tracks .csv"),
+) -> None:
+    """Export a map or the object tracks of a run, in the run's world frame."""
+    def go():
+        from fuse4d.mapping.export import export as export_run
+        typer.echo(f"wrote {what} to {export_run(run_dir, what, out)}")
     _guarded(go)
 
 

@@ -93,8 +93,7 @@ def _pick(conns: dict[str, list], kind: str, wanted: str | None, bag: Path, requ
 
 
 def load(path: Path, lidar_topic: str | None = None, imu_topic: str | None = None,
-         camera_topic: str | None = None, gt_topic: str | None = None, calib: str | Path | None = None,
-         **_ignored) -> Sequence:
+         camera_topic: str | None = None, gt_topic: str | None = None, calib: str | Path | None = None) -> Sequence:
     """Open a bag as a lazy :class:`Sequence` (see the module notes).
 
     Raises:

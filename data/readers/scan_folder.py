@@ -107,7 +107,7 @@ def read_scan(file: Path, stamp: float) -> tuple[np.ndarray, np.ndarray | None]:
     return pts[keep], ptime
 
 
-def load(path: Path, calib: str | Path | None = None, **_ignored) -> Sequence:
+def load(path: Path, calib: str | Path | None = None) -> Sequence:
     """Open a folder of scans as a lazy LiDAR-only :class:`Sequence` (body = LiDAR frame).
 
     Raises:
