@@ -226,6 +226,20 @@ def run(
 
 
 @app.command()
+def train(
+    out: Path = typer.Option(..., "--out", "-o", help="run folder (model.pt, last.pt, train_log.jsonl, loss_curve.png)"),
+    config: Optional[Path] = typer.Option(None, help="training YAML (sections model, train), e.g. configs/tiny_model.yaml"),
+    steps: Optional[int] = typer.Option(None, help="override train.steps"),
+) -> None:
+    """Train the fusion model on synthetic training seeds; resumes from OUT/last.pt."""
+    def go():
+        from fuse4d.fusion.train import main as train_main
+        path = train_main(config, out, steps=steps, echo=typer.echo)
+        typer.echo(f"weights: {path}")
+    _guarded(go)
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("fuse4d_demo"), "--out", "-o", help="folder for the log, the run and the plots"),
     frames: int = typer.Option(200, help="frames to synthesise (10 Hz; 200 drive the loop once)"),

@@ -79,22 +79,29 @@ def range_image(points: np.ndarray, size: tuple[int, int], fov_deg: tuple[float,
     return img.reshape(RANGE_CHANNELS, rows, cols), r, c
 
 
-def sparse_depth(points_cam: np.ndarray, K: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def sparse_depth(points_cam: np.ndarray, K: np.ndarray, size: tuple[int, int],
+                 values: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Project points ``[N, 3]`` (camera frame, m) with intrinsics ``K [3, 3]`` (pixels of an
     image of ``size = (H, W)``) into a sparse depth image ``[H, W]`` float32 (0 = none; the
-    nearest point wins)."""
+    nearest point wins). With ``values [N]`` also returns the winning point's value per pixel."""
     H, W = size
     out = np.zeros(H * W, np.float32)
-    p = points_cam[points_cam[:, 2] > 0.1]
-    if len(p) == 0:
+    vals = None if values is None else np.zeros(H * W, values.dtype)
+    keep = points_cam[:, 2] > 0.1
+    p = points_cam[keep]
+    if len(p):
+        uv = (p @ K.T)[:, :2] / p[:, 2:3]
+        u, v = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
+        ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        u, v, z = u[ok], v[ok], p[ok, 2]
+        order = np.argsort(-z, kind="stable")
+        pix = (v * W + u)[order]
+        out[pix] = z[order]
+        if vals is not None:
+            vals[pix] = values[keep][ok][order]
+    if vals is None:
         return out.reshape(H, W)
-    uv = (p @ K.T)[:, :2] / p[:, 2:3]
-    u, v = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
-    ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    u, v, z = u[ok], v[ok], p[ok, 2]
-    order = np.argsort(-z, kind="stable")
-    out[(v * W + u)[order]] = z[order]
-    return out.reshape(H, W)
+    return out.reshape(H, W), vals.reshape(H, W)
 
 
 def _conv(cin: int, cout: int, stride=1, k: int = 3) -> nn.Sequential:
@@ -103,7 +110,8 @@ def _conv(cin: int, cout: int, stride=1, k: int = 3) -> nn.Sequential:
 
 class RangeEncoder(nn.Module):
     """Range image ``[N, 4, rows, cols]`` → patch tokens ``[N, P_r, D]`` plus skip features
-    (stride (1,2) with 16 channels and stride (2,4) with 32) for the per-point head."""
+    (stride (1,2) with 16 channels and stride (2,4) with 32) for the per-point head.
+    ``patch`` rows must be even and its columns a multiple of 4."""
 
     def __init__(self, dim: int, size: tuple[int, int], patch: tuple[int, int]):
         super().__init__()
@@ -140,19 +148,22 @@ def depth_channels(depth: torch.Tensor, max_depth: float) -> torch.Tensor:
 
 
 class DepthViewEncoder(nn.Module):
-    """Sparse depth in the camera view ``[N, H, W]`` (m) → patch tokens ``[N, P_d, D]`` and a
-    full-resolution skip ``[N, 16, H, W]`` for the dense head."""
+    """Sparse depth in the camera view ``[N, H, W]`` (m) → patch tokens ``[N, P_d, D]``, a
+    half-resolution skip ``[N, 16, H/2, W/2]`` and prior ``[N, 2, H/2, W/2]`` for the dense head."""
 
     def __init__(self, dim: int, size: tuple[int, int], patch: int, max_depth: float):
         super().__init__()
         self.max_depth = max_depth
         self.skip = _conv(4, 16)
-        self.down = nn.Sequential(_conv(4, 32, 4, k=5), nn.Conv2d(32, dim, patch // 4, patch // 4))
+        self.down = nn.Sequential(_conv(4, 32, 2), _conv(32, 48, 2), nn.Conv2d(48, dim, patch // 4, patch // 4))
         self.pos = nn.Parameter(torch.randn(1, (size[0] // patch) * (size[1] // patch), dim) * 0.02)
 
     def forward(self, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``depth [N, H, W]`` → tokens ``[N, P_d, D]``, skip ``[N, 16, H, W]``, and the
-        densified prior ``[N, 2, H, W]`` (normalised log depth, support) of :func:`depth_channels`."""
+        """``depth [N, H, W]`` → tokens ``[N, P_d, D]``, skip ``[N, 16, H/2, W/2]``, and the
+        densified prior ``[N, 2, H/2, W/2]`` (normalised log depth, support; see :func:`depth_channels`)."""
         x = depth_channels(depth, self.max_depth)
+        h = F.avg_pool2d(x, 2)
+        h = torch.cat([h[:, :1] / h[:, 1:2].clamp(min=1e-4), (h[:, 1:2] > 0).float(),
+                       h[:, 2:3] / h[:, 3:4].clamp(min=1e-4), (h[:, 3:4] > 0).float()], 1)
         tok = self.down(x).flatten(2).transpose(1, 2)
-        return tok + self.pos, self.skip(x), x[:, 2:4]
+        return tok + self.pos, self.skip(h), h[:, 2:4]

@@ -26,7 +26,7 @@ class ModelConfig:
 
     Attributes:
         image_size: ``(H, W)`` model image resolution (inputs are resized to it).
-        patch: RGB patch size in pixels (stem stride 4 then a ``patch/4`` conv).
+        patch: RGB patch size in pixels (stem stride 8 then a ``patch/8`` conv).
         depth_patch: patch size of the projected sparse depth image (camera view).
         range_size: ``(rows, cols)`` of the LiDAR range image.
         range_patch: ``(rows, cols)`` range-image patch.
@@ -39,10 +39,10 @@ class ModelConfig:
     """
 
     image_size: tuple[int, int] = (64, 192)
-    patch: int = 8
+    patch: int = 16
     depth_patch: int = 16
     range_size: tuple[int, int] = (32, 256)
-    range_patch: tuple[int, int] = (8, 16)
+    range_patch: tuple[int, int] = (8, 32)
     dim: int = 96
     heads: int = 4
     blocks: int = 2
@@ -60,9 +60,9 @@ class ModelConfig:
         self.range_size = (int(self.range_size[0]), int(self.range_size[1]))
         self.range_patch = (int(self.range_patch[0]), int(self.range_patch[1]))
         H, W = self.image_size
-        if self.patch % 4 or H % self.patch or W % self.patch or H % self.depth_patch or W % self.depth_patch:
+        if self.patch % 8 or self.depth_patch % 4 or H % self.patch or W % self.patch or H % self.depth_patch or W % self.depth_patch:
             raise ConfigError(f"model.image_size {self.image_size} must be divisible by patch {self.patch} "
-                              f"(a multiple of 4) and depth_patch {self.depth_patch}")
+                              f"(a multiple of 8) and depth_patch {self.depth_patch}")
         rh, rw = self.range_size
         if rh % self.range_patch[0] or rw % self.range_patch[1] or self.range_patch[0] % 2 or self.range_patch[1] % 4:
             raise ConfigError(f"model.range_size {self.range_size} must be divisible by range_patch {self.range_patch}"
@@ -110,7 +110,7 @@ class TrainConfig:
     scenarios: tuple[str, ...] = ("default", "dense_traffic")
     window: int = 6
     batch: int = 2
-    steps: int = 3000
+    steps: int = 1200
     lr: float = 2e-3
     warmup: int = 100
     split_prob: float = 0.4
@@ -121,7 +121,7 @@ class TrainConfig:
     w_pose: float = 0.2
     w_gate: float = 0.5
     w_point: float = 1.0
-    threads: int = 2
+    threads: int = 1
     log_every: int = 25
     ckpt_every: int = 200
     cache_dir: str | None = "/tmp/fuse4d_pool"

@@ -49,7 +49,8 @@ class PoseHead(nn.Module):
 
 
 class DenseHead(nn.Module):
-    """Image tokens + stem skips → depth, confidence, semantics, dynamic, descriptors.
+    """Image tokens + stem skips → depth, confidence, semantics, dynamic (at half the model
+    resolution) and descriptors (at a quarter).
 
     Args:
         dim: token width; classes: semantic classes; desc_dim: descriptor channels;
@@ -60,11 +61,11 @@ class DenseHead(nn.Module):
         super().__init__()
         self.classes, self.max_depth = classes, max_depth
         self.proj = nn.Linear(dim, 64)
-        self.up4 = nn.Sequential(_conv(64 + 32 + 16, 48), _conv(48, 48))
+        self.up8 = _conv(64 + 48, 64)
+        self.up4 = _conv(64 + 32 + 16, 48)
         self.desc = nn.Conv2d(48, desc_dim, 1)
-        self.up2 = _conv(48 + 16, 32)
-        self.up1 = _conv(32 + 16, 24)
-        self.out = nn.Conv2d(24, 3 + classes, 1)
+        self.up2 = _conv(48 + 16 + 16, 32)
+        self.out = nn.Conv2d(32, 3 + classes, 1)
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int], skips: list[torch.Tensor],
                 depth_skip: torch.Tensor | None, depth_prior: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -72,27 +73,25 @@ class DenseHead(nn.Module):
 
         Args:
             tokens: ``[N, P, D]`` image tokens; grid: ``(h, w)`` patches.
-            skips: RGB stem ``[s2 [N,16,H/2,W/2], s4 [N,32,H/4,W/4]]``.
-            depth_skip: ``[N, 16, H, W]`` sparse-depth features (gated), or None.
-            depth_prior: ``[N, 2, H, W]`` densified log-depth prior (log m) and its weight
+            skips: RGB stem ``[s2 [N,16,H/2,W/2], s4 [N,32,H/4,W/4], s8 [N,48,H/8,W/8]]``.
+            depth_skip: ``[N, 16, H/2, W/2]`` sparse-depth features (gated), or None.
+            depth_prior: ``[N, 2, H/2, W/2]`` densified log-depth prior (log m) and its weight
                 in [0, 1] (support × gate), or None.
 
-        Returns ``depth [N,H,W]`` m, ``depth_conf [N,H,W]`` (> 1), ``sem_logits [N,C,H,W]``,
-        ``dyn_logit [N,H,W]``, ``desc [N,desc_dim,H/4,W/4]`` (unit length).
+        Returns (at ``H/2 × W/2``) ``depth [N,h,w]`` m, ``depth_conf [N,h,w]`` (> 1),
+        ``sem_logits [N,C,h,w]``, ``dyn_logit [N,h,w]``; ``desc [N,desc_dim,H/4,W/4]`` (unit length).
         """
-        s2, s4 = skips
-        N, _, H2, W2 = s2.shape
-        H, W = 2 * H2, 2 * W2
+        s2, s4, s8 = skips
+        N = s2.shape[0]
         if depth_skip is None:
-            depth_skip = s2.new_zeros(N, 16, H, W)
-        x = _grid(self.proj(tokens), grid)
+            depth_skip = s2.new_zeros(N, 16, *s2.shape[-2:])
+        x = F.interpolate(_grid(self.proj(tokens), grid), size=s8.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.up8(torch.cat([x, s8], 1))
         x = F.interpolate(x, size=s4.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.up4(torch.cat([x, s4, F.avg_pool2d(depth_skip, 4)], 1))
+        x = self.up4(torch.cat([x, s4, F.avg_pool2d(depth_skip, 2)], 1))
         desc = F.normalize(self.desc(x), dim=1)
-        x = F.interpolate(x, size=(H2, W2), mode="bilinear", align_corners=False)
-        x = self.up2(torch.cat([x, s2], 1))
-        x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
-        o = self.out(self.up1(torch.cat([x, depth_skip], 1)))
+        x = F.interpolate(x, size=s2.shape[-2:], mode="bilinear", align_corners=False)
+        o = self.out(self.up2(torch.cat([x, s2, depth_skip], 1)))
         log_d = o[:, 0] + math.log(10.0)
         if depth_prior is not None:
             w = depth_prior[:, 1]

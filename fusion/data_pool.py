@@ -1,0 +1,143 @@
+"""A pool of rendered synthetic frames at the model's resolution, for training.
+
+Rendering runs at ~20 frames/s per core, too slow to do per step, so training first renders
+``pool_seeds × pool_frames`` frames of TRAIN seeds once (cached as ``.npz`` under
+``TrainConfig.cache_dir``) and then samples windows from them (``fusion/train.py``).
+Arrays per seed (F frames): ``image [F,3,H,W]`` uint8, ``depth [F,H,W]`` float16 m (ground
+truth), ``semantics``/``dynamic [F,H,W]`` uint8, ``lidar_view [F,H,W]`` float16 m and
+``view_az [F,H,W]`` uint8 (azimuth bin of each projected point), ``range [F,4,R,C]`` float16,
+``range_sem``/``range_dyn [F,R,C]`` uint8, ``has_lidar [F]``, ``T_world_body [F,4,4]``, the
+IMU samples of each frame (``imu_t/imu_acc/imu_gyro`` padded ``[F,M,...]`` with ``imu_n [F]``),
+and ``T_body_cam``/``T_body_lidar``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch.nn.functional as F
+import torch
+
+from fuse4d.encoders.lidar import range_image, sparse_depth
+from fuse4d.fusion.config import ModelConfig, TrainConfig
+from fuse4d.fusion.inputs import ImageWarp
+
+log = logging.getLogger(__name__)
+POOL_VERSION = 1
+LOG_FRAMES = 200
+
+
+def train_seeds(n: int) -> list[int]:
+    """The first ``n`` synthetic seeds of the TRAIN split (``data.synthetic.split_of``)."""
+    try:
+        from fuse4d.data.synthetic import split_of
+    except ImportError:          # contract: seed % 10 in {0, 1} is test/val
+        def split_of(seed: int) -> str:
+            return {0: "test", 1: "val"}.get(seed % 10, "train")
+    out, s = [], 0
+    while len(out) < n:
+        if split_of(s) == "train":
+            out.append(s)
+        s += 1
+    return out
+
+
+def _nearest(x: np.ndarray, warp: ImageWarp) -> np.ndarray:
+    return warp.depth(x.astype(np.float32)).numpy()
+
+
+def render_frame(frame, calib, cfg: ModelConfig, warp: ImageWarp, K: np.ndarray) -> dict[str, np.ndarray]:
+    """One synthetic frame → the pool's arrays (see module docstring)."""
+    H, W = cfg.image_size
+    R, C = cfg.range_size
+    out = {"image": np.round(warp.image(frame.image).numpy() * 255).astype(np.uint8),
+           "depth": _nearest(frame.depth, warp).astype(np.float16),
+           "semantics": _nearest(frame.semantics, warp).astype(np.uint8),
+           "dynamic": _nearest(frame.dynamic_mask, warp).astype(np.uint8),
+           "T_world_body": np.asarray(frame.T_world_body, np.float64)}
+    pts = frame.points
+    has = pts is not None and len(pts) > 0
+    out["has_lidar"] = np.bool_(has)
+    if has:
+        img, r, c = range_image(pts, cfg.range_size, calib.lidar_fov_deg)
+        rng = np.linalg.norm(pts[:, :3], axis=1)
+        order = np.argsort(-rng, kind="stable")
+        pix = (r * C + c)[order]
+        sem = np.zeros(R * C, np.uint8)
+        dyn = np.zeros(R * C, np.uint8)
+        sem[pix] = frame.point_semantics[order]
+        dyn[pix] = frame.point_dynamic[order]
+        T = calib.T_cam_lidar
+        p = pts[:, :3].astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        az = (np.arctan2(pts[:, 1], pts[:, 0]) + np.pi) / (2 * np.pi) * 255.999
+        view, vaz = sparse_depth(p, K, cfg.image_size, az.astype(np.uint8))
+        out.update(range=img.astype(np.float16), range_sem=sem.reshape(R, C), range_dyn=dyn.reshape(R, C),
+                   lidar_view=view.astype(np.float16), view_az=vaz)
+    else:
+        out.update(range=np.zeros((4, R, C), np.float16), range_sem=np.zeros((R, C), np.uint8),
+                   range_dyn=np.zeros((R, C), np.uint8), lidar_view=np.zeros((H, W), np.float16),
+                   view_az=np.zeros((H, W), np.uint8))
+    return out
+
+
+def render_log(seed: int, scenario: str, start: int, frames: int, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """Render frames ``[start, start + frames)`` of a synthetic log into pool arrays."""
+    from fuse4d.data.synthetic import synthesize
+    seq = synthesize(seed, frames=LOG_FRAMES, scenario=scenario)
+    calib = seq.calibration
+    warp = ImageWarp.fit((calib.image_size[1], calib.image_size[0]), cfg.image_size)
+    K = warp.K(calib.K)
+    rows, imus = [], []
+    for i in range(start, start + frames):
+        f = seq[i]
+        rows.append(render_frame(f, calib, cfg, warp, K))
+        imus.append((f.imu.t, f.imu.acc, f.imu.gyro) if f.imu is not None else (np.zeros(0),) * 3)
+    d = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    M = max(len(t) for t, _, _ in imus)
+    d["imu_n"] = np.array([len(t) for t, _, _ in imus])
+    d["imu_t"] = np.zeros((frames, M))
+    d["imu_acc"] = np.zeros((frames, M, 3))
+    d["imu_gyro"] = np.zeros((frames, M, 3))
+    for j, (t, a, g) in enumerate(imus):
+        d["imu_t"][j, :len(t)], d["imu_acc"][j, :len(t)], d["imu_gyro"][j, :len(t)] = t, a.reshape(-1, 3), g.reshape(-1, 3)
+    d["T_body_cam"], d["T_body_lidar"] = calib.T_body_cam, calib.T_body_lidar
+    return d
+
+
+def pool_plan(tc: TrainConfig) -> list[tuple[int, str, int]]:
+    """``(seed, scenario, start)`` of each pool log, deterministic from the train config."""
+    rng = np.random.default_rng([tc.seed, 7])
+    return [(s, tc.scenarios[k % len(tc.scenarios)], int(rng.integers(0, LOG_FRAMES - tc.pool_frames + 1)))
+            for k, s in enumerate(train_seeds(tc.pool_seeds))]
+
+
+def build_pool(tc: TrainConfig, cfg: ModelConfig, echo=print) -> list[dict[str, np.ndarray]]:
+    """Render (or read from the cache) every pool log; returns one dict of arrays per log."""
+    plan = pool_plan(tc)
+    pool = []
+    for k, (seed, scenario, start) in enumerate(plan):
+        key = json.dumps([POOL_VERSION, seed, scenario, start, tc.pool_frames, cfg.image_size, cfg.range_size])
+        path = None
+        if tc.cache_dir:
+            path = Path(tc.cache_dir) / f"log_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+            if path.is_file():
+                try:
+                    with np.load(path) as z:
+                        pool.append({n: z[n] for n in z.files})
+                    continue
+                except Exception:      # a broken cache file is re-rendered
+                    pass
+        echo(f"rendering pool log {k + 1}/{len(plan)}: seed {seed} {scenario} frames {start}-{start + tc.pool_frames - 1}")
+        d = render_log(seed, scenario, start, tc.pool_frames, cfg)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, **d)
+            os.replace(tmp, path)
+        pool.append(d)
+    return pool

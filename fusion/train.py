@@ -1,0 +1,189 @@
+"""``fuse4d train``: supervised training of the fusion model on synthetic TRAIN seeds.
+
+    fuse4d train --config configs/tiny_model.yaml --out runs/tiny
+
+Renders a frame pool once (``fusion/data_pool.py``), then samples windows with modality
+dropout and corruption (``fusion/augment.py``). Losses: confidence-weighted depth, semantics,
+dynamics, pose NLL, per-LiDAR-point semantics and dynamics, and the gate target
+``1 - corruption``. Deterministic given ``train.seed`` (each step's randomness is drawn from
+``(seed, step)``); resumes from ``OUT/last.pt``; writes ``OUT/model.pt`` (the shippable
+weights), ``OUT/train_log.jsonl`` and ``OUT/loss_curve.png``. Uses a GPU when present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fuse4d.errors import DataError
+from fuse4d.fusion.augment import make_batch
+from fuse4d.fusion.config import TrainSetup, load_train_config
+from fuse4d.fusion.data_pool import build_pool
+from fuse4d.fusion.model import FusionModel
+
+from fuse4d.fusion.losses import depth_conf_loss, dynamic_loss, pose_nll, semantic_loss
+
+
+def _slice(d: dict, a: int, b: int) -> dict:
+    return {k: v[:, a:b] for k, v in d.items()}
+
+
+def compute_losses(out: dict, tgt: dict, setup: TrainSetup, first_has_prev: bool) -> dict[str, torch.Tensor]:
+    """Loss terms for one model call on ``[B, S]`` windows (see module docstring)."""
+    tc = setup.train
+    terms: dict[str, torch.Tensor] = {}
+    if "depth" in out:
+        f = tgt["depth"].shape[-1] // out["depth"].shape[-1]          # heads decode at a lower resolution
+        sub = {k: tgt[k][..., ::f, ::f] for k in ("depth", "semantics", "dynamic")}
+        terms["depth"] = tc.w_depth * depth_conf_loss(out["depth"], out["depth_conf"], sub["depth"])
+        terms["sem"] = tc.w_sem * semantic_loss(out["sem_logits"], sub["semantics"])
+        terms["dyn"] = tc.w_dyn * dynamic_loss(out["dyn_logit"], sub["dynamic"])
+    if "point_sem_logits" in out and bool(tgt["range_mask"].any()):
+        m = tgt["range_mask"]
+        terms["point_sem"] = tc.w_point * semantic_loss(out["point_sem_logits"], tgt["range_sem"] * m)
+        terms["point_dyn"] = tc.w_point * dynamic_loss(out["point_dyn_logit"], tgt["range_dyn"], m)
+    valid = torch.ones(out["pose_t"].shape[:2], dtype=torch.bool, device=out["pose_t"].device)
+    valid[:, 0] = first_has_prev
+    terms["pose"] = tc.w_pose * pose_nll(out["pose_t"], out["pose_r"], out["pose_logvar"], tgt["T_rel"], valid)
+    gl, gt = out["gate_logits"], tgt["gate_target"]
+    present = torch.isfinite(out["gates"])
+    if bool(present.any()):
+        terms["gate"] = tc.w_gate * F.binary_cross_entropy_with_logits(gl[present], gt[present])
+    return terms
+
+
+def lr_at(step: int, setup: TrainSetup) -> float:
+    """Warm-up then cosine decay to 5 % of ``train.lr``."""
+    tc = setup.train
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    p = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+    return tc.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+
+
+def train_step(model, opt, pool, setup: TrainSetup, step: int, device) -> dict[str, float]:
+    """One optimiser step (randomness drawn from ``(seed, step)``); returns the loss terms."""
+    tc = setup.train
+    rng = np.random.default_rng([tc.seed, step])
+    torch.manual_seed(tc.seed * 1_000_003 + step)
+    inputs, tgt, sensors = make_batch(pool, rng, tc, setup.model)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    tgt = {k: v.to(device) for k, v in tgt.items()}
+    S = tc.window
+    if rng.random() < tc.split_prob and S >= 4:
+        h = S // 2
+        o1 = model(_slice(inputs, 0, h))
+        o2 = model(_slice(inputs, h, S), state=o1["state"])
+        t1, t2 = compute_losses(o1, _slice(tgt, 0, h), setup, False), compute_losses(o2, _slice(tgt, h, S), setup, True)
+        terms = {k: 0.5 * (t1.get(k, 0) + t2.get(k, 0)) for k in set(t1) | set(t2)}
+    else:
+        terms = compute_losses(model(inputs), tgt, setup, False)
+    loss = sum(terms.values())
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, setup)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    rec = {k: float(v.detach()) for k, v in terms.items()}
+    rec.update(loss=float(loss), step=step, sensors="+".join(sorted(sensors)))
+    return rec
+
+
+def save_weights(model: FusionModel, path: Path, meta: dict) -> None:
+    """Write the shippable checkpoint ``{"model", "model_config", "meta"}`` atomically."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "model_config": model.cfg.to_dict(), "meta": meta}, tmp)
+    os.replace(tmp, path)
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    """Loss curves (running medians of each term) to a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = sorted({k for h in history for k in h if k not in ("step", "sensors", "time_s")})
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for k in keys:
+        pts = [(h["step"], h[k]) for h in history if k in h]
+        if len(pts) < 2:
+            continue
+        s, v = np.array(pts).T
+        w = max(1, len(v) // 50)
+        med = np.array([np.median(v[max(0, i - w):i + 1]) for i in range(len(v))])
+        ax.plot(s, med, label=k, lw=2 if k == "loss" else 1)
+    ax.set_xlabel("step"), ax.set_ylabel("loss (running median)"), ax.legend(fontsize=7, ncol=3), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | None = None) -> Path:
+    """Train (or resume) into folder ``out``; returns the path of ``model.pt``.
+
+    Raises:
+        DataError: ``out/last.pt`` exists but cannot be read.
+    """
+    tc = setup.train
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    model = FusionModel(setup.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01)
+    start, history = 0, []
+    last = out / "last.pt"
+    if last.is_file():
+        try:
+            ck = torch.load(last, map_location=device, weights_only=True)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            start, history = int(ck["step"]), json.loads(ck["history"])
+        except Exception as e:
+            raise DataError(last, f"cannot resume from this checkpoint ({str(e).splitlines()[0][:160]})") from None
+        echo(f"resuming from {last} at step {start}")
+    pool = build_pool(tc, setup.model, echo=echo)
+    meta = {"config": {"model": setup.model.to_dict(), "train": {k: getattr(tc, k) for k in tc.__dataclass_fields__}},
+            "config_path": config_path, "device": str(device)}
+    model.train()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    with open(out / "train_log.jsonl", "a") as logf:
+        for step in range(start, tc.steps):
+            rec = train_step(model, opt, pool, setup, step, device)
+            rec["time_s"] = time.perf_counter() - t0
+            history.append(rec)
+            logf.write(json.dumps(rec) + "\n")
+            done = step + 1
+            if done % tc.log_every == 0 or done == tc.steps:
+                recent = history[-tc.log_every:]
+                echo(f"step {done}/{tc.steps} loss {np.mean([h['loss'] for h in recent]):.3f} "
+                     f"({(time.perf_counter() - t0) / (done - start):.2f} s/step wall, "
+                     f"{(time.process_time() - cpu0) / (done - start):.2f} s/step cpu)")
+                logf.flush()
+            if done % tc.ckpt_every == 0 or done == tc.steps:
+                tmp = last.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
+                            "history": json.dumps(history)}, tmp)
+                os.replace(tmp, last)
+                save_weights(model, out / "model.pt", {**meta, "steps": done})
+                plot_losses(history, out / "loss_curve.png")
+    if start >= tc.steps:
+        echo(f"{out} already trained for {start} steps")
+    return out / "model.pt"
+
+
+def main(config: str | Path | None, out: str | Path, steps: int | None = None, echo=print) -> Path:
+    """CLI entry: read the YAML, optionally override ``train.steps``, train."""
+    setup = load_train_config(config, **({} if steps is None else {"steps": steps}))
+    return train(setup, out, echo=echo, config_path=None if config is None else str(config))
