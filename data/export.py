@@ -15,6 +15,8 @@ KITTI choices:
 - our single camera is camera 2 and also camera 0: ``P0 = P1 = P2 = P3 =
   K [I | 0]`` (zero baselines) and ``Tr = T_cam_lidar``; ``P*`` lines are
   left out for a log without a camera.
+- per-point ground truth (``point_semantics``, ``point_dynamic``, ``point_instance``)
+  becomes SemanticKITTI ``labels/NNNNNN.label`` (:mod:`fuse4d.data.semantickitti`).
 - a frame without LiDAR gets an empty (0-byte) ``.bin``, so scans, poses and
   times stay one line per frame; KISS-ICP 1.3 keeps its motion prediction on
   an empty scan. ``calib.yaml`` lists those frames under ``missing``.
@@ -139,6 +141,11 @@ def _write_kitti_frames(seq: Sequence, folder: Path, progress: bool) -> tuple[np
             if pts.ndim != 2 or pts.shape[1] < 4:
                 raise DataError(seq.path, f"frame {i}: points have shape {list(pts.shape)}, expected [N, 4]")
             np.ascontiguousarray(pts[:, :4], dtype=np.float32).tofile(folder / "velodyne" / f"{i:06d}.bin")
+            if f.point_semantics is not None:  # SemanticKITTI labels/NNNNNN.label
+                from fuse4d.data.semantickitti import encode, write_label
+                (folder / "labels").mkdir(exist_ok=True)
+                write_label(folder / "labels" / f"{i:06d}.label",
+                            encode(f.point_semantics, f.point_dynamic, f.point_instance))
         if f.image is None:
             missing["camera"].append(i)
         else:

@@ -8,7 +8,9 @@ Ground truth (``poses/XX.txt`` beside ``sequences/``, or ``sequences/XX/poses.tx
 gives cam0 poses; they become ``T_world_body_i = inv(Tr) @ P_i @ Tr``, so frame 0 is
 the identity. Files the reader does not know (e.g. fuse4d's ``groundtruth.txt``,
 ``calib.yaml`` sidecars) are ignored. A zero-byte ``.bin`` means "no scan in this
-frame" (``points=None``, flag ``no_lidar``).
+frame" (``points=None``, flag ``no_lidar``). SemanticKITTI ``labels/NNNNNN.label``, when
+present, become ``point_semantics`` / ``point_dynamic`` (classes 252–259) / ``point_instance``
+(see :mod:`fuse4d.data.semantickitti`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from fuse4d.data.readers import _common
 from fuse4d.data.readers._poses import check_rotations
 from fuse4d.data.registry import register_reader
+from fuse4d.data.semantickitti import decode, read_label
 from fuse4d.data.types import Calibration, Frame, Sequence
 from fuse4d.errors import DataError
 from fuse4d.geometry import invert, make_T
@@ -117,6 +120,7 @@ def load(path: Path, sequence: str | None = None) -> Sequence:
         _common.check_monotonic(t, times_path)
         n = len(t)
     scans = _listed(seq_dir / "velodyne", (".bin",), n)
+    labels = _listed(seq_dir / "labels", (".label",), n if n is not None else (len(scans) if scans else None))
     images = _listed(seq_dir / "image_2", (".png", ".jpg"), n)
     if n is None:
         n = max(len(scans or ()), len(images or ()))
@@ -151,13 +155,19 @@ def load(path: Path, sequence: str | None = None) -> Sequence:
                 flags.add("no_lidar")
             else:
                 points = _common.read_scan(scans[i])
+        sem = dyn = inst = None
+        if labels is not None and points is not None:
+            sem, dyn, inst = decode(read_label(labels[i], len(points)))
         image = _common.read_rgb(images[i]) if images is not None else None
         if gt is None:
             flags.add("no_pose")
         return Frame(index=i, timestamp=float(t[i]), image=image, points=points,
-                     T_world_body=_common.pose_or_none(gt, i), flags=flags)
+                     T_world_body=_common.pose_or_none(gt, i), flags=flags,
+                     point_semantics=sem, point_dynamic=dyn, point_instance=inst)
 
-    meta = _common.base_metadata(NAME, seq_dir, ["poses"] if gt is not None else [], problems,
+    layers = (["poses"] if gt is not None else []) + (["point_semantics", "point_dynamic", "point_instance"]
+                                                      if labels is not None else [])
+    meta = _common.base_metadata(NAME, seq_dir, layers, problems,
                                  sequence=seq_dir.name, world_frame="LiDAR frame of frame 0",
                                  gt_file=None if gt_file is None else str(gt_file))
     return Sequence(t, loader, cal, sensors, None, gt, meta, name=f"kitti/{seq_dir.name}", path=seq_dir)

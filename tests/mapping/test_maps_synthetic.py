@@ -1,0 +1,47 @@
+"""Maps of a held-out synthetic drive against the world's ground-truth maps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fuse4d.data.classes import GROUND
+from fuse4d.mapping.evaluation import evaluate_maps
+from fuse4d.mapping.ground import ground_f1
+
+
+def test_metrics_with_ground_truth_labels(drive, gt_built):
+    _, maps, _ = gt_built
+    m = evaluate_maps(maps, drive.gt_maps)
+    assert m["occ_observed_voxels"] > 100_000
+    assert m["occ_iou"] >= 0.8
+    assert m["elev_rmse_m"] <= 0.03
+    assert m["trav_agreement"] >= 0.95
+    assert m["ghost_ratio"] <= 0.01
+
+
+def test_ground_segmentation_against_point_labels(frames, gt_built):
+    _, _, grounds = gt_built
+    f1 = [ground_f1(g.astype(bool), np.isin(f.point_semantics, GROUND))["f1"] for f, g in zip(frames, grounds)]
+    assert np.mean(f1) >= 0.93
+    assert all(g.dtype == np.uint8 and len(g) == len(f.points) for f, g in zip(frames, grounds))
+
+
+def test_moving_points_leave_no_ghosts(drive, frames, gt_built, build):
+    """Unmasked moving cars leave trails of occupied voxels in free space; masked, they do not."""
+    _, masked, _ = gt_built
+    raw, _ = build(drive, frames, dynamic=False)
+    ghosts_masked = evaluate_maps(masked, drive.gt_maps)["ghost_ratio"]
+    ghosts_raw = evaluate_maps(raw.finish(), drive.gt_maps)["ghost_ratio"]
+    assert ghosts_raw > 2 * ghosts_masked
+    assert ghosts_masked <= 0.01
+
+
+def test_geometric_labels_without_a_model(drive, frames, build):
+    """Without semantics, voxels are ground (road) or unlabeled, and elevation still holds."""
+    b, _ = build(drive, frames[:6], semantics=False)
+    maps = b.finish()
+    occ = maps["occupancy"]
+    labels = set(np.unique(occ["labels"][occ["log_odds"] > 0]))
+    assert labels <= {0, 1} and labels == {0, 1}
+    m = evaluate_maps(maps, drive.gt_maps)
+    assert m["elev_rmse_m"] <= 0.05
