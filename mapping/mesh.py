@@ -89,7 +89,8 @@ class TsdfMesher:
             color = np.full((*depth.shape, 3), 180, np.uint8)
         vbg = self._grid()
         d = o3d.t.geometry.Image(o3c.Tensor(depth))
-        c = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color, np.uint8)))
+        # Open3D integrates (float depth, float colour) or (uint16, uint8): colour as float in [0, 1]
+        c = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color, np.float32) / np.float32(255.0)))
         intr = o3c.Tensor(np.asarray(K, np.float64))
         extr = o3c.Tensor(np.linalg.inv(np.asarray(T_world_cam, np.float64)))
         trunc = self.trunc_voxels * self.voxel_size
