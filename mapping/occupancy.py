@@ -5,7 +5,8 @@ allocated the first time a ray touches it, and blocks are found through a sorted
 table of 64-bit block keys (``numpy.searchsorted``). One scan is integrated without
 a Python loop over points or rays:
 
-1. rays are thinned to one per endpoint voxel (the first point landing in it);
+1. rays are thinned to one per endpoint voxel (the first point landing in it), and
+   beyond 16 voxels to one per direction bin of half a voxel (:func:`_segments`);
 2. each ray is sampled every ``voxel_size`` from the sensor to ``margin`` before its
    endpoint; the samples' voxels get ``l_miss`` once per scan (a fancy-index
    ``+=`` applies once per repeated index, which is exactly OctoMap's "each cell
@@ -57,6 +58,30 @@ def _local(ijk: np.ndarray) -> np.ndarray:
     """Index of each voxel inside its block, ``[N]`` in ``[0, 512)``."""
     m = ijk & (_B - 1)
     return (m[:, 0] * _B + m[:, 1]) * _B + m[:, 2]
+
+
+def _segments(u: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which rays carve which stretch: ``(ray [M], first sample [M], samples [M])``.
+
+    Rays ``u [R, 3]`` carve ``n [R]`` voxels each. Beyond 16 voxels the stretch
+    ``[T, 2T)`` of neighbouring rays runs within half a voxel of each other, so there
+    only the longest ray per direction bin of ``1 / 2T`` rad carves (directions binned
+    as unit voxels at distance ``4T``): far fewer samples, the same voxels up to the
+    bins' edges.
+    """
+    rays, k0s, cnts = [np.arange(len(n))], [np.zeros(len(n), np.int64)], [np.minimum(n, 16)]
+    t = 16
+    while (n > t).any():
+        idx = np.flatnonzero(n > t)
+        key = pack(np.floor(u[idx] * (4 * t)).astype(np.int64))
+        order = np.lexsort((-n[idx], key))
+        lead = order[np.concatenate([[True], key[order][1:] != key[order][:-1]])]
+        sel = idx[lead]
+        rays.append(sel)
+        k0s.append(np.full(len(sel), t, np.int64))
+        cnts.append(np.minimum(n[sel], 2 * t) - t)
+        t *= 2
+    return np.concatenate(rays), np.concatenate(k0s), np.concatenate(cnts)
 
 
 class OccupancyMap:
@@ -190,7 +215,8 @@ class OccupancyMap:
             flat_h, slot_h, uslot_h = self._flat(hit_ijk)
             pre = self._lo.reshape(-1)[flat_h]
         if n.sum():
-            flat_f = self._ray_samples(o / res, u[first], n)
+            ray, k0, cnt = _segments(u[first], n)
+            flat_f = self._ray_samples(o / res, u[first][ray], k0, cnt)
             lo = self._lo.reshape(-1)
             lo[flat_f] = np.maximum(lo[flat_f] + self.l_miss, self.l_min)
         if pre is not None:
@@ -203,36 +229,45 @@ class OccupancyMap:
                 hist = self._hist.reshape(-1)
                 hist[uidx] = np.minimum(hist[uidx].astype(np.int64) + cnt, _HIST_MAX).astype(np.uint16)
 
-    def _ray_samples(self, o: np.ndarray, u: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Flat pool indices of the voxels under ``n [R]`` samples, one voxel apart, along
-        rays from ``o [3]`` (voxel units) in directions ``u [R, 3]``; blocks are allocated.
+    def _ray_samples(self, o: np.ndarray, u: np.ndarray, k0: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Flat pool indices ``[M]`` of the voxels under ``n [R]`` samples, one voxel apart from
+        ``k0 [R]`` voxels on, along rays from ``o [3]`` (voxel units) in directions ``u [R, 3]``;
+        blocks are allocated.
 
-        Structure-of-arrays float32 arithmetic (samples are relative to the sensor, so
-        float32 holds them exactly enough); block keys are collapsed along each ray
-        before the one sort."""
+        No sort: samples are int32 voxel offsets from the sensor (float32 arithmetic is exact
+        enough relative to the sensor), their blocks index a dense per-scan block table
+        spanning the rays' reach, whose touched entries are allocated in one batch."""
+        keep = n > 0
+        u, k0, n = u[keep], k0[keep], n[keep]
         total = int(n.sum())
         start = np.cumsum(n) - n
         k = np.ones(total, np.float32)
-        k[0] = 0.5
-        nz = n > 0
-        k[start[nz][1:]] = (1.0 - (start[nz][1:] - start[nz][:-1])).astype(np.float32)
-        k = np.cumsum(k, dtype=np.float32)  # 0.5, 1.5, ... restarting at every ray
+        k[0] = k0[0] + 0.5
+        # k0 + 0.5, k0 + 1.5, ... restarting at every segment
+        k[start[1:]] = (k0[1:] + 0.5 - (k0[:-1] + 0.5 + n[:-1] - 1)).astype(np.float32)
+        k = np.cumsum(k, dtype=np.float32)
         base = np.floor(o).astype(np.int64)
         frac = (o - base).astype(np.float32)
+        reach = int((k0 + n).max()) + 2
+        bmin = (base - reach) >> 3
+        shape = ((base + reach) >> 3) - bmin + 1
+        off = (base - bmin * _B).astype(np.int32)  # sensor voxel relative to the table's first voxel
         cells = []
         for a in range(3):
             c = np.repeat(u[:, a].astype(np.float32), n)
             c *= k
-            c += frac[a]
-            cells.append(np.floor(c).astype(np.int32))
+            c += np.float32(frac[a] + off[a])  # >= 0 inside the table: truncation is floor
+            cells.append(c.astype(np.int32))
         ci, cj, ck = cells
-        loc = ((((ci + base[0]) & 7) << 6) | (((cj + base[1]) & 7) << 3) | ((ck + base[2]) & 7)).astype(np.int64)
-        b = [((c + base[a]) >> 3).astype(np.int64) + _OFF for a, c in enumerate(cells)]
-        bk = (b[0] << 42) | (b[1] << 21) | b[2]
-        run = np.flatnonzero(np.concatenate([[True], bk[1:] != bk[:-1]]))
-        ub, inv = np.unique(bk[run], return_inverse=True)
-        slots = self._slots(ub)
-        flat = np.repeat(slots[inv] * _BV, np.diff(np.append(run, total)))
+        loc = ((ci & 7) << 6) | ((cj & 7) << 3) | (ck & 7)
+        lb = ((ci >> 3) * int(shape[1]) + (cj >> 3)) * int(shape[2]) + (ck >> 3)
+        touched = np.zeros(int(np.prod(shape)), bool)
+        touched[lb] = True
+        ulb = np.flatnonzero(touched)  # ascending = ascending global block key
+        bijk = np.stack(np.unravel_index(ulb, tuple(int(v) for v in shape)), -1) + bmin
+        table = np.empty(len(touched), np.int64)
+        table[ulb] = self._slots(pack(bijk)) * _BV
+        flat = table[lb]
         flat += loc
         return flat
 
