@@ -97,6 +97,7 @@ def synth(
     scenario: str = typer.Option("default", help="default, dense_traffic, camera_dark, lidar_dropout, imu_burst, degraded"),
     format: str = typer.Option("zarr", "--format", "-f", help="zarr (fuse4d log), kitti (KITTI odometry layout), rosbag (ROS 1 .bag), ros2 (ROS 2 sqlite3), mcap (ROS 2 MCAP)"),
     overwrite: bool = typer.Option(False, help="replace an existing log at OUT"),
+    calib_error: Optional[str] = typer.Option(None, "--calib-error", help="write calib.yaml off by a seeded error, e.g. rot_deg=2,trans_m=0.1,time_ms=20 (truth in calib_true.yaml)"),
 ) -> None:
     """Write the built-in synthetic multi-sensor world with full ground truth."""
     def go():
@@ -113,7 +114,14 @@ def synth(
         if seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {seed}")
         seq = synthesize(seed=seed, frames=frames, scenario=scenario)
+        truth = None
+        if calib_error:
+            from fuse4d.calib.io import parse_error_spec, with_calibration_error
+            seq, truth = with_calibration_error(seq, seed=seed, **parse_error_spec(calib_error))
         path = export_sequence(seq, out, format=format, progress=_tty(), overwrite=overwrite)
+        if truth is not None:
+            from fuse4d.calib.io import TRUE_NAME, write_calibration
+            write_calibration(Path(path) / TRUE_NAME, truth)
         typer.echo(f"wrote {len(seq)} frames ({scenario}, seed {seed}) as {format} to {path}")
     _guarded(go)
 
@@ -198,6 +206,7 @@ def run(
     imu_topic: Optional[str] = typer.Option(None, help="ROS bag: the Imu topic (when it has several)"),
     camera_topic: Optional[str] = typer.Option(None, help="ROS bag: the Image/CompressedImage topic (when it has several)"),
     gt_topic: Optional[str] = typer.Option(None, help="ROS bag: an Odometry/PoseStamped topic to use as ground truth"),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="calib.yaml (from `fuse4d calib`) replacing the log's calibration"),
     overwrite: bool = typer.Option(False, help="replace a finished run at OUT (the old one stays until the new one is complete)"),
 ) -> None:
     """Estimate metric poses (and every map that exists) for a log.
@@ -219,7 +228,8 @@ def run(
         if on_error is not None:
             overrides["run"]["on_error"] = on_error
         cfg = load_config(config, sets=set_ or (), **overrides)
-        seq = load_sequence(_log_path(input, log), **_reader_options(drive, lidar_topic, imu_topic, camera_topic, gt_topic))
+        seq = load_sequence(_log_path(input, log), calib=calib,
+                            **_reader_options(drive, lidar_topic, imu_topic, camera_topic, gt_topic))
         result = Pipeline(cfg).run(seq, out, progress=_tty(), overwrite=overwrite)
         typer.echo(result.summary())
     _guarded(go)
@@ -298,6 +308,21 @@ def export(
     def go():
         from fuse4d.mapping.export import export as export_run
         typer.echo(f"wrote {what} to {export_run(run_dir, what, out)}")
+    _guarded(go)
+
+
+@app.command()
+def calib(
+    input: Path = typer.Argument(..., help="a log folder (any supported format); its calibration is the start"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the refined calibration here (calib.yaml) and a before/after PNG beside it"),
+    config: Optional[Path] = typer.Option(None, help="YAML with a `calib:` section (CalibConfig)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object (values, stds, flags, errors vs calib_true.yaml)"),
+    drive: Optional[str] = typer.Option(None, "--drive", help="pick one drive of a KITTI raw date folder"),
+) -> None:
+    """Refine LiDAR-camera extrinsics, IMU-LiDAR rotation and time offset from the log itself (JAX)."""
+    def go():
+        from fuse4d.calib.cli import run_calib
+        run_calib(input, out, config, as_json, typer.echo, **({"drive": drive} if drive else {}))
     _guarded(go)
 
 

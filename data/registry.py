@@ -86,13 +86,15 @@ def detect_format(path: str | Path) -> str:
     raise DataError(p, f"unknown log layout: no reader recognises it (known formats: {names})")
 
 
-def load_sequence(path: str | Path, format: str | None = None, **options: Any) -> Sequence:
+def load_sequence(path: str | Path, format: str | None = None, calib: Any = None, **options: Any) -> Sequence:
     """Open a log as a lazy :class:`Sequence`.
 
     Args:
         path: a log folder or file (KITTI odometry/raw, TUM RGB-D, EuRoC, AV2,
             7-Scenes, or a fuse4d zarr log).
         format: reader name to skip auto-detection (see :func:`readers`).
+        calib: a ``calib.yaml`` path or a :class:`Calibration` that replaces the log's own
+            (``fuse4d calib`` writes one); a changed time offset re-stamps the IMU stream.
         **options: passed to the reader (e.g. ``sequence="00"`` for KITTI odometry).
 
     Raises:
@@ -109,4 +111,9 @@ def load_sequence(path: str | Path, format: str | None = None, **options: Any) -
     if bad:
         raise DataError(p, f"a {name} log takes no option {bad[0]!r} (options: "
                            f"{', '.join(k for k in params if k != 'path') or 'none'})")
-    return _READERS[name].load(p, **options)
+    seq = _READERS[name].load(p, **options)
+    if calib is not None:
+        from fuse4d.calib.io import apply_calibration, read_calibration
+        from fuse4d.data.types import Calibration
+        seq = apply_calibration(seq, calib if isinstance(calib, Calibration) else read_calibration(calib))
+    return seq

@@ -1,0 +1,79 @@
+"""Settings of the calibration stage (light module: no jax/torch/open3d import)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from fuse4d.errors import ConfigError
+
+
+@dataclass
+class CalibConfig:
+    """What ``fuse4d calib`` estimates and how.
+
+    Attributes:
+        lidar_camera / imu_rotation / time_offset: which estimates to run (each is
+            skipped with a note when the log lacks the sensors it needs).
+        frames: how many frames (spread evenly over the log) the LiDAR–camera
+            refinement uses; 0 = all.
+        max_frames_motion: frames read for the IMU/odometry estimates (0 = all).
+        search_deg: half-width (degrees) of the coarse rotation search around the start.
+        search_step_deg: step of that grid (degrees).
+        truncate_deg: distance-transform truncations of the coarse-to-fine local
+            solver, as angles (degrees; converted to pixels with the focal length).
+        max_points: LiDAR edge points kept per frame (strongest first).
+        min_edge_points: fewer edge points in view than this over all frames = "no
+            structure in view" (a DataError).
+        lm_iterations: Levenberg-Marquardt iterations per truncation level.
+        time_search_s: half-width (s) of the coarse time-offset search.
+        min_rotation_deg: hand-eye/time-offset intervals rotating less than this are
+            ignored; fewer than ``min_motion_pairs`` such intervals = "no motion".
+        min_motion_pairs: see above.
+        max_std_deg / max_std_m / max_std_ms: an estimate whose standard deviation
+            exceeds these is flagged ``excited: false`` and not applied.
+    """
+
+    lidar_camera: bool = True
+    imu_rotation: bool = True
+    time_offset: bool = True
+    frames: int = 8
+    max_frames_motion: int = 0
+    search_deg: float = 4.0
+    search_step_deg: float = 1.0
+    truncate_deg: tuple[float, ...] = (6.0, 3.0, 1.5)
+    max_points: int = 4000
+    min_edge_points: int = 150
+    lm_iterations: int = 15
+    time_search_s: float = 0.2
+    min_rotation_deg: float = 0.3
+    min_motion_pairs: int = 10
+    max_std_deg: float = 0.5
+    max_std_m: float = 0.1
+    max_std_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.frames < 0 or self.max_frames_motion < 0:
+            raise ConfigError(f"calib.frames and calib.max_frames_motion must be >= 0, got {self.frames}, "
+                              f"{self.max_frames_motion}")
+        if self.search_deg < 0 or self.search_step_deg <= 0:
+            raise ConfigError("calib.search_deg must be >= 0 and calib.search_step_deg > 0")
+        self.truncate_deg = tuple(float(t) for t in self.truncate_deg)
+        if not self.truncate_deg or min(self.truncate_deg) <= 0:
+            raise ConfigError(f"calib.truncate_deg must be positive numbers, got {self.truncate_deg}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (YAML/JSON-safe)."""
+        d = asdict(self)
+        d["truncate_deg"] = list(self.truncate_deg)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "CalibConfig":
+        """Build from a YAML ``calib:`` section; unknown keys raise ConfigError."""
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ConfigError(f"unknown calib settings {bad}; known: {sorted(known)}")
+        return cls(**d)
