@@ -92,7 +92,9 @@ def _reader_options(drive, lidar_topic, imu_topic, camera_topic, gt_topic) -> di
 @app.command()
 def synth(
     out: Path = typer.Option(..., "--out", "-o", help="output folder"),
-    seed: int = typer.Option(0, help="random seed (the world is deterministic from it)"),
+    seed: Optional[int] = typer.Option(None, help="random seed (the world is deterministic from it; default 0)"),
+    split: Optional[str] = typer.Option(None, help="pick the seed from a dataset split: train, val or test (seed % 10: 0 test, 1 val, else train)"),
+    index: int = typer.Option(0, help="with --split: take the split's INDEX-th seed (0-based)"),
     frames: int = typer.Option(200, help="number of frames (10 Hz)"),
     scenario: str = typer.Option("default", help="default, dense_traffic, camera_dark, lidar_dropout, imu_burst, degraded"),
     format: str = typer.Option("zarr", "--format", "-f", help="zarr (fuse4d log), kitti (KITTI odometry layout), rosbag (ROS 1 .bag), ros2 (ROS 2 sqlite3), mcap (ROS 2 MCAP)"),
@@ -111,9 +113,15 @@ def synth(
             raise ConfigError(f"unknown format {format!r}; choose {', '.join(FORMATS)}")
         if frames < 2:
             raise ConfigError(f"--frames must be at least 2, got {frames}")
-        if seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {seed}")
-        seq = synthesize(seed=seed, frames=frames, scenario=scenario)
+        if split is not None and seed is not None:
+            raise ConfigError("give --seed or --split/--index, not both")
+        if index < 0:
+            raise ConfigError(f"--index must be >= 0, got {index}")
+        from fuse4d.data.synthetic import seeds_of, split_of
+        world_seed = seeds_of(split, index + 1)[index] if split is not None else (0 if seed is None else seed)
+        if world_seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {world_seed}")
+        seq = synthesize(seed=world_seed, frames=frames, scenario=scenario)
         truth = None
         if calib_error:
             from fuse4d.calib.io import parse_error_spec, with_calibration_error
@@ -122,7 +130,8 @@ def synth(
         if truth is not None:
             from fuse4d.calib.io import TRUE_NAME, write_calibration
             write_calibration(Path(path) / TRUE_NAME, truth)
-        typer.echo(f"wrote {len(seq)} frames ({scenario}, seed {seed}) as {format} to {path}")
+        typer.echo(f"wrote {len(seq)} frames ({scenario}, seed {world_seed}, split {split_of(world_seed)}) "
+                   f"as {format} to {path}")
     _guarded(go)
 
 
@@ -240,9 +249,19 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="run folder (model.pt, last.pt, train_log.jsonl, loss_curve.png)"),
     config: Optional[Path] = typer.Option(None, help="training YAML (sections model, train), e.g. configs/tiny_model.yaml"),
     steps: Optional[int] = typer.Option(None, help="override train.steps"),
+    data: Optional[Path] = typer.Option(None, "--data", help="adapt to this unlabelled log instead (self-supervised)"),
+    from_: Optional[Path] = typer.Option(None, "--from", help="with --data: checkpoint to adapt (default: the shipped one)"),
+    frames: Optional[str] = typer.Option(None, help="with --data: frames a:b of the log (its last 2 are held out)"),
+    drive: Optional[str] = typer.Option(None, help="with --data: KITTI raw drive when the folder holds several"),
 ) -> None:
-    """Train the fusion model on synthetic training seeds; resumes from OUT/last.pt."""
+    """Train the fusion model on synthetic training seeds; resumes from OUT/last.pt.
+
+    With --data, fine-tune a checkpoint on an unlabelled log, self-supervised (fusion/adapt.py)."""
     def go():
+        if data is not None:
+            from fuse4d.fusion.adapt import main as adapt_main
+            adapt_main(data, from_, out, frames=frames, steps=steps, echo=typer.echo, **({"drive": drive} if drive else {}))
+            return
         from fuse4d.fusion.train import main as train_main
         path = train_main(config, out, steps=steps, echo=typer.echo)
         typer.echo(f"weights: {path}")

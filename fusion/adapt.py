@@ -333,3 +333,15 @@ def _save(model, path: Path, meta: dict) -> None:
     torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "model_config": model.cfg.to_dict(), "meta": json.loads(json.dumps(meta, default=str))}, tmp)
     os.replace(tmp, path)
+
+
+def main(data: str | Path, checkpoint: str | Path | None, out: str | Path, frames: str | None = None,
+         steps: int | None = None, echo=print, **load_options) -> dict:
+    """``fuse4d train --data LOG --from CHECKPOINT --out DIR [--frames a:b] [--steps N]``: run
+    :func:`adapt` with the default :class:`AdaptConfig` (``steps`` overridden) and print where it wrote."""
+    ac = AdaptConfig() if steps is None else AdaptConfig(steps=int(steps))
+    if ac.steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {ac.steps}")
+    report = adapt(data, checkpoint, out, frames=frames, config=ac, echo=echo, **load_options)
+    echo(f"weights: {Path(out) / 'adapted.pt'}\nreport:  {Path(out) / 'adapt.json'}")
+    return report

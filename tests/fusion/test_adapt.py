@@ -93,16 +93,19 @@ def test_lidar_split_is_disjoint_and_covers_the_scan():
 
 def test_adapt_writes_checkpoint_and_report(log, small_checkpoint, tmp_path):
     from fuse4d.fusion.predict import Predictor, load_checkpoint
+    from typer.testing import CliRunner
+    from fuse4d.cli import app
     path, seq = log
-    lines = []
-    rep = adapt(path, small_checkpoint, tmp_path, frames="0:6", config=AdaptConfig(steps=2, window=2),
-                echo=lines.append)
+    res = CliRunner().invoke(app, ["train", "--data", str(path), "--from", str(small_checkpoint), "--out", str(tmp_path),
+                                   "--frames", "0:6", "--steps", "2"])
+    assert res.exit_code == 0, res.output
+    assert "held-out before" in res.output and "adapted.pt" in res.output
+    rep = json.loads((tmp_path / "adapt.json").read_text())
     assert rep["train_frames"] == [0, 4] and rep["heldout_frames"] == [4, 6]
     for when in ("before", "after"):
         assert {"photo", "epi", "imu", "lidar_absrel"} <= set(rep[when])
         assert all(math.isfinite(v) for v in rep[when].values())
     assert len(rep["history"]) == 2 and {"photo", "lidar", "imu"} <= set(rep["history"][0])
-    assert json.loads((tmp_path / "adapt.json").read_text())["after"] == rep["after"]
     new, old = load_checkpoint(tmp_path / "adapted.pt"), load_checkpoint(small_checkpoint)
     assert any(not torch.equal(new["model"][k], old["model"][k]) for k in old["model"])
     assert new["meta"]["adapted"]["before"] == rep["before"]
