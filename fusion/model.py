@@ -114,7 +114,8 @@ class FusionModel(nn.Module):
             present ``depth, depth_conf, dyn_logit [B,S,H,W]``, ``sem_logits [B,S,C,H,W]``,
             ``desc [B,S,Cd,H/4,W/4]``; with LiDAR ``point_sem_logits [B,S,C,rows,cols]``,
             ``point_dyn_logit [B,S,rows,cols]``; ``attn_tokens`` (list of ``[B,S,P,D]``) when
-            ``attn``; ``state`` (dict ``tokens [B,M,D]``, ``last_cam [B,D]``).
+            ``attn``; ``state`` (dict ``tokens [B,M,D]``, ``last_cam [B,D]``); ``token_spans``
+            (token kind → ``(start, stop)`` within a frame's tokens).
         """
         ref = next(v for k, v in inputs.items() if torch.is_tensor(v) and not k.endswith("_valid"))
         B, S = ref.shape[:2]
@@ -166,6 +167,7 @@ class FusionModel(nn.Module):
                 attn_tokens.append(x[:, :, a:b])
         x = self.norm(x)
         out["state"] = {"tokens": st, "last_cam": x[:, -1, 0]}
+        out["token_spans"] = {"camera": (0, 1 + cfg.registers), **spans}
         out["attn_tokens"] = attn_tokens
         out.update(self.pose_head(x[:, :, 0], None if state is None else state["last_cam"]))
         if "rgb" in spans:

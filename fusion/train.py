@@ -4,7 +4,8 @@
 
 Renders a frame pool once (``fusion/data_pool.py``), then samples windows with modality
 dropout and corruption (``fusion/augment.py``). Losses: confidence-weighted depth, semantics,
-dynamics, pose NLL, per-LiDAR-point semantics and dynamics, and the gate target
+dynamics, pose (L1 on the residual, plus a Gaussian NLL of detached residuals
+that fits the log-variance), per-LiDAR-point semantics and dynamics, and the gate target
 ``1 - corruption``. Deterministic given ``train.seed`` (each step's randomness is drawn from
 ``(seed, step)``); resumes from ``OUT/last.pt``; writes ``OUT/model.pt`` (the shippable
 weights), ``OUT/train_log.jsonl`` and ``OUT/loss_curve.png``. Uses a GPU when present.
@@ -28,7 +29,10 @@ from fuse4d.fusion.config import TrainSetup, load_train_config
 from fuse4d.fusion.data_pool import build_pool
 from fuse4d.fusion.model import FusionModel
 
-from fuse4d.fusion.losses import depth_conf_loss, dynamic_loss, pose_nll, semantic_loss
+from fuse4d.fusion.losses import depth_conf_loss, dynamic_loss, pose_residual, semantic_loss
+
+#: pose error scales (m, rad) of the L1 pose term
+POSE_SCALE = (0.1, 0.01)
 
 
 def _slice(d: dict, a: int, b: int) -> dict:
@@ -49,9 +53,15 @@ def compute_losses(out: dict, tgt: dict, setup: TrainSetup, first_has_prev: bool
         m = tgt["range_mask"]
         terms["point_sem"] = tc.w_point * semantic_loss(out["point_sem_logits"], tgt["range_sem"] * m)
         terms["point_dyn"] = tc.w_point * dynamic_loss(out["point_dyn_logit"], tgt["range_dyn"], m)
-    valid = torch.ones(out["pose_t"].shape[:2], dtype=torch.bool, device=out["pose_t"].device)
-    valid[:, 0] = first_has_prev
-    terms["pose"] = tc.w_pose * pose_nll(out["pose_t"], out["pose_r"], out["pose_logvar"], tgt["T_rel"], valid)
+    valid = torch.isfinite(tgt["T_rel"]).flatten(-2).all(-1)
+    valid[:, 0] &= first_has_prev
+    if bool(valid.any()):
+        T = torch.where(valid[..., None, None], tgt["T_rel"], torch.eye(4, device=valid.device))
+        e = pose_residual(out["pose_t"], out["pose_r"], T)[valid]                      # [K, 6]
+        terms["pose"] = tc.w_pose * (e[:, :3].abs().mean() / POSE_SCALE[0] + e[:, 3:].abs().mean() / POSE_SCALE[1])
+        # the variance learns from detached residuals: NLL gradients never reach the pose itself
+        lv = out["pose_logvar"][valid]
+        terms["pose_var"] = 0.05 * tc.w_pose * 0.5 * (e.detach().square() * torch.exp(-lv) + lv).sum(-1).mean()
     gl, gt = out["gate_logits"], tgt["gate_target"]
     present = torch.isfinite(out["gates"])
     if bool(present.any()):
