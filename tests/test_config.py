@@ -36,12 +36,12 @@ def test_every_preset_loads_and_differs_from_default_where_it_says(name):
 
 
 def test_set_overrides_after_the_file():
-    cfg = load_config("fast", sets=["run.window=8", "estimation.loop_closure=true", "mapping.voxel=0.2",
+    cfg = load_config("fast", sets=["run.window=8", "estimation.loop_closure=true", "mapping.voxel_size=0.2",
                                     "run.checkpoint=null"])
     assert cfg.run.window == 8 and cfg.estimation["loop_closure"] is True and cfg.run.checkpoint is None
     assert cfg.run.write_plots is False  # from the preset
     mapping = cfg.mapping if isinstance(cfg.mapping, dict) else vars(cfg.mapping)
-    assert mapping["voxel"] == 0.2
+    assert mapping["voxel_size"] == 0.2
     assert parse_set(["a.b.c=1", "a.d=x y"]) == {"a": {"b": {"c": 1}, "d": "x y"}}
 
 
@@ -53,6 +53,7 @@ def test_set_overrides_after_the_file():
     (["run.use_model=3"], r"'run.use_model' must be bool, got 3"),
     (["run.on_error=ignore"], r"run.on_error must be stop or skip, got 'ignore'"),
     (["estimation.mode=fast"], r"EstimationConfig.mode must be 'batch' or 'window'"),
+    (["mapping.voxel=0.2"], r"unknown key 'mapping.voxel'; did you mean 'mapping.(voxel_size|point_voxel)'\?"),
     (["window=8"], r"expected section.key=value"),
     (["run.window"], r"expected section.key=value"),
     (["data.stop=-3"], r"data.stop \(--frames\) must be >= 1, got -3"),
