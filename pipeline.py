@@ -26,9 +26,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
@@ -38,66 +36,13 @@ from fuse4d.config import PipelineConfig
 from fuse4d.data.types import Sequence
 from fuse4d.errors import DataError
 from fuse4d.fileio import atomic_write_text
+from fuse4d.outputs import load_state, read_prediction, save_state, write_prediction
+from fuse4d.result import Result
 
 log = logging.getLogger(__name__)
 
 #: a LiDAR gap longer than this (s) gets a drift warning in the run summary
 LONG_GAP_S = 5.0
-
-
-@dataclass
-class Result:
-    """What a pipeline run produced.
-
-    Attributes:
-        out_dir: the run folder (``store_path`` is its ``run.zarr``).
-        t: ``[S]`` seconds; T_world_body: ``[S, 4, 4]`` metric poses (NaN where unknown).
-        frame: name of the trajectory's frame (``body`` or ``lidar``).
-        status: per-frame status strings from the estimator.
-        flags: run-level notes (loops, gaps, model use).
-        gaps: frame spans ``(start, stop)`` where a sensor was lost.
-        metrics: evaluation against ground truth when the input has it.
-        gates: ``[S, 3]`` modality weights (rgb, lidar, imu; NaN absent) or None without the model.
-        model: name of the checkpoint used, or None (geometric path).
-    """
-
-    out_dir: Path
-    t: np.ndarray
-    T_world_body: np.ndarray
-    frame: str
-    status: list[str] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)
-    gaps: list[tuple[int, int]] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    gates: np.ndarray | None = None
-    model: str | None = None
-
-    @property
-    def store_path(self) -> Path:
-        """The run store ``run.zarr``."""
-        return self.out_dir / "run.zarr"
-
-    def store(self):
-        """The run store, opened (:class:`fuse4d.store.RunStore`)."""
-        from fuse4d.store import RunStore
-        return RunStore.open(self.store_path)
-
-    def summary(self) -> str:
-        """A few human-readable lines about the run."""
-        n_ok = int(np.isfinite(self.T_world_body[:, 0, 0]).sum())
-        lines = [f"run        {self.out_dir}", f"poses      {n_ok} of {len(self.t)} frames ({self.frame} frame)",
-                 f"model      {self.model or 'none (geometric path)'}"]
-        for f in self.flags:
-            lines.append(f"note       {f}")
-        m = self.metrics
-        if "ate_rmse_m" in m:
-            how = m.get("align_mode", "SE3").replace("_", "-")
-            lines.append(f"ATE        {m['ate_rmse_m']:.3f} m rmse ({how}-aligned, {m.get('n_poses', '?')} poses)")
-        for key, label in (("depth_absrel", "depth     "), ("sem_miou", "semantics "), ("dyn_iou_points", "dynamic   ")):
-            if key in m and m[key] is not None:
-                lines.append(f"{label} {key} {m[key]:.3f}")
-        lines.append(f"trajectory {self.out_dir / 'trajectory.txt'}")
-        return "\n".join(lines)
 
 
 def _stage(module: str, name: str):
@@ -234,10 +179,12 @@ class Pipeline:
         for window in seq.windows(self.config.run.window):
             wp = None
             if predictor is not None and pos + len(window) <= store.frames_done:  # resumed: committed window
-                wp, state = _stored_prediction(store, pos, len(window)), None
+                wp = read_prediction(store, pos, pos + len(window))
+                state = load_state(store, pos + len(window))
             elif predictor is not None:
                 wp, state = predictor.predict(window, state=state)
-                self._write_prediction(store, pos, wp)
+                write_prediction(store, pos, wp)
+                save_state(store, state, pos + len(window))
                 store.mark_done(pos + len(window))  # write, then mark done: a kill resumes after this window
             for k in range(len(window)):
                 est.step(window[k])
@@ -251,52 +198,52 @@ class Pipeline:
         bar.close()
         return est.finish()
 
-    @staticmethod
-    def _write_prediction(store, start: int, wp) -> None:
-        """One window's model outputs into the store, with DESIGN.md's names."""
-        for name, arr in (("frames/depth", wp.depth), ("frames/depth_conf", wp.depth_conf),
-                          ("frames/semantics", wp.semantics), ("frames/dynamic", wp.dynamic)):
-            if arr is not None:
-                store.write_frames(name, start, arr)
-        store.write_frames("gates", start, np.asarray(wp.gates, np.float32))
-        store.write_frames("net/T_prev_cur", start, wp.T_prev_cur)
-        store.write_frames("net/pose_cov", start, wp.pose_cov)
-        if wp.point_semantics is not None:
-            store.write_points("semantics", start, [np.asarray(a, np.uint8) for a in wp.point_semantics])
-        if wp.point_dynamic is not None:
-            store.write_points("dynamic", start, [np.asarray(a, np.float32) for a in wp.point_dynamic])
-
     # -- pass 3: dynamics and maps, with the final poses --------------------------------------
     def _dynamics_and_maps(self, seq: Sequence, T_world_body: np.ndarray, store, progress: bool) -> None:
         Dynamics = _stage("fuse4d.dynamics", "DynamicsStage")
         Maps = _stage("fuse4d.mapping", "MapBuilder")
         if Dynamics is None and Maps is None:
             return
-        dyn = None if Dynamics is None else Dynamics(getattr(self.config, "dynamics", None), seq.calibration)
+        dyn = None
+        if Dynamics is not None:
+            dyn = Dynamics(getattr(self.config, "dynamics", None), seq.calibration,
+                           lidar_deskewed=bool(seq.metadata.get("lidar_deskewed")))
         maps = None if Maps is None else Maps(getattr(self.config, "mapping", None), seq.calibration)
-        has_sem = "lidar" in store and "semantics" in store.root["lidar"]
-        model_sem = store.read_points("semantics") if has_sem else None
-        model_dyn = store.read_points("dynamic") if has_sem and "dynamic" in store.root["lidar"] else None
+        lidar = store.root["lidar"] if "lidar" in store else None
+        model_sem = store.read_points("semantics") if lidar is not None and "semantics" in lidar else None
+        model_dyn = store.read_points("dynamic") if lidar is not None and "dynamic" in lidar else None
         depth = store.root["frames/depth"] if "frames/depth" in store else None
+        win, wp = self.config.run.window, None
         bar = _progress(progress, len(seq), "dynamics and maps")
         for i in range(len(seq)):
             T = T_world_body[i]
-            if not np.isfinite(T).all():
-                bar.update(1)
-                continue
             frame = seq[i]
+            n = 0 if frame.points is None else len(frame.points)
             p_dyn = None if model_dyn is None or i >= len(model_dyn) else model_dyn[i]
-            if dyn is not None:
-                r = dyn.add_frame(frame, T, None if p_dyn is None else {"point_dynamic": p_dyn})
-                if r.get("point_dynamic") is not None:
-                    p_dyn = np.asarray(r["point_dynamic"], np.float32)
-                    store.write_points("dynamic", i, [p_dyn])
-            if maps is not None:
-                sem = None if model_sem is None or i >= len(model_sem) else model_sem[i]
-                d = None if depth is None else np.asarray(depth[i])
-                r = maps.add_frame(frame, T, sem, p_dyn, d)
-                if r and r.get("ground") is not None:
-                    store.write_points("ground", i, [np.asarray(r["ground"], np.uint8)])
+            ground = None
+            if np.isfinite(T).all():
+                if dyn is not None:
+                    row = {} if p_dyn is None else {"point_dynamic": p_dyn}
+                    if depth is not None and frame.image is not None:
+                        if i % win == 0 or wp is None:
+                            wp = read_prediction(store, i - i % win, min(i - i % win + win, len(seq)))
+                        row.update(window=wp, position=i % win)
+                    r = dyn.add_frame(frame, T, row)
+                    if r.get("point_dynamic") is not None:
+                        p_dyn = np.asarray(r["point_dynamic"], np.float32)
+                    if r.get("pixel_dynamic") is not None:
+                        store.write_frames("frames/dynamic", i, np.asarray(r["pixel_dynamic"], np.float32)[None])
+                if maps is not None:
+                    sem = None if model_sem is None or i >= len(model_sem) else model_sem[i]
+                    d = None if depth is None else np.asarray(depth[i])
+                    r = maps.add_frame(frame, T, sem, p_dyn, d)
+                    if r and r.get("ground") is not None:
+                        ground = np.asarray(r["ground"], np.uint8)
+            # every frame gets its values (NaN / 0 when unknown), so the shared lidar/offsets stay complete
+            if dyn is not None and "lidar" in seq.sensors:
+                store.write_points("dynamic", i, [_values(p_dyn, n, np.float32, np.nan)])
+            if maps is not None and "lidar" in seq.sensors:
+                store.write_points("ground", i, [_values(ground, n, np.uint8, 0)])
             bar.update(1)
         bar.close()
         for stage in (dyn, maps):
@@ -375,11 +322,9 @@ class Pipeline:
                         rows["frames/dynamic"], titles=[f"frame {int(i)}" for i in pick])
 
 
-def _stored_prediction(store, start: int, k: int):
-    """The pose factors of a window committed by an earlier, interrupted run (resume)."""
-    from types import SimpleNamespace
-    return SimpleNamespace(T_prev_cur=store.root["net/T_prev_cur"][start:start + k],
-                           pose_cov=store.root["net/pose_cov"][start:start + k])
+def _values(a: np.ndarray | None, n: int, dtype, fill) -> np.ndarray:
+    """``a`` as ``[n]`` of ``dtype``, or ``n`` fill values when there is none."""
+    return np.full(n, fill, dtype) if a is None or len(a) != n else np.asarray(a, dtype)
 
 
 def _name(predictor) -> str | None:

@@ -104,7 +104,6 @@ def test_sensor_selection_hides_sensors():
         parse_sensors("camera,radar")
 
 
-@pytest.mark.xfail(reason="estimator: camera+IMU network factors land with issue 8's estimator work", strict=False)
 def test_camera_imu_run_gets_metric_poses_from_network_factors(seq, tmp_path):
     """--sensors camera,imu on a log that also has a LiDAR: poses come from IMU + model factors."""
     cfg = load_config(run={"window": 8, "write_plots": False, "sensors": "camera,imu"})
