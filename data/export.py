@@ -125,7 +125,7 @@ def _write_kitti_frames(seq: Sequence, folder: Path, progress: bool) -> tuple[np
     """Scans and images into ``folder``; returns body poses ``[S, 4, 4]`` (NaN unknown) and missing frames."""
     poses = np.full((len(seq), 4, 4), np.nan) if seq.gt_poses is None else seq.gt_poses.copy()
     missing: dict[str, list[int]] = {"lidar": [], "camera": []}
-    shape = None
+    shape, timed = None, False
     frames = enumerate(seq)
     if progress:
         from tqdm import tqdm
@@ -141,6 +141,10 @@ def _write_kitti_frames(seq: Sequence, folder: Path, progress: bool) -> tuple[np
             if pts.ndim != 2 or pts.shape[1] < 4:
                 raise DataError(seq.path, f"frame {i}: points have shape {list(pts.shape)}, expected [N, 4]")
             np.ascontiguousarray(pts[:, :4], dtype=np.float32).tofile(folder / "velodyne" / f"{i:06d}.bin")
+            if not timed and f.point_time is not None and len(pts) >= 10:  # KITTI scans carry no per-point time
+                from fuse4d.fusion.estimation.deskew import fit_timing
+                atomic_write_text(folder / "lidar_timing.json", json.dumps(fit_timing(pts, f.point_time)) + "\n")
+                timed = True
             if f.point_semantics is not None:  # SemanticKITTI labels/NNNNNN.label
                 from fuse4d.data.semantickitti import encode, write_label
                 (folder / "labels").mkdir(exist_ok=True)

@@ -21,6 +21,10 @@ from fuse4d.geometry import make_T, orthonormalize
 
 #: bytes per point of a KITTI-style ``.bin`` scan (float32 x, y, z, intensity)
 SCAN_POINT_BYTES = 16
+#: a scan coordinate beyond this (m) means the file is corrupt
+MAX_SCAN_COORD_M = 10_000.0
+#: largest |R^T R - I| entry a calibration rotation may have (files print ~7 digits)
+ROTATION_TOL = 1e-4
 
 
 # -- images and depth --------------------------------------------------------
@@ -51,16 +55,21 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise DataError(path, f"cannot decode image: {e}") from None
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
+def read_rgb(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a PNG/JPG as uint8 RGB ``[H, W, 3]`` (grey is repeated into 3 channels).
 
+    ``size``: the log's ``(width, height)``; an image of another size is an error
+    (a camera cannot change resolution mid-log; intrinsics would no longer fit).
+
     Raises:
-        DataError: missing or undecodable file, or a 16-bit image.
+        DataError: missing or undecodable file, a 16-bit image, or the wrong size.
     """
     path = Path(path)
     im = _open_image(path)
     if im.mode in ("I;16", "I;16B", "I", "F"):
         raise DataError(path, f"expected an 8-bit colour or grey image, got mode {im.mode}")
+    if size is not None and tuple(im.size) != tuple(size):
+        raise DataError(path, f"image is {im.size[0]}x{im.size[1]} px but the log's images are {size[0]}x{size[1]}")
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
@@ -119,6 +128,9 @@ def read_scan(path: str | Path) -> np.ndarray:
         raise DataError(path, f"read {points.size} floats, expected {4 * n}")
     points = points.reshape(-1, 4)
     check_finite(points, path, "points")
+    far = float(np.abs(points[:, :3]).max()) if len(points) else 0.0
+    if far > MAX_SCAN_COORD_M:  # random bytes decode as floats up to 3e38: a corrupt file, not a scan
+        raise DataError(path, f"corrupt scan: a coordinate of {far:.3g} m (a LiDAR sees < {MAX_SCAN_COORD_M:.0f} m)")
     return points
 
 
@@ -207,12 +219,21 @@ def calib_matrix(calib: dict[str, np.ndarray], key: str, shape: tuple[int, int],
     return check_finite(v.reshape(shape), path, f"calibration entry {key!r}")
 
 
-def rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+def rigid(R: np.ndarray, t: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     """``[4, 4]`` transform from a rotation ``[3, 3]`` projected onto SO(3) (SVD) and ``t [3]``.
 
     Calibration files print rotations to ~7 digits, so they are not exactly
     orthonormal; projecting keeps every later inverse exact (changes are ~1e-7).
+
+    Raises:
+        DataError (naming ``path``): ``R`` is not a rotation (``|R^T R - I| > 1e-4``
+        or a reflection): projecting it would hide a wrong calibration.
     """
+    R = np.asarray(R, dtype=np.float64)
+    err = float(np.abs(R.T @ R - np.eye(3)).max())
+    if err > ROTATION_TOL or np.linalg.det(R) < 0:
+        what = "a reflection (det < 0)" if np.linalg.det(R) < 0 and err <= ROTATION_TOL else f"|R^T R - I| = {err:.2g}"
+        raise DataError(path, f"calibration rotation is not a rotation matrix ({what})")
     return orthonormalize(make_T(R, np.asarray(t, dtype=np.float64).reshape(3)))
 
 
@@ -245,6 +266,31 @@ def yaml_matrix(d: dict[str, Any], key: str, path: str | Path) -> np.ndarray:
 
 
 # -- metadata -----------------------------------------------------------------
+#: KITTI's Velodyne HDL-64E: 10 Hz, clockwise from above, stamped when it faces forward (cut behind)
+KITTI_LIDAR_TIMING = {"rate_hz": 10.0, "direction": "cw", "stamp_azimuth_deg": 0.0, "stamp_fraction": 0.5}
+LIDAR_TIMING_FILE = "lidar_timing.json"
+
+
+def lidar_timing(folder: Path, default: dict | None = KITTI_LIDAR_TIMING) -> dict | None:
+    """Azimuth timing model of a folder's spinning LiDAR: ``lidar_timing.json`` there (written by
+    ``fuse4d synth``/export), else ``default`` (see ``fusion.estimation.deskew.azimuth_time``).
+
+    Raises:
+        DataError: the file exists but is not a JSON object.
+    """
+    import json
+    f = Path(folder) / LIDAR_TIMING_FILE
+    if not f.is_file():
+        return None if default is None else dict(default)
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f, f"unreadable LiDAR timing: {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f, "LiDAR timing must be a JSON object")
+    return d
+
+
 def base_metadata(fmt: str, source: str | Path, ground_truth: list[str], problems: list[str],
                   **extra: Any) -> dict[str, Any]:
     """The metadata keys every reader sets: ``format``, ``source``, ``ground_truth``, ``problems``."""

@@ -70,7 +70,7 @@ def _calibration(seq_dir: Path, has_camera: bool) -> tuple[Calibration, np.ndarr
     calib = _common.parse_kitti_calib(path)
     key = "Tr_velo_to_cam" if "Tr" not in calib and "Tr_velo_to_cam" in calib else "Tr"
     M = _common.calib_matrix(calib, key, (3, 4), path)
-    Tr = _common.rigid(M[:, :3], M[:, 3])
+    Tr = _common.rigid(M[:, :3], M[:, 3], path)
     T_body_cam = invert(Tr)
     K = None
     if has_camera:
@@ -128,6 +128,11 @@ def load(path: Path, sequence: str | None = None) -> Sequence:
         problems.append(f"{times_path.name} missing: timestamps are index × 0.1 s")
     if n == 0:
         raise DataError(seq_dir, "sequence has no frames")
+    if times_path.is_file():  # more scans/images than stamps: times.txt is short, not the poses file long
+        for sub, ext in (("velodyne", ".bin"), ("image_2", ".png")):
+            k = len(list((seq_dir / sub).glob(f"*{ext}"))) if (seq_dir / sub).is_dir() else 0
+            if k > n:
+                raise DataError(times_path, f"has {n} timestamps but {sub}/ holds {k} files")
     sizes = np.array([_common.check_scan_size(f) for f in scans]) if scans else None
     cal, Tr = _calibration(seq_dir, images is not None)
     if images:
@@ -158,7 +163,7 @@ def load(path: Path, sequence: str | None = None) -> Sequence:
         sem = dyn = inst = None
         if labels is not None and points is not None:
             sem, dyn, inst = decode(read_label(labels[i], len(points)))
-        image = _common.read_rgb(images[i]) if images is not None else None
+        image = _common.read_rgb(images[i], cal.image_size) if images is not None else None
         if gt is None:
             flags.add("no_pose")
         return Frame(index=i, timestamp=float(t[i]), image=image, points=points,
@@ -169,7 +174,8 @@ def load(path: Path, sequence: str | None = None) -> Sequence:
                                                       if labels is not None else [])
     meta = _common.base_metadata(NAME, seq_dir, layers, problems,
                                  sequence=seq_dir.name, world_frame="LiDAR frame of frame 0",
-                                 gt_file=None if gt_file is None else str(gt_file))
+                                 gt_file=None if gt_file is None else str(gt_file),
+                                 lidar_timing=_common.lidar_timing(seq_dir))
     return Sequence(t, loader, cal, sensors, None, gt, meta, name=f"kitti/{seq_dir.name}", path=seq_dir)
 
 

@@ -75,10 +75,10 @@ def _calibration(day: Path) -> Calibration:
                                                        "calib_imu_to_velo.txt"))
     cam, velo, imu = (_common.parse_kitti_calib(p) for p in (cam_path, velo_path, imu_path))
     T_cam0_velo = _common.rigid(_common.calib_matrix(velo, "R", (3, 3), velo_path),
-                                _common.calib_matrix(velo, "T", (3, 1), velo_path))
+                                _common.calib_matrix(velo, "T", (3, 1), velo_path), velo_path)
     T_velo_imu = _common.rigid(_common.calib_matrix(imu, "R", (3, 3), imu_path),
-                               _common.calib_matrix(imu, "T", (3, 1), imu_path))
-    R_rect = _common.rigid(_common.calib_matrix(cam, "R_rect_00", (3, 3), cam_path), np.zeros(3))
+                               _common.calib_matrix(imu, "T", (3, 1), imu_path), imu_path)
+    R_rect = _common.rigid(_common.calib_matrix(cam, "R_rect_00", (3, 3), cam_path), np.zeros(3), cam_path)
     P2 = _common.calib_matrix(cam, "P_rect_02", (3, 4), cam_path)
     K = P2[:, :3].copy()
     T_cam2_cam0 = make_T(np.eye(3), np.linalg.solve(K, P2[:, 3]))
@@ -172,13 +172,14 @@ def load(path: Path, drive: str | None = None, rebase: str = "gravity", oxts_axe
         if pose is None:
             flags.add("no_pose")
         return Frame(index=i, timestamp=float(t[i]),
-                     image=None if img_f is None else _common.read_rgb(img_f),
+                     image=None if img_f is None else _common.read_rgb(img_f, cal.image_size),
                      points=None if "no_lidar" in flags or scan_f is None else _common.read_scan(scan_f),
                      T_world_body=pose, flags=flags)
 
     meta = _common.base_metadata(NAME, drive_dir, ["poses"] if len(oxts_idx) else [], problems,
                                  drive=drive_dir.name, rebase=rebase, oxts_axes=oxts_axes,
-                                 world_frame=f"OXTS Mercator frame re-based with {rebase!r}")
+                                 world_frame=f"OXTS Mercator frame re-based with {rebase!r}",
+                                 lidar_timing=_common.lidar_timing(drive_dir))
     return Sequence(t, loader, cal, sensors, imu, gt if len(oxts_idx) else None, meta,
                     name=drive_dir.name, path=drive_dir)
 

@@ -107,3 +107,64 @@ def deskew(points: np.ndarray, point_time: np.ndarray | None, motion: MotionMode
     out = points.copy()
     out[:, :3] = (np.einsum("nij,nj->ni", R, xyz) + t).astype(points.dtype)
     return out
+
+
+def azimuth_time(points: np.ndarray, timing: dict) -> np.ndarray:
+    """Per-point capture times of a spinning LiDAR sweep that has none, from each point's azimuth.
+
+    Args:
+        points: ``[N, 3+]`` sensor-frame points (x forward, y left, z up).
+        timing: the sensor's timing model (``seq.metadata["lidar_timing"]``):
+            ``rate_hz`` (revolutions per second), ``direction`` (``"ccw"`` or ``"cw"`` seen
+            from above), ``stamp_azimuth_deg`` (where the beam points at the frame stamp)
+            and ``stamp_fraction`` (how far through the sweep the stamp falls: 0 start,
+            0.5 middle, 1 end; the sweep's cut lies opposite to it accordingly).
+            KITTI's HDL-64: ``10, "cw", 0, 0.5`` (stamped facing forward, cut behind).
+
+    Returns:
+        ``[N]`` float32 seconds relative to the stamp, in ``[-f/rate, (1-f)/rate)``.
+
+    Raises:
+        ValueError: an unknown direction or a non-positive rate.
+    """
+    rate = float(timing.get("rate_hz", 10.0))
+    d = {"ccw": 1.0, "cw": -1.0}.get(str(timing.get("direction", "ccw")))
+    if d is None or rate <= 0:
+        raise ValueError(f"bad LiDAR timing {timing!r}: direction must be 'ccw' or 'cw', rate_hz > 0")
+    f = float(np.clip(timing.get("stamp_fraction", 1.0), 0.0, 1.0))
+    xyz = np.asarray(points)[:, :3]
+    az = np.arctan2(xyz[:, 1], xyz[:, 0])
+    phase = np.mod(d * (az - np.radians(float(timing.get("stamp_azimuth_deg", 0.0)))), 2 * np.pi)
+    tau = phase / (2 * np.pi * rate)
+    period = 1.0 / rate
+    tau = np.where(tau >= (1.0 - f) * period, tau - period, tau)
+    return tau.astype(np.float32)
+
+
+def fit_timing(points: np.ndarray, point_time: np.ndarray) -> dict:
+    """The :func:`azimuth_time` model that best reproduces a sweep's own per-point times.
+
+    Used when a log with per-point times is written to a format without them (the KITTI
+    export), so the reader can restore them. Returns the timing dict (see :func:`azimuth_time`)
+    with ``fit_rmse_s``, the residual of the fit.
+
+    Raises:
+        ValueError: fewer than 10 points or times that do not span a sweep.
+    """
+    xyz = np.asarray(points)[:, :3]
+    tau = np.asarray(point_time, dtype=np.float64).reshape(-1)
+    if len(tau) < 10 or np.ptp(tau) <= 0:
+        raise ValueError("need >= 10 points with distinct times to fit a LiDAR timing model")
+    period = float(np.ptp(tau)) * (1 + 1.0 / 1024)  # columns are discrete: the span is one column short
+    rate = 1.0 / period
+    stamp = np.argmin(np.abs(tau))
+    a_stamp = float(np.degrees(np.arctan2(xyz[stamp, 1], xyz[stamp, 0])))
+    f = float(np.clip((-tau.min() + 0.5 * (period - np.ptp(tau))) / period, 0.0, 1.0))  # cut mid-gap
+    best = None
+    for direction in ("ccw", "cw"):
+        cand = {"rate_hz": round(rate, 6), "direction": direction, "stamp_azimuth_deg": round(a_stamp, 3),
+                "stamp_fraction": round(f, 6)}
+        err = float(np.sqrt(np.mean((azimuth_time(xyz, cand) - tau) ** 2)))
+        if best is None or err < best[0]:
+            best = (err, cand)
+    return {**best[1], "fit_rmse_s": best[0]}

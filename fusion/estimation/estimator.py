@@ -38,6 +38,9 @@ class Estimator:
         sensors: sensors the log has (``camera``, ``lidar``, ``imu``).
         imu: the whole IMU stream when known (else taken from each frame's samples).
         path: the log's path, for error messages.
+        lidar_timing: azimuth timing model of a spinning LiDAR whose sweeps carry no per-point
+            times (``seq.metadata["lidar_timing"]``, see :func:`~fuse4d.fusion.estimation.deskew.azimuth_time`);
+            with it such sweeps are deskewed too.
 
     Raises:
         DataError: neither LiDAR nor IMU nor camera; bad IMU stream (NaN, non-monotonic time).
@@ -45,7 +48,7 @@ class Estimator:
 
     def __init__(self, config: EstimationConfig | None = None, calibration: Calibration | None = None,
                  sensors: set[str] | frozenset[str] = frozenset({"lidar"}), imu: ImuSamples | None = None,
-                 path=None):
+                 path=None, lidar_timing: dict | None = None):
         self.config = config or EstimationConfig()
         calib = calibration or Calibration()
         sensors = set(sensors)
@@ -61,7 +64,8 @@ class Estimator:
         self.frame = "body" if self.has_imu or self.needs_model else "lidar"  # camera-only: body = camera
         X = calib.T_body_lidar if self.has_imu else np.eye(4)
         self.imu_noise = ImuNoise.from_dict(calib.imu_noise)
-        self.frontend = Frontend(self.config, X, imu, use_imu=self.has_imu and self.config.use_imu)
+        self.frontend = Frontend(self.config, X, imu, use_imu=self.has_imu and self.config.use_imu,
+                                 lidar_timing=lidar_timing)
         self.t: list[float] = []
         self._tic = time.perf_counter()
 
@@ -266,7 +270,7 @@ def estimate_trajectory(seq: Sequence, config: EstimationConfig | None = None,
             clock, NaN IMU samples.
     """
     check_sequence(seq)
-    est = Estimator(config, seq.calibration, seq.sensors, seq.imu, seq.path)
+    est = Estimator(config, seq.calibration, seq.sensors, seq.imu, seq.path, seq.metadata.get("lidar_timing"))
     frames = range(len(seq))
     if progress:
         from tqdm import tqdm

@@ -18,7 +18,7 @@ import numpy as np
 from fuse4d.data.types import Frame, ImuSamples
 from fuse4d.errors import DataError
 from fuse4d.fusion.estimation.config import EstimationConfig
-from fuse4d.fusion.estimation.deskew import trajectory_motion
+from fuse4d.fusion.estimation.deskew import azimuth_time, trajectory_motion
 from fuse4d.fusion.estimation.imu import initial_alignment, preintegrate_many, propagate_path
 from fuse4d.fusion.estimation.inertial_init import initialise, track_velocity
 from fuse4d.fusion.estimation.lidar_odometry import LidarOdometry
@@ -56,8 +56,10 @@ class Frontend:
     """
 
     def __init__(self, config: EstimationConfig, T_body_lidar: np.ndarray, imu: ImuSamples | None,
-                 use_imu: bool):
+                 use_imu: bool, lidar_timing: dict | None = None):
         c = config
+        #: azimuth timing model for sweeps without per-point times (see deskew.azimuth_time)
+        self.lidar_timing = lidar_timing if c.deskew else None
         self.cfg = c
         self.X = np.asarray(T_body_lidar, float)
         self.X_inv = invert(self.X)
@@ -123,15 +125,18 @@ class Frontend:
         prev = self.records[-1] if self.records else None
         if prev is None and (frame.points is None or len(frame.points) < 100):
             self._static_start(t)
+        tau = frame.point_time
+        if tau is None and self.lidar_timing is not None and frame.points is not None and len(frame.points):
+            tau = azimuth_time(frame.points, self.lidar_timing)
         T_pred = v_pred = motion = delta = None
         if prev is not None and self.gravity is not None and self._imu_covers(prev.t, t):
             tk, Tp, vp = propagate_path(self.imu, prev.t, t, prev.T[:3, :3], prev.T[:3, 3], prev.v,
                                         self.bg, self.ba, self.gravity)
             T_pred, v_pred = Tp[-1], vp[-1]
             delta = _delta(prev.T, prev.v, T_pred, v_pred, t - prev.t, self.gravity)
-            if frame.point_time is not None and len(tk) >= 2:
+            if tau is not None and len(tk) >= 2:
                 motion = trajectory_motion(tk, Tp @ self.X, t)
-        rec = self._register(frame, t, prev, T_pred, motion)
+        rec = self._register(frame, tau, t, prev, T_pred, motion)
         if rec is None:  # no usable LiDAR
             if T_pred is not None:
                 rec = FrameRecord(frame.index, t, T_pred, "imu_only")
@@ -154,13 +159,13 @@ class Frontend:
         rec.points = None
         return rec
 
-    def _register(self, frame: Frame, t: float, prev: FrameRecord | None, T_pred: np.ndarray | None,
-                  motion) -> FrameRecord | None:
+    def _register(self, frame: Frame, tau: np.ndarray | None, t: float, prev: FrameRecord | None,
+                  T_pred: np.ndarray | None, motion) -> FrameRecord | None:
         if frame.points is None or len(frame.points) < 100:
             return None
         gap = prev is not None and prev.status in ("imu_only", "extrapolated")
         try:
-            step = self.lo.register(frame.points, frame.point_time, None if prev is None else t - prev.t,
+            step = self.lo.register(frame.points, tau, None if prev is None else t - prev.t,
                                     T_pred=None if T_pred is None else T_pred @ self.X, motion=motion,
                                     widen=2.0 if gap else 1.0)
         except ValueError as e:

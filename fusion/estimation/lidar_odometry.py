@@ -146,10 +146,11 @@ class LidarOdometry:
             self._first = (points, point_time, T)
             return OdometryStep(T, np.zeros((6, 6)), 1.0, 0.0, self.threshold.sigma, False, frame, first=True)
         sigma = self.threshold.sigma * widen
-        res = self._align(source, T_init, sigma)
         bootstrap = self._first is not None
         if bootstrap:
-            res, frame, source = self._bootstrap(res, frame, source, points, point_time, dt, sigma)
+            res, frame, source = self._bootstrap(frame, source, points, point_time, dt, T_init)
+        else:
+            res = self._align(source, T_init, sigma)
             # the wide start-up threshold covered an unknown motion; from now on the prediction is informed
             self.threshold.initial = min(self.threshold.initial, self.voxel_size / 3.0)
         tic = self._tick("registration", tic)
@@ -164,23 +165,54 @@ class LidarOdometry:
         return OdometryStep(res.T if accepted else T_init, res.hessian, res.fitness, res.rmse, sigma,
                             degeneracy(res.hessian, len(source)), frame, n_source=len(source), accepted=accepted)
 
-    def _bootstrap(self, res, frame, source, points, point_time, dt, sigma):
-        """Second sweep: the first could not be deskewed; redo both with the motion between them."""
+    def _bootstrap(self, frame, source, points, point_time, dt, T_init):
+        """Second sweep: register it to the first by point-to-plane ICP on neighbourhood normals.
+
+        A map of one sweep holds too few points per voxel for voxel planes, and matching
+        points to points of one sweep pulls the motion towards zero (both sweeps sample the
+        ground on the same rings): KITTI's first step came out at half its length. Normals
+        from each point's neighbours (Open3D) remove that bias. With per-point times both
+        sweeps are then deskewed with the motion found and registered again.
+        """
         first_points, first_time, T0 = self._first
         self._first = None
-        if not (self.deskew and point_time is not None and first_time is not None and dt):
-            return res, frame, source
-        for _ in range(2):
-            delta = invert(T0) @ res.T
-            motion = constant_velocity_motion(delta, dt)
-            f0, tau0 = self.preprocess(first_points, first_time)
-            self.map.clear()
-            self.map.add(deskew(f0, tau0, motion) @ T0[:3, :3].T + T0[:3, 3], origin=T0[:3, 3])
+        T = T0 if T_init is None else T_init
+        f0, tau0 = self.preprocess(first_points, first_time)
+        for rnd in range(2):
+            T = self._knn_plane_icp(f0, T0, frame, T)
+            if rnd or not (self.deskew and point_time is not None and first_time is not None and dt):
+                break
+            motion = constant_velocity_motion(invert(T0) @ T, dt)
+            f0 = deskew(f0, tau0, motion)
             frame, tau = self.preprocess(points, point_time)
             frame = deskew(frame, tau, motion)
-            source = voxel_downsample(frame, 1.5 * self.voxel_size)
-            res = self._align(source, res.T, sigma)
+        self.map.clear()
+        self.map.add(f0 @ T0[:3, :3].T + T0[:3, 3], origin=T0[:3, 3])
+        source = voxel_downsample(frame, 1.5 * self.voxel_size)
+        # information (and fitness) of the result against the voxel map, without moving it
+        res = register_to_map(source, self.map, T, self.voxel_size, self.voxel_size / 3.0, self.point_to_plane,
+                              max_iterations=1, reuse=1, point_weight=self.point_weight)
+        res.T = T
         return res, frame, source
+
+    def _knn_plane_icp(self, target: np.ndarray, T_target: np.ndarray, source: np.ndarray,
+                       T_init: np.ndarray) -> np.ndarray:
+        """``T_world_source [4, 4]``: Open3D point-to-plane ICP of ``source [N, 3]`` onto ``target [M, 3]``
+        (both sensor frames; target at ``T_target``), coarse to fine from 2 voxels to 1 voxel."""
+        import open3d as o3d
+        reg = o3d.pipelines.registration
+        v = 0.5 * self.voxel_size
+
+        def cloud(x):
+            c = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(x, np.float64)[:, :3]))
+            return c.voxel_down_sample(v)
+        tgt, src = cloud(target), cloud(source)
+        tgt.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=3.0 * v, max_nn=30))
+        T_rel = invert(T_target) @ T_init
+        for thr in (4.0 * v, 2.0 * v):
+            T_rel = reg.registration_icp(src, tgt, thr, T_rel, reg.TransformationEstimationPointToPlane(),
+                                         reg.ICPConvergenceCriteria(max_iteration=50)).transformation
+        return T_target @ T_rel
 
     def _align(self, source: np.ndarray, T_init: np.ndarray, sigma: float):
         """ICP at threshold 3σ; when that is coarser than 2 voxels, continue coarse-to-fine down to one voxel.

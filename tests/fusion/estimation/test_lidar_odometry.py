@@ -44,16 +44,42 @@ def test_step_diagnostics(box_sweeps):
         lo.register(np.full((50, 4), np.nan, np.float32))
 
 
-def test_kitti_sample_agrees_with_kiss_icp(shared):
-    """Real HDL-64 scans (no ground truth): the end pose agrees with KISS-ICP's on the same scans."""
-    kiss = pytest.importorskip("kiss_icp.kiss_icp")
-    from kiss_icp.config.parser import load_config
-    files = sorted(shared(*KITTI).glob("*.bin"))
-    scans = [np.fromfile(f, dtype=np.float32).reshape(-1, 4) for f in files]
-    lo = LidarOdometry()
-    ours = [lo.register(s).T_world_lidar for s in scans][-1]
-    k = kiss.KissICP(load_config(None))
-    for s in scans:
-        k.register_frame(s[:, :3].astype(np.float64), np.array([]))
-    assert 0.8 < ours[0, 3] < 1.2  # ~0.19 m per frame forward
-    assert np.linalg.norm(ours[:3, 3] - k.last_pose[:3, 3]) < 0.2  # measured 0.13 m (KISS's first frame lags)
+def _plain_icp_to_first(scans, voxel=0.5):
+    """Reference positions: Open3D point-to-plane ICP of every scan directly onto the first (0.5 m voxels).
+
+    Frame-to-frame ICP of two sweeps is pulled towards zero motion (both sample the ground on the
+    same rings; 0.194, 0.209, 0.191, 0.161, 0.176 m here, shrinking with finer voxels); registering
+    onto the first scan widens the baseline so the bias stays small after the first step.
+    """
+    import open3d as o3d
+    reg = o3d.pipelines.registration
+
+    def cloud(x):
+        c = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(x[:, :3].astype(np.float64))).voxel_down_sample(voxel)
+        c.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=3 * voxel, max_nn=30))
+        return c
+    target = cloud(scans[0])
+    out = [np.zeros(3)]
+    for s in scans[1:]:
+        out.append(reg.registration_icp(cloud(s), target, 2 * voxel, np.eye(4), reg.TransformationEstimationPointToPlane(),
+                                        reg.ICPConvergenceCriteria(max_iteration=200)).transformation[:3, 3])
+    return np.stack(out)
+
+
+def test_kitti_sample_first_steps_have_no_transient(shared):
+    """Real HDL-64 scans (no ground truth): every step, the first included, within 2 cm of plain ICP.
+
+    The start-up used to give 0.108 then 0.279 m (the first registration against a one-sweep voxel
+    map was pulled towards zero motion, the next made up for it)."""
+    from fuse4d import load_sequence
+    from fuse4d.fusion.estimation import estimate_trajectory
+    seq = load_sequence(shared(*KITTI).parents[1])
+    scans = [seq[k].points for k in range(len(seq))]
+    ref = np.linalg.norm(np.diff(_plain_icp_to_first(scans), axis=0), axis=1)  # 0.194 0.235 0.213 0.273 0.243
+    res = estimate_trajectory(seq)  # azimuth timing (KITTI's HDL-64) deskews these time-less sweeps
+    steps = np.linalg.norm(np.diff(res.T_world_body[:, :3, 3], axis=0), axis=1)
+    assert np.abs(steps - ref).max() < 0.02, (steps, ref)  # measured 0.194 0.230 0.231 0.262 0.224
+    assert abs(steps[0] - steps[1:].mean()) < 0.06  # no start-up transient (was 0.108 against 0.25)
+    lo = LidarOdometry()  # the odometry stage alone, without deskewing, agrees as well
+    ends = [lo.register(s).T_world_lidar for s in scans][-1]
+    assert np.linalg.norm(ends[:3, 3] - _plain_icp_to_first(scans[:1] + scans[-1:])[-1]) < 0.05
