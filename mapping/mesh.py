@@ -93,7 +93,7 @@ class TsdfMesher:
         c = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color, np.float32) / np.float32(255.0)))
         intr = o3c.Tensor(np.asarray(K, np.float64))
         extr = o3c.Tensor(np.linalg.inv(np.asarray(T_world_cam, np.float64)))
-        trunc = self.trunc_voxels * self.voxel_size
+        trunc = self.trunc_voxels  # Open3D takes the truncation as a multiple of the voxel size
         coords = vbg.compute_unique_block_coordinates(d, intr, extr, 1.0, self.max_depth, trunc)
         vbg.integrate(coords, d, c, intr, extr, 1.0, self.max_depth, trunc)
         self.frames += 1
@@ -106,7 +106,7 @@ class TsdfMesher:
         if self._vbg is None:
             return empty
         try:
-            m = self._vbg.extract_triangle_mesh(weight_threshold=1.0)
+            m = self._vbg.extract_triangle_mesh(weight_threshold=0.5)
         except RuntimeError:
             return empty
         if "positions" not in m.vertex or m.vertex.positions.shape[0] == 0:
