@@ -24,13 +24,15 @@ from fuse4d.errors import DataError
 @dataclass
 class TimeOffsetEstimate:
     """``offset_s``: seconds to add to LiDAR/camera stamps to reach IMU time; ``std_s`` its
-    standard deviation; ``excited`` False when the motion does not determine it."""
+    standard deviation; ``excited`` False when the motion does not determine it (large std,
+    or a flat fit profile: ``contrast`` = (median − min)/min of the coarse SSE below 1)."""
 
     offset_s: float
     std_s: float
     excited: bool
     n_intervals: int
     notes: list[str] = field(default_factory=list)
+    contrast: float = 0.0
 
 
 def cumulative_rotation(imu: ImuSamples) -> np.ndarray:
@@ -52,6 +54,7 @@ def _residuals(delta, t0, t1, theta, ti, G):
 
 
 _jac = jax.jit(jax.jacfwd(_residuals))
+_profile = jax.jit(jax.vmap(lambda d, *a: jnp.sum(_residuals(d, *a) ** 2), in_axes=(0, None, None, None, None, None)))
 
 
 def estimate_time_offset(t0: np.ndarray, t1: np.ndarray, theta: np.ndarray, imu: ImuSamples,
@@ -79,7 +82,7 @@ def estimate_time_offset(t0: np.ndarray, t1: np.ndarray, theta: np.ndarray, imu:
     args = [jnp.asarray(a) for a in (t0, t1, theta, imu.t, G)]
     step = 0.25 / max(imu.rate_hz, 1.0)
     grid = np.arange(-search_s, search_s + step / 2, step)
-    sse = np.array([float(jnp.sum(_residuals(jnp.asarray(d), *args) ** 2)) for d in grid])
+    sse = np.asarray(_profile(jnp.asarray(grid), *args))
     d = float(grid[np.argmin(sse)])
     for _ in range(20):
         r = np.asarray(_residuals(jnp.asarray(d), *args))
@@ -96,14 +99,21 @@ def estimate_time_offset(t0: np.ndarray, t1: np.ndarray, theta: np.ndarray, imu:
         if abs(s) < 1e-7:
             break
     r = np.asarray(_residuals(jnp.asarray(d), *args))
-    J = np.asarray(_jac(jnp.asarray(d), *args))
     n = len(r)
     sigma2 = float(r @ r) / max(n - 1, 1)
+    # information from the *smoothed* rate: the Jacobian is the change of the rate between
+    # an interval's ends, and gyro noise alone would otherwise pass for excitation
+    from scipy.ndimage import uniform_filter1d
+    win = max(1, int(round(0.05 * imu.rate_hz)))
+    m = uniform_filter1d(np.linalg.norm(imu.gyro, axis=1), win, mode="nearest")
+    J = np.interp(t1 + d, imu.t, m) - np.interp(t0 + d, imu.t, m)
     h = float(J @ J)
     std = float(np.sqrt(sigma2 / h)) if h > 0 else float("inf")
     notes = []
-    excited = std <= max_std_s and abs(d) < search_s - step
+    # the profile must have a real valley: away from the peak the fit must be clearly worse
+    contrast = float((np.median(sse) - sse.min()) / max(sse.min(), 1e-300))
+    excited = std <= max_std_s and abs(d) < search_s - step and contrast >= 1.0
     if not excited:
         notes.append(f"time offset not determined (std {std * 1e3:.1f} ms): the angular rate barely changes "
                      "(straight or constant-rate driving); need turns that start and stop")
-    return TimeOffsetEstimate(d, std, excited, n, notes)
+    return TimeOffsetEstimate(d, std, excited, n, notes, contrast)
