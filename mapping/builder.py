@@ -81,19 +81,20 @@ class MapBuilder:
             the log's ground-truth maps so they can be compared cell by cell.
         depth_sensor: the frames' ``depth`` is a real depth camera (RGB-D logs) and
             is used for the mesh; otherwise ``Frame.depth`` is never read.
-        deskewed: the LiDAR points are already motion-compensated; otherwise points with
-            ``point_time`` are deskewed with the motion since the previous frame.
+        lidar_deskewed: the LiDAR points are already motion-compensated
+            (``metadata["lidar_deskewed"]``); otherwise points with ``point_time`` are
+            deskewed with the motion since the previous frame.
     """
 
     def __init__(self, config: MappingConfig | dict | None = None, calibration: Calibration | None = None,
-                 grid_origin: np.ndarray | None = None, depth_sensor: bool = False, deskewed: bool = False):
+                 grid_origin: np.ndarray | None = None, depth_sensor: bool = False, lidar_deskewed: bool = False):
         if not isinstance(config, MappingConfig):
             config = MappingConfig.from_dict(config)
         self.config = cfg = config
         self.calibration = calibration or Calibration()
         self.grid_origin = np.zeros(3) if grid_origin is None else np.asarray(grid_origin, np.float64).reshape(3)
         self.depth_sensor = bool(depth_sensor)
-        self.deskewed = bool(deskewed)
+        self.deskewed = bool(lidar_deskewed)
         self._prev: tuple[float, np.ndarray] | None = None  # (timestamp, T_world_lidar) of the last frame
         self._pending: tuple | None = None  # the first sweep, integrated once the next gives the motion
         self.occupancy = _ShiftedOccupancy(OccupancyMap(cfg.voxel_size, cfg.l_hit, cfg.l_miss, cfg.l_min, cfg.l_max,

@@ -51,6 +51,8 @@ def occupancy_metrics(occ: dict, gt: dict) -> dict[str, float]:
     labels_gt = np.asarray(gt["labels"])
     idx, ok = _gt_index(centres, gt["origin"], float(gt["resolution"]), labels_gt.shape)
     idx = idx[ok]
+    shift = (np.asarray(occ["origin"], np.float64) - np.asarray(gt["origin"], np.float64)) / float(gt["resolution"])
+    offset = float(np.abs(shift - np.round(shift)).max()) * float(gt["resolution"])
     lo = np.asarray(occ["log_odds"], np.float32)[ok]
     pred_occ = lo > float(occ.get("threshold", 0.0))
     observed = lo != 0
@@ -68,7 +70,10 @@ def occupancy_metrics(occ: dict, gt: dict) -> dict[str, float]:
     return {"occ_iou": inter / union if union else math.nan,
             "occ_miou": float(np.nanmean(cls)) if np.isfinite(cls).any() else math.nan,
             "ghost_ratio": float(np.count_nonzero(ghost) / n_occ) if n_occ else math.nan,
-            "occ_observed_voxels": int(np.count_nonzero(observed))}
+            "occ_observed_voxels": int(np.count_nonzero(observed)),
+            # > 0: the map's lattice is not the ground truth's (MapBuilder.for_sequence aligns them);
+            # voxels are then compared by their centres and the scores drop
+            "occ_lattice_offset_m": offset}
 
 
 def elevation_metrics(el: dict, gt: dict, max_slope_deg: float = 20.0, max_step: float = 0.25,
