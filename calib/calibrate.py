@@ -91,6 +91,12 @@ def calibrate_sequence(seq: Sequence, config: CalibConfig | None = None, truth: 
                    rot_change_deg=rotation_error_deg(cal0.T_cam_lidar[:3, :3], est.T_cam_lidar[:3, :3]),
                    trans_change_m=float(np.linalg.norm(cal0.T_cam_lidar[:3, 3] - est.T_cam_lidar[:3, 3])))
         rep["notes"] += est.notes
+        far = rep["rot_change_deg"] > cfg.search_deg + 1.0 or rep["trans_change_m"] > 0.3
+        if far:  # the edge cost has spurious minima on texture; a big jump is not trusted
+            est.excited = False
+            rep["lidar_camera_excited"] = False
+            rep["notes"].append(f"LiDAR-camera estimate moved {rep['rot_change_deg']:.1f} deg / "
+                                f"{rep['trans_change_m']:.2f} m from the start: not trusted, start kept")
         if est.excited:
             cal = replace(cal, T_body_cam=cal.T_body_lidar @ np.linalg.inv(est.T_cam_lidar))
         else:

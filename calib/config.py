@@ -39,7 +39,7 @@ class CalibConfig:
     time_offset: bool = True
     frames: int = 8
     max_frames_motion: int = 0
-    search_deg: float = 4.0
+    search_deg: float = 2.0
     search_step_deg: float = 1.0
     truncate_deg: tuple[float, ...] = (6.0, 3.0, 1.5)
     max_points: int = 4000
