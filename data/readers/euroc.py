@@ -70,7 +70,7 @@ def _sensor_T(folder: Path) -> np.ndarray:
     if not p.is_file():
         return np.eye(4)
     T = _common.yaml_matrix(_common.read_opencv_yaml(p), "T_BS", p)
-    return _common.rigid(T[:3, :3], T[:3, 3])
+    return _common.rigid(T[:3, :3], T[:3, 3], p)
 
 
 def _camera(mav: Path):
@@ -91,7 +91,7 @@ def _camera(mav: Path):
     K = np.array([[fu, 0, cu], [0, fv, cv], [0, 0, 1.0]])
     dist = {"model": y.get("distortion_model"), "coefficients": list(y.get("distortion_coefficients") or [])}
     T_B_cam = _common.yaml_matrix(y, "T_BS", y_path)
-    return ns, files, K, size, _common.rigid(T_B_cam[:3, :3], T_B_cam[:3, 3]), dist
+    return ns, files, K, size, _common.rigid(T_B_cam[:3, :3], T_B_cam[:3, 3], y_path), dist
 
 
 def load(path: Path, rate_hz: float = 20.0, rebase: str = "gravity") -> Sequence:
@@ -152,7 +152,7 @@ def load(path: Path, rate_hz: float = 20.0, rebase: str = "gravity") -> Sequence
 
     def loader(i: int) -> Frame:
         pose = _common.pose_or_none(gt, i)
-        image = None if files is None else _common.read_rgb(files[i])
+        image = None if files is None else _common.read_rgb(files[i], cal.image_size)
         return Frame(index=i, timestamp=float(t[i]), image=image, T_world_body=pose,
                      flags=set() if pose is not None else {"no_pose"})
 

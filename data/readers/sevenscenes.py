@@ -92,7 +92,7 @@ def load(path: Path, rebase: str = "none") -> Sequence:
 
     def loader(i: int) -> Frame:
         e, flags = entries[i], {"no_timestamp"}
-        image = _common.read_rgb(e["color"]) if "color" in e else None
+        image = _common.read_rgb(e["color"], cal.image_size) if "color" in e else None
         depth = None
         if "depth" in e:
             depth = _common.read_depth_png(e["depth"], 1000.0, invalid=(0, 65535))
@@ -104,7 +104,8 @@ def load(path: Path, rebase: str = "none") -> Sequence:
         return Frame(index=i, timestamp=float(t[i]), image=image, depth=depth, T_world_body=pose, flags=flags)
 
     meta = _common.base_metadata(NAME, path, ["poses"] if gt is not None else [], problems,
-                                 frame_numbers=keys, world_frame=f"KinectFusion world re-based with {rebase!r}")
+                                 frame_numbers=keys, world_frame=f"KinectFusion world re-based with {rebase!r}",
+                                 depth_sensor=True)
     return Sequence(t, loader, cal, {"camera"} if has_color else set(), None, gt, meta, name=path.name, path=path)
 
 

@@ -126,7 +126,7 @@ def load(path: Path, max_diff: float = 0.02, rebase: str = "none") -> Sequence:
 
     def loader(i: int) -> Frame:
         flags = set()
-        image = _common.read_rgb(rgb_f[i]) if rgb_f is not None else None
+        image = _common.read_rgb(rgb_f[i], cal.image_size) if rgb_f is not None else None
         depth = None
         if depth_idx[i] >= 0:
             dpath = d_f[depth_idx[i]]
@@ -141,7 +141,8 @@ def load(path: Path, max_diff: float = 0.02, rebase: str = "none") -> Sequence:
         return Frame(index=i, timestamp=float(t[i]), image=image, depth=depth, T_world_body=pose, flags=flags)
 
     meta = _common.base_metadata(NAME, path, ["poses"] if gt is not None else [], problems,
-                                 camera=sensor, world_frame=f"mocap world re-based with {rebase!r}", **extra)
+                                 camera=sensor, world_frame=f"mocap world re-based with {rebase!r}",
+                                 depth_sensor=d_f is not None, **extra)
     return Sequence(t, loader, cal, {"camera"} if rgb_f is not None else set(), None, gt, meta,
                     name=path.name, path=path)
 

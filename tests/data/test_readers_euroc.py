@@ -30,7 +30,7 @@ def imu_gt(shared) -> Path:
 def test_camera_imu_recording(micro, monkeypatch):
     reads: list = []
     real = _common.read_rgb
-    monkeypatch.setattr(_common, "read_rgb", lambda p: reads.append(Path(p).name) or real(p))
+    monkeypatch.setattr(_common, "read_rgb", lambda p, size=None: reads.append(Path(p).name) or real(p, size))
     assert detect_format(micro) == "euroc"
     seq = load_sequence(micro)
     assert reads == [] and len(seq) == 10 and seq.sensors == {"camera", "imu"}
