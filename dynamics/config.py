@@ -24,18 +24,27 @@ class DynamicsConfig:
             weight of the posterior carried from the previous scan (Bayes filter over time).
         l_clamp: log-odds are clamped to ±l_clamp (the filter can change its mind).
         min_range / max_range: points outside are left static (0).
+        ray_origin_lidar: where the rays start, in the LiDAR frame (m; None = its origin). Logs whose
+            points are given in another frame than the sensor's (Argoverse 2: the vehicle frame,
+            ``T_body_lidar = I``) set the real sensor position here.
         ground_cell / ground_height: ground = within ``ground_height`` of the lowest point seen
             in its ``ground_cell`` × ``ground_cell`` world cell (kept over time).
         cluster_eps / cluster_min_points: non-ground points within ``cluster_eps`` join one object.
         cluster_fraction: an object whose voted-moving share of points exceeds this is moving whole.
         l_model: weight of the fusion model's per-point log-odds when the pipeline passes them.
+        pair_fraction: two-sweep mode: share of an object's points that must violate free space.
         carry_radius: a point takes the posterior of the previous scan's nearest point within it
             (after moving that point with its track's velocity).
     Tracking (:mod:`~fuse4d.dynamics.tracking`):
         track_gate: association gate (m) between a predicted track and a detection centroid.
         track_min_hits / track_max_missed: frames to confirm a track / to drop an unseen one.
         track_min_points: smallest detection (points) that starts or updates a track.
-        accel_sigma / meas_sigma: constant-velocity Kalman process (m/s²) and centroid noise (m).
+        accel_sigma / vel_sigma: velocity Kalman filter: process (m/s²) and noise (m/s) of the velocity
+            measured by registering an object's previous points onto its new ones.
+        track_baseline: frames back the velocity registration reaches (its error / baseline).
+        vel_gate: a settled track rejects velocity measurements farther than this (m/s).
+        max_speed: fastest object (m/s) the velocity search considers.
+        icp_min_inliers: share of points that must register for a velocity measurement.
     Camera masks (:mod:`~fuse4d.dynamics.attention`, :mod:`~fuse4d.dynamics.consistency`):
         attn_layers: which exposed attention layers to use (None = all).
         attn_topk: best matches per token averaged in the cross-frame similarity.
@@ -56,6 +65,7 @@ class DynamicsConfig:
     l_carry: float = 0.6
     l_clamp: float = 6.0
     min_range: float = 2.0
+    ray_origin_lidar: list[float] | None = None
     max_range: float = 60.0
     ground_cell: float = 0.5
     ground_height: float = 0.25
@@ -63,13 +73,18 @@ class DynamicsConfig:
     cluster_min_points: int = 3
     cluster_fraction: float = 0.3
     carry_radius: float = 0.3
+    pair_fraction: float = 0.05
     l_model: float = 0.5
     track_gate: float = 2.5
     track_min_hits: int = 3
     track_max_missed: int = 3
     track_min_points: int = 8
-    accel_sigma: float = 2.0
-    meas_sigma: float = 0.3
+    accel_sigma: float = 10.0
+    vel_sigma: float = 0.5
+    icp_min_inliers: float = 0.5
+    max_speed: float = 25.0
+    track_baseline: int = 4
+    vel_gate: float = 3.0
     attn_layers: list[int] | None = None
     attn_topk: int = 4
     consistency_tau: float = 0.05
@@ -78,7 +93,7 @@ class DynamicsConfig:
     def __post_init__(self) -> None:
         self.cue_weights = tuple(float(w) for w in self.cue_weights)
         for name in ("free_margin", "max_range", "ground_cell", "cluster_eps", "track_gate", "accel_sigma",
-                     "meas_sigma", "consistency_tau", "l_free", "l_clamp"):
+                     "vel_sigma", "consistency_tau", "l_free", "l_clamp"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"DynamicsConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if self.history < 1 or self.track_min_hits < 1 or self.attn_topk < 1:

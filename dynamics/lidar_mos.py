@@ -48,9 +48,11 @@ class SphericalGrid:
     @classmethod
     def for_sensor(cls, config: DynamicsConfig, beams: int | None = None, azimuth_steps: int | None = None,
                    fov_deg: tuple[float, float] | None = None) -> "SphericalGrid":
-        """A grid matched to a spinning LiDAR (one row per beam when the beams are known)."""
-        lo, hi = fov_deg if fov_deg is not None else (-25.0, 15.0)
-        el_res = config.elevation_res_deg or ((hi - lo) / (beams - 1) if beams and beams > 1 else 1.0)
+        """A grid matched to a spinning LiDAR: one row per beam when the beam count and the FoV
+        (degrees, down/up) are known, else 1° rows over ±30° and 0.2° columns."""
+        lo, hi = fov_deg if fov_deg is not None else (-30.0, 30.0)
+        known = fov_deg is not None and beams and beams > 1  # uniform beams over a known FoV
+        el_res = config.elevation_res_deg or ((hi - lo) / (beams - 1) if known else 1.0)
         az_res = config.azimuth_res_deg or (360.0 / azimuth_steps if azimuth_steps else 0.2)
         lo, hi = lo - 2 * el_res, hi + 2 * el_res  # margin for tilt and deskew
         rows = int(np.ceil((hi - lo) / el_res)) + 1
@@ -264,3 +266,42 @@ class LidarMOS:
         sel = (objects >= 0) & lift[np.maximum(objects, 0)]
         out[sel] = np.maximum(out[sel], self.config.l_free)
         return out
+
+
+def segment_pair(points_a: np.ndarray, T_world_sensor_a: np.ndarray, points_b: np.ndarray,
+                 T_world_sensor_b: np.ndarray, config: DynamicsConfig, grid: SphericalGrid) -> np.ndarray:
+    """Two-sweep mode: moving probability ``[N_a]`` of scan A's points from A and one other scan B.
+
+    Each scan is checked against the other (free space of B now occupied by A marks A's leading
+    parts, free space of A now occupied by B marks B's), the two scans are clustered together
+    (an object moving less than ``cluster_eps`` per sweep stays one cluster), and a joint object
+    holding at least ``cluster_min_points`` free-space violations, from either direction, and at
+    least ``pair_fraction`` of its points, is moving.
+
+    Args:
+        points_a / points_b: ``[N, 3]`` world frame (motion-compensated), m.
+        T_world_sensor_a / _b: ``[4, 4]`` sensor poses (ray origins).
+    """
+    pa, pb = np.asarray(points_a, np.float64)[:, :3], np.asarray(points_b, np.float64)[:, :3]
+    past_a = PastScan.build(grid, pa, T_world_sensor_a, np.zeros(len(pa)), config)
+    past_b = PastScan.build(grid, pb, T_world_sensor_b, np.zeros(len(pb)), config)
+    free_a, _ = scan_evidence(grid, pa, past_b, config)
+    free_b, _ = scan_evidence(grid, pb, past_a, config)
+    both = np.vstack([pa, pb])
+    free = np.r_[free_a, free_b]
+    r = np.r_[np.linalg.norm(pa - T_world_sensor_a[:3, 3], axis=1), np.linalg.norm(pb - T_world_sensor_b[:3, 3], axis=1)]
+    valid = (r >= config.min_range) & (r <= config.max_range)
+    free &= valid
+    ground = GroundGrid(config.ground_cell, config.ground_height).update(both)
+    objects = np.full(len(both), -1, np.int64)
+    above = ~ground & valid
+    objects[above] = cluster_objects(both[above], config.cluster_eps, config.cluster_min_points)
+    moving = free.copy()
+    ids = objects >= 0
+    if ids.any():
+        votes = np.bincount(objects[ids], weights=free[ids])
+        size = np.bincount(objects[ids])
+        lift = (votes >= config.cluster_min_points) & (votes >= config.pair_fraction * size)
+        moving[ids] |= lift[objects[ids]]
+    logodds = np.where(moving, config.l_free, config.l_prior)
+    return (1.0 / (1.0 + np.exp(-logodds[:len(pa)]))).astype(np.float32)

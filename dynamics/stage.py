@@ -125,7 +125,11 @@ class DynamicsStage:
         extra = None
         if model_prob is not None and len(model_prob) == len(pts) and cfg.l_model > 0:
             extra = cfg.l_model * _logit(model_prob)
-        res = self.mos.update(pts, T_wl, flow_prev=flow, extra_logodds=extra)
+        T_rays = T_wl
+        if cfg.ray_origin_lidar is not None:
+            T_rays = T_wl.copy()
+            T_rays[:3, 3] = T_wl[:3, :3] @ np.asarray(cfg.ray_origin_lidar, np.float64) + T_wl[:3, 3]
+        res = self.mos.update(pts, T_rays, flow_prev=flow, extra_logodds=extra)
         prob = res["prob"]
         # moving objects → tracks; their velocity moves this scan's posterior into the next one
         objects = res["objects"]

@@ -2,9 +2,10 @@
 
 Each frame's moving objects (clusters of points the segmentation calls moving)
 become detections with a centroid and an oriented box in the ground plane.
-Tracks predict their centroid with a constant-velocity Kalman filter, are
-matched to detections by the Hungarian method on centroid distance (gated),
-and are updated; unmatched detections start tentative tracks, which are
+Tracks predict their centroid at constant velocity, are matched to detections
+by the Hungarian method on centroid distance (gated), and are updated: the
+centroid is replaced, the velocity is Kalman-filtered from the translation that
+registers the object's previous points onto its new ones (ICP); unmatched detections start tentative tracks, which are
 confirmed after ``track_min_hits`` matches. The table of confirmed track states
 (one row per track and frame) is what the store's ``dynamics/tracks`` holds.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,18 +51,78 @@ def oriented_box(points: np.ndarray, heading: np.ndarray | None = None) -> tuple
     return centre, hi - lo, float(np.arctan2(axis[1], axis[0]))
 
 
+def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, iterations: int = 8,
+                    inlier: float = 0.5) -> tuple[np.ndarray, float]:
+    """Translation ``d [3]`` (m) that moves ``target [M, 3]`` (earlier scan) onto ``source [N, 3]``
+    (point-to-point ICP, trimmed at ``inlier`` m, run from each start in ``init [3]`` or ``[K, 3]``;
+    the start ending with the most inliers, then the smallest residual, wins).
+
+    Returns ``(d, inlier_share)``; along a direction the shapes do not constrain (a car's flat
+    side), the nearest-neighbour residuals cancel and ``d`` stays near ``init``.
+    """
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(target)
+    best = (np.asarray(init, np.float64).reshape(-1, 3)[0], -1.0, np.inf)
+    for start in np.asarray(init, np.float64).reshape(-1, 3):
+        d = start.copy()
+        share, resid = 0.0, np.inf
+        for _ in range(iterations):
+            dist, j = tree.query(source - d, distance_upper_bound=inlier)
+            ok = np.isfinite(dist)
+            share = float(ok.mean()) if len(ok) else 0.0
+            if ok.sum() < 5:
+                break
+            resid = float(dist[ok].mean())
+            step = np.median(source[ok] - d - target[j[ok]], axis=0)
+            d = d + step
+            if np.linalg.norm(step) < 1e-3:
+                break
+        if (share, -resid) > (best[1], -best[2]):
+            best = (d, share, resid)
+    return best[0], max(best[1], 0.0)
+
+
+def axis_search(source: np.ndarray, target: np.ndarray, predicted: np.ndarray, reach: float,
+                step: float = 0.1, radius: float = 0.2) -> np.ndarray:
+    """Coarse translation ``[3]`` of ``target`` onto ``source`` (points ``[N, 3]``, ``[M, 3]``).
+
+    Vehicles move along their long side, where a registration started at the wrong place slides
+    without resistance (the aperture problem); so candidates are laid along the objects' principal
+    ground-plane axis (±``reach`` m, every ``step`` m) plus the ``predicted`` displacement, and the
+    one putting most source points within ``radius`` of the target wins (ties: nearest the prediction).
+    """
+    from scipy.spatial import cKDTree
+
+    xy = np.vstack([source[:, :2], target[:, :2]])
+    w, v = np.linalg.eigh(np.cov((xy - xy.mean(0)).T)) if len(xy) >= 3 else (np.ones(2), np.eye(2))
+    axis = np.r_[v[:, np.argmax(w)], 0.0]
+    n = int(round(reach / step))
+    cands = np.vstack([np.asarray(predicted, np.float64)[None],
+                       np.arange(-n, n + 1)[:, None] * step * axis[None]])
+    tree = cKDTree(target)
+    shifted = source[None] - cands[:, None, :]
+    dist, _ = tree.query(shifted.reshape(-1, 3), distance_upper_bound=radius)
+    score = np.isfinite(dist).reshape(len(cands), -1).sum(1) - 1e-3 * np.linalg.norm(cands - predicted, axis=1)
+    return cands[int(np.argmax(score))]
+
+
 @dataclass
 class Track:
-    """One tracked object: Kalman state ``x [6]`` (position m, velocity m/s), covariance ``P [6, 6]``."""
+    """One tracked object: ``x [6]`` (centroid m, velocity m/s) and the velocity covariance ``P [3, 3]``."""
 
     id: int
     x: np.ndarray
     P: np.ndarray
     hits: int = 1
+    measured: int = 0
     missed: int = 0
     size: np.ndarray = field(default_factory=lambda: np.zeros(3))
     yaw: float = 0.0
     centre: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    rejected: int = 0
+    first: list = field(default_factory=list)
+    history: deque = field(default_factory=deque)
 
     @property
     def velocity(self) -> np.ndarray:
@@ -72,7 +134,7 @@ class Tracker:
     """Multi-object tracker over frames in time order.
 
     Args:
-        config: ``track_*``, ``accel_sigma`` and ``meas_sigma`` settings.
+        config: ``track_*``, ``accel_sigma``, ``vel_sigma``, ``vel_gate``, ``max_speed`` and ``icp_min_inliers``.
     """
 
     def __init__(self, config: DynamicsConfig):
@@ -83,14 +145,10 @@ class Tracker:
         self._t: float | None = None
 
     def _predict(self, dt: float) -> None:
-        F = np.eye(6)
-        F[:3, 3:] = np.eye(3) * dt
-        q = self.config.accel_sigma ** 2
-        G = np.vstack([np.eye(3) * dt * dt / 2, np.eye(3) * dt])
-        Q = G @ G.T * q
+        q = (self.config.accel_sigma * dt) ** 2
         for tr in self.tracks:
-            tr.x = F @ tr.x
-            tr.P = F @ tr.P @ F.T + Q
+            tr.x[:3] += tr.x[3:] * dt
+            tr.P = tr.P + np.eye(3) * q
 
     def update(self, t: float, objects: list[np.ndarray]) -> np.ndarray:
         """Advance to time ``t`` (s) with the moving objects' points (each ``[N_k, 3]``, world, m).
@@ -114,22 +172,24 @@ class Tracker:
             pairs = [(a, b) for a, b in zip(ti, di) if cost[a, b] <= cfg.track_gate]
         else:
             pairs = []
-        R = np.eye(3) * cfg.meas_sigma ** 2
-        H = np.hstack([np.eye(3), np.zeros((3, 3))])
         used = set()
         for a, b in pairs:
             tr = self.tracks[a]
-            S = H @ tr.P @ H.T + R
-            K = tr.P @ H.T @ np.linalg.inv(S)
-            tr.x = tr.x + K @ (cents[b] - tr.x[:3])
-            tr.P = (np.eye(6) - K @ H) @ tr.P
+            v_meas = self._velocity_measurement(tr, dets[b], cents[b], t)
+            if v_meas is not None:  # Kalman update of the velocity (random-walk model)
+                K = tr.P @ np.linalg.inv(tr.P + np.eye(3) * cfg.vel_sigma ** 2)
+                tr.x[3:] = tr.x[3:] + K @ (v_meas - tr.x[3:])
+                tr.P = (np.eye(3) - K) @ tr.P
+                tr.measured += 1
+            tr.x[:3] = cents[b]
+            tr.history.append((t, dets[b]))
             tr.hits += 1
             tr.missed = 0
             heading = tr.velocity[:2] if np.linalg.norm(tr.velocity[:2]) > 1.0 else None
             tr.centre, tr.size, tr.yaw = oriented_box(dets[b], heading)
             matched_t.add(a)
             used.add(b)
-            if tr.hits >= cfg.track_min_hits:
+            if tr.hits >= cfg.track_min_hits and tr.measured >= 2:
                 velocity[keep[b]] = tr.velocity
                 self.rows.append((tr.id, t, *tr.centre, *tr.velocity, *tr.size, tr.yaw))
         for k, tr in enumerate(self.tracks):
@@ -138,12 +198,55 @@ class Tracker:
         self.tracks = [tr for tr in self.tracks if tr.missed <= cfg.track_max_missed]
         for b in range(len(dets)):
             if b not in used:
-                P = np.diag([cfg.meas_sigma ** 2] * 3 + [10.0 ** 2] * 3)
+                P = np.eye(3) * 10.0 ** 2
                 centre, size, yaw = oriented_box(dets[b])
                 self.tracks.append(Track(self._next_id, np.r_[cents[b], 0, 0, 0], P, size=size, yaw=yaw,
                                          centre=centre))
+                self.tracks[-1].history = deque([(t, dets[b])], maxlen=cfg.track_baseline)
                 self._next_id += 1
         return velocity
+
+    def _velocity_measurement(self, tr: Track, points: np.ndarray, centroid: np.ndarray, t: float
+                              ) -> np.ndarray | None:
+        """Velocity ``[3]`` (m/s) from registering the track's oldest kept points (up to
+        ``track_baseline`` frames back: a longer baseline divides the registration error) onto the
+        detection's, or None when they do not register or disagree with a settled velocity.
+        Centroid differences are not used: a centroid moves with the visible side of an object
+        (a car passing by), the registered surfaces do not."""
+        cfg = self.config
+        if not tr.history:
+            return None
+        settled = tr.measured >= 3
+        d = share = span = None
+        if settled:  # long baseline, started from the filter's velocity
+            t_old, old = tr.history[0]
+            span = t - t_old
+            if span > 0 and len(old) >= 5:
+                d, share = icp_translation(points, old, tr.velocity * span)
+        if d is None or share < cfg.icp_min_inliers:  # one frame back, searched along the object's axis
+            t_old, old = tr.history[-1]
+            span = t - t_old
+            if span <= 0 or len(old) < 5:
+                return None
+            start = axis_search(points, old, tr.velocity * span, cfg.max_speed * span)
+            d, share = icp_translation(points, old, start)
+        if share < cfg.icp_min_inliers:
+            return None
+        v = d / span
+        if not settled:  # the median of the first three starts the filter (one bad search is outvoted)
+            tr.first.append(v)
+            if len(tr.first) == 3:
+                tr.x[3:] = np.median(np.array(tr.first), axis=0)
+                tr.P = np.eye(3) * cfg.vel_sigma ** 2
+                tr.measured, tr.first = 3, []
+            return None
+        if np.linalg.norm(v - tr.velocity) > cfg.vel_gate:
+            tr.rejected += 1
+            if tr.rejected >= 3:  # the filter has locked on something wrong: start over
+                tr.measured, tr.rejected, tr.first = 0, 0, []
+            return None
+        tr.rejected = 0
+        return v
 
     def table(self) -> dict[str, np.ndarray]:
         """Confirmed track states, one row per track and frame: columns of :data:`TRACK_COLUMNS`
