@@ -6,7 +6,7 @@ the previous sweep (``sensor_msgs/Imu``) and the image nearest in time
 (``sensor_msgs/Image`` or ``CompressedImage``, intrinsics from ``CameraInfo``).
 A log without a LiDAR topic has one frame per image. Extrinsics come from
 ``/tf_static`` (body = the IMU's frame, or the LiDAR's without IMU), or from a
-calibration YAML (``calib=``, as ``fuse4d synth`` writes it). Ground-truth
+calibration YAML (``load_sequence(path, calib=...)``, ``--calib``). Ground-truth
 poses come from a ``nav_msgs/Odometry`` / ``geometry_msgs/PoseStamped`` topic
 the user names (``gt_topic=``), or from one whose name says ``ground_truth``.
 
@@ -93,7 +93,7 @@ def _pick(conns: dict[str, list], kind: str, wanted: str | None, bag: Path, requ
 
 
 def load(path: Path, lidar_topic: str | None = None, imu_topic: str | None = None,
-         camera_topic: str | None = None, gt_topic: str | None = None, calib: str | Path | None = None) -> Sequence:
+         camera_topic: str | None = None, gt_topic: str | None = None) -> Sequence:
     """Open a bag as a lazy :class:`Sequence` (see the module notes).
 
     Raises:
@@ -127,7 +127,7 @@ def load(path: Path, lidar_topic: str | None = None, imu_topic: str | None = Non
         infos = [c for c in conns.get("camera_info", []) if c.topic.rsplit("/", 1)[0] == ns] or conns.get("camera_info", [])
         info_c = infos[0] if infos else None
     idx = _index(reader, bag, lidar, imu_c, cam, info_c, gt_c)
-    calibration = _calibration(idx, bag, calib)
+    calibration = _calibration(idx, bag)
     main = "lidar" if lidar is not None else "camera" if cam is not None else None
     if main is None:
         raise DataError(bag, "an IMU-only bag has no frames: fuse4d needs a LiDAR or camera topic for frames")
@@ -238,16 +238,8 @@ def _index(reader, bag: Path, lidar, imu_c, cam, info_c, gt_c) -> dict:
     return idx
 
 
-def _calibration(idx: dict, bag: Path, calib: str | Path | None) -> Calibration:
-    """From a calibration YAML when given, else ``/tf_static`` and CameraInfo (identity where unknown)."""
-    if calib is not None:
-        import yaml
-        p = Path(calib)
-        try:
-            doc = yaml.safe_load(p.read_text())
-            return Calibration.from_dict(doc.get("calibration", doc))
-        except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError) as e:
-            raise DataError(p, f"cannot read calibration: {e}") from None
+def _calibration(idx: dict, bag: Path) -> Calibration:
+    """From ``/tf_static`` and CameraInfo (identity where unknown; ``load_sequence(calib=...)`` overrides)."""
     fr = idx["frames"]
     body = fr.get("imu") or fr.get("lidar") or fr.get("camera")
     c = Calibration()

@@ -107,7 +107,7 @@ def read_scan(file: Path, stamp: float) -> tuple[np.ndarray, np.ndarray | None]:
     return pts[keep], ptime
 
 
-def load(path: Path, calib: str | Path | None = None) -> Sequence:
+def load(path: Path) -> Sequence:
     """Open a folder of scans as a lazy LiDAR-only :class:`Sequence` (body = LiDAR frame).
 
     Raises:
@@ -119,14 +119,7 @@ def load(path: Path, calib: str | Path | None = None) -> Sequence:
     if len(scans) < 2:
         raise DataError(path, f"needs at least two .pcd/.ply scans, found {len(scans)}")
     t = _timestamps(path, scans)
-    calibration = Calibration()
-    if calib is not None:
-        import yaml
-        try:
-            doc = yaml.safe_load(Path(calib).read_text())
-            calibration = Calibration.from_dict(doc.get("calibration", doc))
-        except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError) as e:
-            raise DataError(calib, f"cannot read calibration: {e}") from None
+    calibration = Calibration()  # body = LiDAR; load_sequence(path, calib=...) gives extrinsics
 
     def loader(i: int) -> Frame:
         pts, ptime = read_scan(scans[i], float(t[i]))

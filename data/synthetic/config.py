@@ -54,13 +54,17 @@ class SynthConfig:
     acc_bias_sigma: float = 0.03
     gyro_bias_sigma: float = 2.0e-3
     imu_burst_scale: float = 30.0
-    # ego loop (squircle road loop, see ego.py)
-    loop_half_size: tuple[float, float] = (38.0, 32.0)
-    loop_squareness: float = 0.02
+    # road network and ego drive (drawn per seed from these ranges, see road.py and ego.py)
+    loop_length: tuple[float, float] = (150.0, 255.0)
     lap_time: float = 18.5
-    speed_wobble: float = 0.05
-    hill_height: float = 3.0
-    hill_width: float = 15.0
+    max_mean_speed: float = 13.5
+    speed_wobble: float = 0.12
+    max_lateral_acc: float = 4.0
+    stop_count: tuple[int, int] = (0, 1)
+    stop_duration: tuple[float, float] = (1.0, 1.6)
+    hill_height: tuple[float, float] = (1.0, 4.5)
+    hill_width: tuple[float, float] = (20.0, 40.0)
+    side_streets: tuple[int, int] = (1, 2)
     body_height: float = 0.3
     # traffic
     cars_same_lane: int = 2
@@ -91,6 +95,16 @@ class SynthConfig:
         lo, hi = self.lidar_fov_deg
         if not -90.0 < lo < hi < 90.0:
             raise ConfigError(f"SynthConfig.lidar_fov_deg must be (down, up) within ±90°, got {self.lidar_fov_deg}")
+        for name in ("loop_length", "stop_count", "stop_duration", "hill_height", "hill_width", "side_streets"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ConfigError(f"SynthConfig.{name} must be a range (low, high) with 0 <= low <= high, "
+                                  f"got {getattr(self, name)!r}")
+        if self.loop_length[0] < 100.0:
+            raise ConfigError(f"SynthConfig.loop_length must start at >= 100 m, got {self.loop_length!r}")
+        if self.stop_count[1] * self.stop_duration[1] > 0.4 * self.lap_time:
+            raise ConfigError("SynthConfig: stops may take at most 40 % of lap_time "
+                              f"({self.stop_count[1]} x {self.stop_duration[1]} s of {self.lap_time} s)")
         for d in self.degradations:
             _check_span(d)
 

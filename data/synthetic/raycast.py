@@ -204,7 +204,7 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf, with_color: bool = 
         cls[pos] = actors.cls[k]
         inst[pos] = actors.ids[k]
         if with_color:
-            color[pos] = actors.color[k] * actors.parts.shade[part, None]
+            color[pos] = actors.parts.color[part]
         normal[pos] = b_n[order]
         dynamic[pos] = True
         paint[pos] = False

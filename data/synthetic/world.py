@@ -20,10 +20,11 @@ from fuse4d.data.classes import CAR
 from fuse4d.data.synthetic.actors import Actors
 from fuse4d.data.synthetic.camera import Camera
 from fuse4d.data.synthetic.config import SynthConfig, degradation_spans, resolve_config
-from fuse4d.data.synthetic.ego import EgoTrajectory, Loop, rot_y, rot_z
+from fuse4d.data.synthetic.ego import EgoTrajectory, SpeedProfile, draw_stops, rot_y, rot_z
 from fuse4d.data.synthetic.groundtruth import ground_truth_maps
 from fuse4d.data.synthetic.imu import imu_times, synthesize_imu
 from fuse4d.data.synthetic.lidar import Lidar
+from fuse4d.data.synthetic.road import Road, make_road
 from fuse4d.data.synthetic.scene import StaticScene, place_static
 from fuse4d.data.synthetic.terrain import Terrain
 from fuse4d.data.types import Calibration, Frame, Sequence
@@ -66,9 +67,9 @@ class World:
         t0 = time.perf_counter()
         static = _static_world(self.seed, _layout_key(cfg))
         log.debug("static world for seed %d ready in %.2f s", self.seed, time.perf_counter() - t0)
-        self.loop, self.terrain, self.prims = static["loop"], static["terrain"], static["prims"]
+        self.road, self.loop, self.terrain, self.prims = static["road"], static["loop"], static["terrain"], static["prims"]
         self.parked, self.static, self.gt_maps = static["parked"], static["static"], static["gt_maps"]
-        self.ego = EgoTrajectory(self.loop, cfg.lap_time, cfg.speed_wobble)
+        self.ego = static["ego"]
         next(steps)
         self.actors = Actors(self.terrain, self.ego, cfg, rngs[2], first_id=len(self.parked["id"]))
         self.camera, self.lidar = Camera.from_config(cfg), Lidar.from_config(cfg)
@@ -145,7 +146,10 @@ class World:
 
     def sequence(self, scenario: str = "default") -> Sequence:
         """The lazy :class:`Sequence` of this world's frames."""
-        meta: dict[str, Any] = {"format": "synthetic", "seed": self.seed, "scenario": scenario,
+        world = dict(self.road.info, lap_time_s=float(self.cfg.lap_time),
+                     stops=[{"t_start": round(a, 3), "t_stop": round(b, 3)} for a, b in self.ego.profile.stops])
+        meta: dict[str, Any] = {"format": "synthetic", "seed": self.seed, "split": split_of(self.seed),
+                                "scenario": scenario, "world": world,
                                 "degradations": [dict(s, t_start=float(self.times[s["start"]]),
                                                       t_stop=float(self.times[s["stop"] - 1])) for s in self.spans],
                                 "ground_truth": list(GROUND_TRUTH_LAYERS),
@@ -155,8 +159,9 @@ class World:
                         metadata=meta, name=f"synthetic-{scenario}-{self.seed}", gt_maps=self.gt_maps)
 
 
-#: config fields that shape the static world (everything else leaves it unchanged)
-LAYOUT_FIELDS = ("loop_half_size", "loop_squareness", "hill_height", "hill_width", "body_height", "world_margin",
+#: config fields that shape the static world and the ego drive (everything else leaves them unchanged)
+LAYOUT_FIELDS = ("loop_length", "lap_time", "max_mean_speed", "speed_wobble", "max_lateral_acc", "stop_count",
+                 "stop_duration", "hill_height", "hill_width", "side_streets", "body_height", "world_margin",
                  "terrain_spacing", "tree_count", "parked_car_probability", "occupancy_resolution",
                  "elevation_resolution", "raycast_threads")
 
@@ -165,22 +170,72 @@ def _layout_key(cfg: SynthConfig) -> tuple:
     return tuple((f, getattr(cfg, f)) for f in LAYOUT_FIELDS)
 
 
+def split_of(seed: int) -> str:
+    """Dataset split of a world seed: ``"test"`` when ``seed % 10 == 0``, ``"val"`` when 1, else ``"train"``."""
+    r = int(seed) % 10
+    return "test" if r == 0 else "val" if r == 1 else "train"
+
+
+def seeds_of(split: str, n: int, start: int = 0) -> list[int]:
+    """The first ``n`` seeds ``>= start`` of a split (``train``, ``val`` or ``test``), ascending.
+
+    Raises:
+        ConfigError: unknown split or negative n.
+    """
+    from fuse4d.errors import ConfigError
+
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if n < 0:
+        raise ConfigError(f"n must be >= 0, got {n}")
+    out, seed = [], max(0, int(start))
+    while len(out) < n:
+        if split_of(seed) == split:
+            out.append(seed)
+        seed += 1
+    return out
+
+
+SPLITS = ("train", "val", "test")
+
+
+def road_and_drive(seed: int, cfg: SynthConfig) -> tuple[Road, EgoTrajectory]:
+    """The road network and the ego drive of a seed (no ground, no rendering: cheap).
+
+    A loop too long to drive in ``lap_time`` within plausible speeds and accelerations is
+    redrawn smaller (same shape and draws, shorter length).
+    """
+    seeds = np.random.SeedSequence([seed, 1]).spawn(6)
+    shrink = 1.0
+    for _ in range(5):
+        rng_road, rng_drive = np.random.default_rng(seeds[4]), np.random.default_rng(seeds[5])
+        n_stops = int(rng_drive.integers(cfg.stop_count[0], cfg.stop_count[1] + 1))
+        durations = rng_drive.uniform(*cfg.stop_duration, n_stops)
+        road = make_road(cfg, rng_road, max_stop_time=float(durations.sum()), shrink=shrink)
+        where = draw_stops(road, n_stops, rng_drive)
+        profile = SpeedProfile(road.loop, cfg, rng_drive, where, list(durations[:len(where)]))
+        if profile.overdrive <= (1.15 if where else 1.08):  # a standstill costs time: allow a brisker drive
+            break
+        shrink /= profile.overdrive ** 1.5
+    return road, EgoTrajectory(road.loop, profile)
+
+
 @functools.lru_cache(maxsize=2)
 def _static_world(seed: int, layout: tuple) -> dict[str, Any]:
-    """Ground, static primitives, Embree scene and GT maps for a seed (cached: scenarios of
-    one seed share them). GT map arrays are read-only."""
+    """Road, ego drive, ground, static primitives, Embree scene and GT maps for a seed (cached:
+    scenarios of one seed share them). GT map arrays are read-only."""
     cfg = replace(SynthConfig(), **dict(layout))
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(4)]
-    loop = Loop.from_config(cfg)
-    terrain = Terrain(loop, cfg, rngs[0])
+    road, ego = road_and_drive(seed, cfg)
+    terrain = Terrain(road, cfg, rngs[0])
     prims, parked = place_static(terrain, cfg, rngs[1])
     gt_maps = ground_truth_maps(terrain, prims, cfg)
     for layer in gt_maps.values():
         for v in layer.values():
             if isinstance(v, np.ndarray):
                 v.setflags(write=False)
-    return {"loop": loop, "terrain": terrain, "prims": prims, "parked": parked, "gt_maps": gt_maps,
-            "static": StaticScene(terrain, prims, cfg.raycast_threads)}
+    return {"road": road, "loop": road.loop, "ego": ego, "terrain": terrain, "prims": prims, "parked": parked,
+            "gt_maps": gt_maps, "static": StaticScene(terrain, prims, cfg.raycast_threads)}
 
 
 def _progress(enabled: bool, stages: list[str]):

@@ -107,16 +107,17 @@ class TestEgoLoop:
         P = default_world.sequence().gt_poses
         d = np.linalg.norm(P[150:, :3, 3] - P[0, :3, 3], axis=1)
         i = 150 + int(d.argmin())
-        assert d.min() < 3.0
-        assert np.degrees(rotation_angle(P[0, :3, :3].T @ P[i, :3, :3])) < 15.0
-        # the two views see the same scene: most pixels agree on the class
+        assert d.min() < 0.5  # the lap takes exactly lap_time = 18.5 s: frame 185
+        assert np.degrees(rotation_angle(P[0, :3, :3].T @ P[i, :3, :3])) < 1.0
+        # the two views see the same static scene: the pixels no actor covers agree on the class
         a, b = default_world.frame(0), default_world.frame(i)
-        assert (a.semantics == b.semantics).mean() > 0.7
+        static = ~a.dynamic_mask & ~b.dynamic_mask
+        assert static.mean() > 0.3 and (a.semantics == b.semantics)[static].mean() > 0.95
 
     def test_speed_and_height_vary(self, default_world):
         k = default_world.ego.kinematics(np.arange(0, 20, 0.05))
         speed = np.linalg.norm(k["v"], axis=1)
-        assert speed.min() > 5.0 and speed.max() / speed.min() > 1.4
-        assert np.ptp(k["p"][:, 2]) > 2.0
-        assert np.linalg.norm(k["a"], axis=1).max() < 7.0  # a plausible car
+        assert speed.max() < 20.0 and speed.max() / max(speed.min(), 1e-9) > 1.4
+        assert np.ptp(k["p"][:, 2]) > 1.0
+        assert np.linalg.norm(k["a"], axis=1).max() < 8.5  # a plausible car
         assert np.abs(k["omega"][:, 2]).max() > 0.3  # real turns
