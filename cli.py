@@ -125,7 +125,7 @@ def synth(
         truth = None
         if calib_error:
             from fuse4d.calib.io import parse_error_spec, with_calibration_error
-            seq, truth = with_calibration_error(seq, seed=seed, **parse_error_spec(calib_error))
+            seq, truth = with_calibration_error(seq, seed=world_seed, **parse_error_spec(calib_error))
         path = export_sequence(seq, out, format=format, progress=_tty(), overwrite=overwrite)
         if truth is not None:
             from fuse4d.calib.io import TRUE_NAME, write_calibration
