@@ -50,23 +50,60 @@ class Trajectory:
         return float(np.linalg.norm(np.diff(self.positions, axis=0), axis=1).sum()) if len(self) > 1 else 0.0
 
 
+def _text_lines(path: Path):
+    """The file's lines; DataError for a binary (non-UTF-8) file."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not a text trajectory file (binary data at byte {e.start})") from None
+
+
+def _check_times(t: np.ndarray, path: Path) -> np.ndarray:
+    """Rows to keep: stamps must not go backwards (a shuffled file would be paired wrongly).
+
+    A repeated stamp (VIO systems write a keyframe twice; evo's own test data has
+    one) is kept, as evo keeps it, with a warning naming the first; a stamp lower
+    than the previous one is a DataError.
+    """
+    dt = np.diff(t)
+    back = np.flatnonzero(dt < 0)
+    if back.size:
+        i = int(back[0])
+        raise DataError(path, f"timestamps go backwards at pose {i + 1}: {t[i]} then {t[i + 1]} "
+                              "(the file must be sorted by time)")
+    dup = np.flatnonzero(dt == 0)
+    if dup.size:
+        import logging
+        logging.getLogger(__name__).warning("%s: %d repeated timestamp(s), first at pose %d (kept, as evo keeps them)",
+                                            path, int(dup.size), int(dup[0]) + 1)
+    return np.ones(len(t), bool)
+
+
+def _quaternions(q_xyzw: np.ndarray, path: Path) -> np.ndarray:
+    """Unit-normalise ``[S, 4]``; DataError naming the first zero quaternion."""
+    norm = np.linalg.norm(q_xyzw, axis=1)
+    bad = np.flatnonzero(norm < 1e-9)
+    if bad.size:
+        raise DataError(path, f"pose {int(bad[0])}: zero quaternion (qx qy qz qw all 0) is not a rotation")
+    return q_xyzw / norm[:, None]
+
+
 def _load_table(path: Path, min_cols: int, delimiter: str | None = None) -> np.ndarray:
     if not path.is_file():
         raise DataError(path, "trajectory file not found")
     rows = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            s = line.strip()
-            if not s or s.startswith("#") or s[0].isalpha():
-                continue
-            parts = s.replace(",", " ").split() if delimiter is None else s.split(delimiter)
-            try:
-                vals = [float(x) for x in parts]
-            except ValueError:
-                raise DataError(path, f"line {lineno}: not numeric: {s[:80]!r}") from None
-            if len(vals) < min_cols:
-                raise DataError(path, f"line {lineno}: expected at least {min_cols} columns, got {len(vals)}")
-            rows.append(vals[:min_cols])
+    for lineno, line in enumerate(_text_lines(path), 1):
+        s = line.strip()
+        if not s or s.startswith("#") or s[0].isalpha():
+            continue
+        parts = s.replace(",", " ").split() if delimiter is None else s.split(delimiter)
+        try:
+            vals = [float(x) for x in parts]
+        except ValueError:
+            raise DataError(path, f"line {lineno}: not numeric: {s[:80]!r}") from None
+        if len(vals) < min_cols:
+            raise DataError(path, f"line {lineno}: expected at least {min_cols} columns, got {len(vals)}")
+        rows.append(vals[:min_cols])
     if not rows:
         raise DataError(path, "no poses in file")
     arr = np.asarray(rows, dtype=np.float64)
@@ -80,11 +117,11 @@ def read_tum(path: str | Path) -> Trajectory:
     path = Path(path)
     a = _load_table(path, 8)
     frame = "body"
-    with open(path) as f:
-        head = f.readline()
+    head = (_text_lines(path) or [""])[0]
     if head.startswith("#") and "frame:" in head:
         frame = head.split("frame:")[1].split()[0].strip(",;")
-    return Trajectory(a[:, 0], pose_from_tq(a[:, 1:4], a[:, 4:8]), frame)
+    a = a[_check_times(a[:, 0], path)]
+    return Trajectory(a[:, 0], pose_from_tq(a[:, 1:4], _quaternions(a[:, 4:8], path)), frame)
 
 
 def read_kitti(path: str | Path, times: str | Path | np.ndarray | None = None) -> Trajectory:
@@ -101,14 +138,16 @@ def read_kitti(path: str | Path, times: str | Path | np.ndarray | None = None) -
         t = _load_table(Path(times), 1)[:, 0]
     if len(t) != len(T):
         raise DataError(path, f"{len(T)} poses but {len(t)} timestamps")
-    return Trajectory(t, T)
+    keep = _check_times(t, Path(times) if isinstance(times, (str, Path)) else path)
+    return Trajectory(t[keep], T[keep])
 
 
 def read_euroc(path: str | Path) -> Trajectory:
     """Read an EuRoC ASL CSV (``t[ns], px, py, pz, qw, qx, qy, qz, ...``)."""
     path = Path(path)
     a = _load_table(path, 8)
-    q_xyzw = a[:, [5, 6, 7, 4]]
+    a = a[_check_times(a[:, 0], path)]
+    q_xyzw = _quaternions(a[:, [5, 6, 7, 4]], path)
     return Trajectory(a[:, 0] * 1e-9, pose_from_tq(a[:, 1:4], q_xyzw))
 
 
@@ -117,19 +156,18 @@ def guess_format(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "trajectory file not found")
-    with open(path) as f:
-        for line in f:
-            s = line.strip()
-            if not s or s.startswith("#") or s[0].isalpha():
-                continue
-            n = len(s.replace(",", " ").split())
-            if "," in s and n >= 8:
-                return "euroc"
-            if n == 12:
-                return "kitti"
-            if n == 8:
-                return "tum"
-            raise DataError(path, f"cannot tell the trajectory format from a line of {n} columns (TUM has 8, KITTI 12, EuRoC CSV ≥ 8 with commas)")
+    for line in _text_lines(path):
+        s = line.strip()
+        if not s or s.startswith("#") or s[0].isalpha():
+            continue
+        n = len(s.replace(",", " ").split())
+        if "," in s and n >= 8:
+            return "euroc"
+        if n == 12:
+            return "kitti"
+        if n == 8:
+            return "tum"
+        raise DataError(path, f"cannot tell the trajectory format from a line of {n} columns (TUM has 8, KITTI 12, EuRoC CSV ≥ 8 with commas)")
     raise DataError(path, "no poses in file")
 
 
