@@ -78,12 +78,29 @@ def detect_format(path: str | Path) -> str:
         if r.detect(p):
             return r.name
     if p.is_dir():  # a folder of logs (Argoverse 2 val/, a folder of EuRoC sequences): list them
-        logs = sorted(c.name for c in p.iterdir() if c.is_dir() and any(r.detect(c) for r in readers()))
+        logs = _logs_inside(p)
+        if len(logs) == 1:
+            return detect_format(p / logs[0])
         if logs:
             shown = ", ".join(logs[:10]) + (f", ... ({len(logs)} in all)" if len(logs) > 10 else "")
             raise DataError(p, f"holds {len(logs)} logs ({shown}); pick one with --log NAME")
     names = ", ".join(r.name for r in readers())
     raise DataError(p, f"unknown log layout: no reader recognises it (known formats: {names})")
+
+
+def _logs_inside(p: Path) -> list[str]:
+    """Names of the sub-folders of ``p`` that a reader recognises."""
+    return sorted(c.name for c in p.iterdir() if c.is_dir() and any(r.detect(c) for r in readers()))
+
+
+def resolve_log(path: str | Path) -> Path:
+    """``path``, or its only sub-folder holding a log when ``path`` itself is no log (a download's wrapper folder)."""
+    p = Path(path).expanduser()
+    if p.is_dir() and not any(r.detect(p) for r in readers()):
+        logs = _logs_inside(p)
+        if len(logs) == 1:
+            return p / logs[0]
+    return p
 
 
 def load_sequence(path: str | Path, format: str | None = None, calib: Any = None, **options: Any) -> Sequence:
@@ -100,9 +117,9 @@ def load_sequence(path: str | Path, format: str | None = None, calib: Any = None
     Raises:
         DataError: the path is missing, its layout is unknown, or a file is bad.
     """
-    p = Path(path).expanduser()
-    name = format or detect_format(p)
     _ensure_loaded()
+    p = resolve_log(path)
+    name = format or detect_format(p)
     if name not in _READERS:
         raise DataError(p, f"unknown format {name!r}; known: {', '.join(sorted(_READERS))}")
     import inspect
