@@ -118,6 +118,9 @@ class Pipeline:
         from fuse4d.faults import guard_frames
         from fuse4d.rundir import open_run_folder
 
+        if not isinstance(seq, Sequence):  # a path: any log format load_sequence reads
+            from fuse4d.data.registry import load_sequence
+            seq = load_sequence(seq)
         seq = self.select(seq)
         if len(seq) < 2:
             raise DataError(seq.path, f"needs at least 2 frames, got {len(seq)}")
