@@ -6,8 +6,8 @@ of the static world find consistent partners in the other frames of the window
 is high, and stable over frames), while patches of moving objects do not: the
 scene behind them changed, so their best matches in other frames are weak and
 vary. We measure, per patch token and exposed layer, the mean of its ``topk``
-best cosine similarities in every other frame, average that over frames and
-layers, and call a patch moving when this match strength is an outlier low in
+best cosine similarities in every other frame, average that over the best quarter
+of the frames (a static place leaves the view as the camera moves) and layers, and call a patch moving when this match strength is an outlier low in
 its window: the window's match strengths are split in two groups (Otsu) when
 they clearly form two, else only robust outliers count (most of a scene is static).
 """
@@ -19,7 +19,7 @@ import numpy as np
 from fuse4d.errors import DataError
 
 
-def cross_frame_similarity(tokens: np.ndarray, layers: list[int] | None = None, topk: int = 4,
+def cross_frame_similarity(tokens: np.ndarray, layers: list[int] | None = None, topk: int = 1,
                            max_gap: int | None = None) -> np.ndarray:
     """Match strength of each patch token with the other frames of the window.
 
@@ -29,7 +29,8 @@ def cross_frame_similarity(tokens: np.ndarray, layers: list[int] | None = None, 
         topk: best matches in a frame that are averaged.
         max_gap: only frames at most this far apart are compared (None = all).
     Returns:
-        ``[S, P]`` float32 mean (over layers and other frames) of the top-k cosine similarity;
+        ``[S, P]`` float32 mean (over layers and the best quarter of the other frames) of the top-k
+        cosine similarity;
         NaN for a window of one frame.
     Raises:
         DataError: tokens not 4-D.
@@ -53,7 +54,11 @@ def cross_frame_similarity(tokens: np.ndarray, layers: list[int] | None = None, 
         # Gram of frame s's tokens with every other frame's: [L, P, len(others) * P]
         gram = np.einsum("lpd,ltqd->ltpq", x[:, s], x[:, others])
         best = -np.partition(-gram, k - 1, axis=-1)[..., :k].mean(-1)  # [L, T, P]
-        total[s] = best.mean(axis=(0, 1))
+        # the best quarter of the other frames: a static place leaves the view as the camera moves,
+        # so it has partners in the frames near it, not in all; a moving one has them in none
+        part = max(1, len(others) // 4)
+        top = -np.partition(-best, part - 1, axis=1)[:, :part]
+        total[s] = top.mean(axis=(0, 1))
         count[s] = 1
     return np.where(count > 0, total, np.nan).astype(np.float32)
 
@@ -62,7 +67,7 @@ def split_threshold(values: np.ndarray, min_separation: float = 0.78, z_threshol
                     ) -> tuple[float, float]:
     """Threshold and softness between weak (moving) and strong (static) match strengths ``[M]``.
 
-    Otsu's split of the histogram when the values are clearly two groups (between-class share
+    Midway between the two groups of Otsu's split of the histogram, when the values clearly form two (between-class share
     of the variance ≥ ``min_separation``; one Gaussian gives 0.64); otherwise the window is
     taken as all static and only robust outliers (``z_threshold`` MADs below the median) count.
     Returns ``(threshold, scale)``: probability ``sigmoid((threshold − value) / scale)``.
@@ -79,12 +84,12 @@ def split_threshold(values: np.ndarray, min_separation: float = 0.78, z_threshol
     k = int(np.argmax(between))
     if v.var() > 0 and between[k] / v.var() >= min_separation:
         lo, hi = v[v <= c[k]].mean(), v[v > c[k]].mean()
-        return float(c[k]), max(float(hi - lo) / 8.0, 1e-3)
+        return float(lo + hi) / 2, max(float(hi - lo) / 8.0, 1e-3)  # midway between the groups' means
     return med - z_threshold * mad, mad
 
 
 def attention_cue(tokens: np.ndarray, patch_grid: tuple[int, int], image_size: tuple[int, int],
-                  layers: list[int] | None = None, topk: int = 4) -> np.ndarray:
+                  layers: list[int] | None = None, topk: int = 1) -> np.ndarray:
     """Per-pixel moving probability from the attention tokens of a window.
 
     Args:

@@ -86,7 +86,7 @@ class DynamicsConfig:
     track_baseline: int = 4
     vel_gate: float = 3.0
     attn_layers: list[int] | None = None
-    attn_topk: int = 4
+    attn_topk: int = 1
     consistency_tau: float = 0.05
     cue_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
