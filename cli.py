@@ -217,6 +217,7 @@ def run(
     gt_topic: Optional[str] = typer.Option(None, help="ROS bag: an Odometry/PoseStamped topic to use as ground truth"),
     calib: Optional[Path] = typer.Option(None, "--calib", help="calib.yaml (from `fuse4d calib`) replacing the log's calibration"),
     overwrite: bool = typer.Option(False, help="replace a finished run at OUT (the old one stays until the new one is complete)"),
+    precision: Optional[str] = typer.Option(None, help="fusion network precision: fp32 (default), bf16 or int8 (dynamic quantisation)"),
 ) -> None:
     """Estimate metric poses (and every map that exists) for a log.
 
@@ -236,6 +237,8 @@ def run(
             overrides["data"] = {"stop": frames}
         if on_error is not None:
             overrides["run"]["on_error"] = on_error
+        if precision is not None:
+            overrides["run"]["precision"] = precision
         cfg = load_config(config, sets=set_ or (), **overrides)
         seq = load_sequence(_log_path(input, log), calib=calib,
                             **_reader_options(drive, lidar_topic, imu_topic, camera_topic, gt_topic))

@@ -67,6 +67,7 @@ class RunConfig:
     sensors: str | None = None  # e.g. "camera,imu": use only these sensors of the log (None = all)
     write_plots: bool = True
     on_error: str = "stop"
+    precision: str = "fp32"  # fusion network on CPU: fp32, bf16 (autocast) or int8 (dynamic quantisation)
 
 
 #: section → (module, class) of the subsystem's typed config
@@ -262,6 +263,8 @@ def config_from_dict(d: dict[str, Any], source: str = "<dict>") -> PipelineConfi
         raise ConfigError(f"{source}: data.stop (--frames) must be >= 1, got {cfg.data.stop}")
     if cfg.run.on_error not in ON_ERROR:
         raise ConfigError(f"{source}: run.on_error must be stop or skip, got {cfg.run.on_error!r}")
+    if cfg.run.precision not in ("fp32", "bf16", "int8"):
+        raise ConfigError(f"{source}: run.precision must be fp32, bf16 or int8, got {cfg.run.precision!r}")
     return cfg
 
 

@@ -93,7 +93,7 @@ class Pipeline:
                     raise DataError(ckpt, "this fuse4d has no fusion model code to load a checkpoint with")
                 return None
             try:
-                self._predictor = Predictor.from_checkpoint(ckpt or None)
+                self._predictor = Predictor.from_checkpoint(ckpt or None, precision=getattr(self.config.run, "precision", "fp32"))
             except DataError as e:
                 if ckpt:
                     raise

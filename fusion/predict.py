@@ -80,7 +80,12 @@ class Predictor:
         threads (None = leave torch's setting).
     """
 
-    def __init__(self, model: FusionModel, name: str = "fusion", threads: int | None = None):
+    def __init__(self, model: FusionModel, name: str = "fusion", threads: int | None = None,
+                 precision: str = "fp32"):
+        if precision != "fp32":   # bf16 autocast / int8 dynamic quantisation (fusion/quantize.py)
+            from fuse4d.fusion.quantize import apply_precision
+            model = apply_precision(model, precision)
+        self.precision = precision
         self.model = model.eval()
         self.cfg = model.cfg
         self.name = name
@@ -88,11 +93,14 @@ class Predictor:
             torch.set_num_threads(threads)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None, threads: int | None = None) -> "Predictor":
-        """Load a checkpoint (None = the shipped one). Raises DataError naming the file."""
+    def from_checkpoint(cls, path: str | Path | None = None, threads: int | None = None,
+                        precision: str = "fp32") -> "Predictor":
+        """Load a checkpoint (None = the shipped one) to run at ``precision`` (fp32, bf16,
+        int8). Raises DataError naming the file."""
         path = SHIPPED_CHECKPOINT if path is None else Path(path)
         ck = load_checkpoint(path)
-        return cls(build_model(ck, path), name=f"{path.name}", threads=threads)
+        name = path.name if precision == "fp32" else f"{path.name}:{precision}"
+        return cls(build_model(ck, path), name=name, threads=threads, precision=precision)
 
     @classmethod
     def untrained(cls, cfg: ModelConfig | None = None, seed: int = 0) -> "Predictor":
