@@ -13,8 +13,9 @@ source log has the ground truth (keys are absent otherwise):
 - ``net_rpe_trans_m`` / ``net_rpe_rot_deg``: RMSE of ``net/T_prev_cur`` against the
   ground-truth relative body motion between consecutive run frames;
 - ``gate_<rgb|lidar|imu>_<clean|span>``: mean ``gates`` weight per modality over the
-  frames outside every degraded span and over each span (``degradations.json`` of
-  the run folder, else the source's ``seq.degradations``).
+  frames outside every degraded span and over each span present (``camera_dark``,
+  ``lidar_dropout``, ``imu_burst``, ...: ``degradations.json`` of the run folder, else
+  the source's ``seq.degradations``).
 
 Every statistic is pooled over all scored pixels/points/frames of the run, not
 averaged per frame.
@@ -39,10 +40,6 @@ from fuse4d.evaluation import register_run_evaluator
 from fuse4d.geometry import invert, rotation_angle
 
 log = logging.getLogger(__name__)
-
-#: degradation spans every run reports a gate mean for, besides ``clean`` (others are added when present)
-SPAN_NAMES = ("camera_dark", "lidar_dropout", "imu_burst")
-
 
 def open_source(meta: dict, n_frames: int) -> Sequence | None:
     """The run's source log from its store ``meta``, or None when it cannot be found.
@@ -289,4 +286,4 @@ def fusion_evaluator(run_dir: Path, align: str = "se3") -> dict:
 
 
 __all__ = ["fusion_evaluator", "evaluate_store", "open_source", "source_indices", "net_pose_errors", "gate_means",
-           "miou_from_confusion", "SPAN_NAMES"]
+           "miou_from_confusion"]
