@@ -10,7 +10,8 @@ any log ``load_sequence`` reads, without labels:
   the predicted relative pose (Sampson distance, pixels² at model resolution, capped);
 - LiDAR depth as sparse supervision: the model sees a random ``lidar_keep`` share of
   each scan; the other points, projected into the camera, supervise the depth
-  (DUSt3R confidence-weighted), so it learns to complete depth, not to copy its input;
+  (DUSt3R confidence-weighted), so it learns to complete depth, not to copy its input
+  (with ``sensors`` excluding lidar, every point supervises a camera-only model);
 - IMU preintegration as a pose prior: the gyro's preintegrated rotation between
   frames constrains the predicted rotation (translation needs a velocity state the
   network does not carry, so only rotation is used).
@@ -120,7 +121,8 @@ def prepare(frames: list[Frame], seq: Sequence, cfg, sensors: set[str], keep: fl
         model's reference frame).
     """
     calib = seq.calibration
-    split = [split_points(f.points, keep, rng) if "lidar" in sensors else (f.points, None) for f in frames]
+    # LiDAR as an input: a random share goes in, the rest supervises; not an input: all of it supervises
+    split = [split_points(f.points, keep, rng) if "lidar" in sensors else (None, f.points) for f in frames]
     fed = [replace_frame(f, points=s[0]) if f.points is not None else f for f, s in zip(frames, split)]
     inputs, aux = window_inputs(fed, calib, cfg, sensors, bool(seq.metadata.get("depth_sensor", False)))
     targets: dict = {}

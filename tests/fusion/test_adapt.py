@@ -81,6 +81,11 @@ def test_losses_minimal_at_truth_and_imu_prior_is_true_rotation(log):
     lid = [float(self_supervised_losses(dict(out, depth=out["depth"] * s), inputs, aux, targets, ac)["lidar"])
            for s in (1.0, 1.2, 1.5)]
     assert all(b > a for a, b in zip(lid, lid[1:]))
+    # held out: about half of each scan supervises; LiDAR not an input: all of it does
+    n_all = sum(len(f.points) for f in frames)
+    assert 0.4 < sum(len(p) for p in targets["lidar_points"]) / n_all < 0.6
+    cam_inputs, _, cam_targets = prepare(frames, seq, cfg, {"camera"}, 0.5, np.random.default_rng(0))
+    assert sum(len(p) for p in cam_targets["lidar_points"]) == n_all and "range" not in cam_inputs
 
 
 def test_lidar_split_is_disjoint_and_covers_the_scan():
