@@ -334,6 +334,19 @@ def export(
 
 
 @app.command()
+def view(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `fuse4d run` (or its run.zarr)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default: RUN/report.html)"),
+    metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="evaluate against ground truth (re-reads the source log)"),
+) -> None:
+    """Write a self-contained HTML report of a run: trajectory and its error, maps, frames, gates, notes."""
+    def go():
+        from fuse4d.view import write_report
+        typer.echo(f"wrote {write_report(run_dir, out, with_metrics=metrics)}")
+    _guarded(go)
+
+
+@app.command()
 def calib(
     input: Path = typer.Argument(..., help="a log folder (any supported format); its calibration is the start"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the refined calibration here (calib.yaml) and a before/after PNG beside it"),
