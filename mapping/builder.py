@@ -28,6 +28,7 @@ import numpy as np
 
 from fuse4d.data.classes import ROAD, UNLABELED, colorize
 from fuse4d.data.types import Calibration, Frame, Sequence
+from fuse4d.errors import DataError
 from fuse4d.mapping.config import MappingConfig
 from fuse4d.mapping.elevation import ElevationMap
 from fuse4d.mapping.ground import segment_ground
@@ -133,9 +134,18 @@ class MapBuilder:
             depth: ``[H, W]`` float32 m model depth in the camera view, or None.
         Returns:
             ``{"ground": [N] uint8}`` (1 = ground; empty without LiDAR).
+        Raises:
+            DataError: per-point arrays whose length is not the frame's point count, or a pose
+                that is not 4 × 4 (naming the frame).
         """
         T = np.asarray(T_world_body, np.float64)
         n = 0 if frame.points is None else len(frame.points)
+        for name, arr in (("point_semantics", point_semantics), ("point_dynamic", point_dynamic)):
+            if arr is not None and np.shape(arr) != (n,):
+                raise DataError(None, f"frame {frame.index}: {name} has shape {list(np.shape(arr))}, "
+                                      f"expected [{n}] (one value per LiDAR point)")
+        if T.shape != (4, 4):
+            raise DataError(None, f"frame {frame.index}: T_world_body must be 4x4, got {list(T.shape)}")
         if not np.isfinite(T).all():
             return {"ground": np.zeros(n, np.uint8)}
         T_wl = T @ self.calibration.T_body_lidar
@@ -187,7 +197,7 @@ class MapBuilder:
             self.occupancy.integrate(origin, ps[keep], ls[keep], gs[keep], cfg.max_range, cfg.min_range)
             near = keep & (rng <= cfg.max_range)
             el = keep & (rng <= cfg.elevation_max_range)
-            self.elevation.integrate(ps[el], rng[el], ls[el])
+            self.elevation.integrate(ps[el], rng[el], ls[el], gs[el])
             static_world = (ps[near], ls[near])
             self._add_points(frame, T, ps[near], ls[near])
         if cfg.mesh and frame.image is not None and cal.K is not None and self.frames % cfg.mesh_every == 0:
@@ -254,6 +264,13 @@ class MapBuilder:
             p, self._pending = self._pending, None
             self._integrate(*p, None)
         self._compact()
+        # elevation cells whose top surface was later seen through were a missed moving object
+        c = self.elevation.cell_centres().reshape(-1, 3)
+        seen = np.isfinite(c[:, 2])
+        lo = np.zeros(len(c), np.float32)
+        lo[seen] = self.occupancy.log_odds_at(c[seen] - [0.0, 0.0, 0.5 * cfg.voxel_size])
+        free = lo <= 0.5 * cfg.l_min  # seen through several times more than hit
+        self.transient_cells = self.elevation.drop_transient(free.reshape(self.elevation.mean.shape))
         xyz, rgb, lab = self._pts[0] if self._pts else (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8),
                                                           np.zeros(0, np.uint8))
         self._finished = {
@@ -290,6 +307,11 @@ class _ShiftedOccupancy:
     def occupancy_at(self, points: np.ndarray) -> np.ndarray:
         """Occupancy probability ``[N]`` at world points ``[N, 3]`` (0.5 unknown)."""
         return self.map.occupancy_at(np.asarray(points) - self.anchor)
+
+    def log_odds_at(self, points: np.ndarray) -> np.ndarray:
+        """Log-odds ``[N]`` of the voxels holding world points ``[N, 3]`` (0 unknown)."""
+        ijk = np.floor((np.asarray(points, np.float64) - self.anchor) / self.map.res).astype(np.int64)
+        return self.map.log_odds_at(ijk)
 
     def arrays(self) -> dict[str, Any]:
         """Known voxels with ``ijk`` from 0 and the ``origin`` of voxel ``(0, 0, 0)``."""

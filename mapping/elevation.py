@@ -49,6 +49,9 @@ class ElevationMap:
         self.zmin = np.full(shape, np.nan, np.float32)
         self.zmax = np.full(shape, np.nan, np.float32)
         self.hist = np.zeros((*shape, self.num_classes), np.uint16)
+        self.gmean = np.full(shape, np.nan, np.float32)   # ground points only (no top-surface rule)
+        self.gvar = np.full(shape, np.nan, np.float32)
+        self.ghist = np.zeros((*shape, self.num_classes), np.uint16)
 
     def _grow(self, cmin: np.ndarray, cmax: np.ndarray) -> None:
         """Make cells ``cmin..cmax`` (inclusive, anchor-relative) part of the grid."""
@@ -59,33 +62,43 @@ class ElevationMap:
             cmin, cmax = np.minimum(cmin, self.lo), np.maximum(cmax, self.lo + shape - 1)
         new_lo = np.floor_divide(cmin, _TILE) * _TILE
         new_hi = (np.floor_divide(cmax, _TILE) + 1) * _TILE
-        old = (self.lo, self.mean, self.var, self.zmin, self.zmax, self.hist)
+        names = ("mean", "var", "zmin", "zmax", "hist", "gmean", "gvar", "ghist")
+        old_lo, old = self.lo, [getattr(self, k) for k in names]
         self._alloc(new_lo, tuple(int(v) for v in new_hi - new_lo))
         if shape.all():
-            a = old[0] - new_lo
+            a = old_lo - new_lo
             sl = (slice(a[0], a[0] + shape[0]), slice(a[1], a[1] + shape[1]))
-            self.mean[sl], self.var[sl], self.zmin[sl], self.zmax[sl], self.hist[sl] = old[1:]
+            for k, arr in zip(names, old):
+                getattr(self, k)[sl] = arr
 
     @property
     def origin(self) -> np.ndarray:
         """``[2]`` world xy of the lower corner of cell ``[0, 0]``, m."""
         return self.anchor + self.lo * self.res
 
-    def integrate(self, points: np.ndarray, ranges: np.ndarray, labels: np.ndarray | None = None) -> None:
+    def integrate(self, points: np.ndarray, ranges: np.ndarray, labels: np.ndarray | None = None,
+                  ground: np.ndarray | None = None) -> None:
         """Fuse one scan's static points.
 
         Args:
             points: ``[N, 3]`` world positions, m (moving points already removed).
             ranges: ``[N]`` distance to the sensor, m (sets each point's height noise).
             labels: ``[N]`` uint8 class per point, or None.
+            ground: ``[N]`` bool ground points, also fused into the ground layer
+                (:meth:`drop_transient` falls back to it), or None.
         """
         p = np.asarray(points, np.float64).reshape(-1, 3)
         ok = np.isfinite(p).all(1)
         if not ok.all():
             p, ranges = p[ok], np.asarray(ranges)[ok]
             labels = None if labels is None else np.asarray(labels)[ok]
+            ground = None if ground is None else np.asarray(ground, bool)[ok]
         if len(p) == 0:
             return
+        gsub = None
+        if ground is not None and np.any(ground):
+            g = np.asarray(ground, bool)
+            gsub = (p[g], np.asarray(ranges, np.float64)[g], None if labels is None else np.asarray(labels)[g])
         c = np.floor((p[:, :2] - self.anchor) / self.res).astype(np.int64)
         self._grow(c.min(0), c.max(0))
         c -= self.lo
@@ -128,6 +141,51 @@ class ElevationMap:
             uidx, cnt = np.unique(idx, return_counts=True)
             hf = hist.reshape(-1)
             hf[uidx] = np.minimum(hf[uidx].astype(np.int64) + cnt, np.iinfo(np.uint16).max).astype(np.uint16)
+        if gsub is not None:
+            self._integrate_ground(*gsub)
+
+    def _integrate_ground(self, p: np.ndarray, ranges: np.ndarray, labels: np.ndarray | None) -> None:
+        """Kalman-fuse ground points into the ground layer (mean of all, no top-surface rule)."""
+        c = np.floor((p[:, :2] - self.anchor) / self.res).astype(np.int64) - self.lo
+        flat = c[:, 0] * self.mean.shape[1] + c[:, 1]
+        w = 1.0 / (self.sigma0 + self.sigma_per_m * ranges) ** 2
+        cells, inv = np.unique(flat, return_inverse=True)
+        wsum = np.bincount(inv, w)
+        m, v = np.bincount(inv, w * p[:, 2]) / wsum, 1.0 / wsum
+        gm, gv = self.gmean.reshape(-1), self.gvar.reshape(-1)
+        m0, v0 = gm[cells].astype(np.float64), gv[cells].astype(np.float64)
+        new = np.isnan(m0)
+        k = np.where(new, 1.0, v0 / (v0 + v))
+        gm[cells] = np.where(new, m, m0 + k * (m - m0))
+        gv[cells] = np.maximum(np.where(new, v, (1 - k) * v0), _MIN_VAR)
+        if labels is not None:
+            idx = flat * self.num_classes + np.clip(labels.astype(np.int64), 0, self.num_classes - 1)
+            uidx, cnt = np.unique(idx, return_counts=True)
+            hf = self.ghist.reshape(-1)
+            hf[uidx] = np.minimum(hf[uidx].astype(np.int64) + cnt, np.iinfo(np.uint16).max).astype(np.uint16)
+
+    def drop_transient(self, free: np.ndarray) -> int:
+        """Replace top surfaces that turned out to be transient by the ground layer.
+
+        Args:
+            free: ``[H, W]`` bool, cells whose top-surface voxel was later seen through
+                (occupancy log-odds < 0): a moving object the dynamics stage missed.
+        Returns:
+            the number of cells changed (those without a ground layer become unobserved).
+        """
+        free = np.asarray(free, bool) & np.isfinite(self.mean)
+        has = free & np.isfinite(self.gmean)
+        self.mean[free] = np.where(has[free], self.gmean[free], np.nan)
+        self.var[free] = np.where(has[free], self.gvar[free], np.nan)
+        self.hist[free] = self.ghist[free]
+        return int(free.sum())
+
+    def cell_centres(self) -> np.ndarray:
+        """``[H, W, 3]`` world x, y of each cell centre and its height (NaN unobserved), m."""
+        H, W = self.mean.shape
+        ii, jj = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+        o = self.origin
+        return np.stack([o[0] + (ii + 0.5) * self.res, o[1] + (jj + 0.5) * self.res, self.mean], -1)
 
     def semantics(self) -> np.ndarray:
         """``[H, W]`` uint8 class of each cell's top surface (0 where unobserved/unlabelled)."""

@@ -147,7 +147,7 @@ def _register() -> None:
     @register_run_evaluator
     def map_evaluator(run_dir: Path, align: str = "se3") -> dict:
         """Map metrics of ``run_dir/run.zarr`` against its source log's ground-truth maps."""
-        from fuse4d.data.registry import load_sequence
+        from fuse4d.fusion.evaluation import open_source  # the run's source log (path or synthetic:<scenario>:<seed>)
         from fuse4d.mapping.config import MappingConfig
         from fuse4d.store import RunStore
         path = Path(run_dir) / "run.zarr"
@@ -157,11 +157,8 @@ def _register() -> None:
         maps = read_maps(store)
         if not maps:
             return {}
-        try:
-            seq = load_sequence(store.meta["source"])
-        except Exception:  # the source log moved or is gone: no ground truth to compare with
-            return {}
-        if not seq.gt_maps:
+        seq = open_source(store.meta, store.n_frames)
+        if seq is None or not seq.gt_maps:
             return {}
         cfg = store.meta.get("config", {}).get("mapping") or {}
         return evaluate_maps(maps, seq.gt_maps, MappingConfig.from_dict(cfg) if isinstance(cfg, dict) else None)

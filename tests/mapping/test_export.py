@@ -92,3 +92,10 @@ def test_cli_errors(run_dir, tmp_path):
     assert r.exit_code == 0 and (tmp_path / "ok.ply").stat().st_size > 1000
     with pytest.raises(ConfigError):
         export(d, "tracks", tmp_path / "t.json")
+
+
+def test_builder_rejects_mismatched_point_arrays(drive, frames):
+    from fuse4d.mapping import MapBuilder
+    f = frames[0]
+    with pytest.raises(DataError, match=rf"frame {f.index}: point_dynamic has shape \[3\], expected \[{len(f.points)}\]"):
+        MapBuilder.for_sequence(drive).add_frame(f, f.T_world_body, None, np.zeros(3, np.float32))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fuse4d.data.classes import GROUND
+from fuse4d.data.types import replace_frame
 from fuse4d.mapping.evaluation import evaluate_maps
 from fuse4d.mapping.ground import ground_f1
 
@@ -45,3 +47,14 @@ def test_geometric_labels_without_a_model(drive, frames, build):
     assert labels <= {0, 1} and labels == {0, 1}
     m = evaluate_maps(maps, drive.gt_maps)
     assert m["elev_rmse_m"] <= 0.05
+
+
+@pytest.mark.slow
+def test_metrics_with_estimated_poses(drive, frames, build):
+    """The same maps from fuse4d's own trajectory (LiDAR + IMU odometry) instead of GT poses."""
+    from fuse4d.fusion.estimation import estimate_trajectory
+    est = estimate_trajectory(drive)
+    posed = [replace_frame(f, T_world_body=est.T_world_body[f.index]) for f in frames]
+    b, _ = build(drive, posed)
+    m = evaluate_maps(b.finish(), drive.gt_maps)
+    assert m["occ_iou"] >= 0.75 and m["elev_rmse_m"] <= 0.08 and m["trav_agreement"] >= 0.95

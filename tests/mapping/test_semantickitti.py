@@ -59,8 +59,9 @@ def test_encode_decode_round_trip():
 def test_synth_kitti_round_trip(tmp_path):
     from fuse4d.data.export import export_sequence
     from fuse4d.data.registry import load_sequence
-    from fuse4d.data.synthetic import synthesize
-    seq = synthesize(seed=21, frames=3, scenario="dense_traffic")
+    from fuse4d.data.synthetic import SynthConfig, synthesize
+    small = SynthConfig(image_width=64, image_height=32, lidar_beams=16, lidar_azimuth_steps=512)
+    seq = synthesize(seed=21, frames=3, scenario="dense_traffic", config=small)
     path = export_sequence(seq, tmp_path / "k", format="kitti")
     assert (tmp_path / "k" / "sequences" / "00" / "labels" / "000002.label").is_file()
     back = load_sequence(path)
