@@ -128,7 +128,8 @@ class TestPoseNll:
         t, r, T = self._gt()
         lv = torch.zeros(2, 3, 6, dtype=torch.float64)
         for d in (0.1, 0.5, 2.0):
-            assert pose_nll(t + torch.tensor([d, 0, 0], dtype=torch.float64), r, lv, T).item() == pytest.approx(0.5 * d * d, rel=1e-9)
+            shifted = t + torch.tensor([d, 0, 0], dtype=torch.float64)
+            assert pose_nll(shifted, r, lv, T).item() == pytest.approx(0.5 * d * d, rel=1e-9)
         # rotation perturbed by θ about an axis on the right: geodesic error θ
         vals = []
         for theta in (0.01, 0.1, 0.5, 1.0):
