@@ -12,7 +12,7 @@ Every actor moves along an offset of the ego curve, ``c(u) + d n(u)``:
 
 Boxes are yaw-only, centred half their height above the surface under them.
 Each actor is drawn as coloured box parts (see :mod:`vehicles`: body, cabin,
-wheels; cab, cargo; legs, torso, head).
+wheels; cab, cargo; body, head).
 """
 
 from __future__ import annotations
@@ -129,7 +129,10 @@ class Actors:
 
     def part_poses(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Part box centres ``[P, T, 3]`` and yaws ``[P, T]`` at times ``t [T]``."""
-        centre, yaw = self.poses(t)
+        return self.parts_at(*self.poses(t))
+
+    def parts_at(self, centre: np.ndarray, yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Part box centres ``[P, T, 3]`` and yaws ``[P, T]`` from actor centres ``[K, T, 3]`` and yaws ``[K, T]``."""
         p = self.parts
         cy, sy = np.cos(yaw[p.actor]), np.sin(yaw[p.actor])
         off = p.offset[:, None, :]

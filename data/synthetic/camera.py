@@ -12,7 +12,8 @@ from scipy.stats import norm
 
 from fuse4d.data.synthetic.config import SynthConfig
 from fuse4d.data.synthetic.raycast import Fans, trace
-from fuse4d.data.synthetic.texture import albedo, put_rows, shade, sky
+from fuse4d.data.classes import BUILDING
+from fuse4d.data.synthetic.texture import Lighting, albedo, put_rows, shade, sky
 
 
 #: 256 equiprobable standard-normal quantiles: a random byte → a Gaussian sample (fast pixel noise)
@@ -41,13 +42,19 @@ class Camera:
         self.fan_up_cam = np.stack([one, zero, zero], -1)
         self.fan_angle = np.arctan2(xn[None, :], norm)
 
+    def _tone(self, light: Lighting) -> np.ndarray | None:
+        """The tone curve of ``light`` (cached per lighting)."""
+        if getattr(self, "_tone_key", None) is not light:
+            self._tone_key, self._tone_lut = light, light.tone_lut()
+        return self._tone_lut
+
     @classmethod
     def from_config(cls, cfg: SynthConfig) -> "Camera":
         """Camera from ``image_width``, ``image_height``, ``camera_hfov_deg``."""
         return cls(cfg.image_width, cfg.image_height, cfg.camera_hfov_deg)
 
     def render(self, static, actors, T_world_cam: np.ndarray, t: float, rng: np.random.Generator,
-               noise_sigma: float = 0.0, dark: bool = False) -> dict[str, np.ndarray]:
+               noise_sigma: float = 0.0, dark: bool = False, light: Lighting | None = None) -> dict[str, np.ndarray]:
         """Render one frame.
 
         Args:
@@ -55,6 +62,7 @@ class Camera:
             T_world_cam: ``[4, 4]`` camera pose at time ``t`` (seconds).
             rng: noise generator; noise_sigma: pixel noise σ (0-255 scale).
             dark: render a near-black, noisy image (degradation).
+            light: sun, sky and exposure (None: the default lighting).
 
         Returns ``image [H, W, 3]`` uint8, ``depth [H, W]`` float32, ``semantics [H, W]`` uint8,
         ``dynamic [H, W]`` bool.
@@ -71,10 +79,11 @@ class Camera:
         miss[idx] = False
         sky_idx = np.flatnonzero(miss)
         rgb = np.empty((W * H, 3), np.float32)
-        put_rows(rgb, sky_idx, sky(np.take(flat_dirs, sky_idx, axis=0)))
+        put_rows(rgb, sky_idx, sky(np.take(flat_dirs, sky_idx, axis=0), light))
         p = o.astype(np.float32) + hits["t"][:, None] * np.take(flat_dirs, idx, axis=0)
-        col = albedo(hits["cls"], p, hits["normal"], hits["color"], hits["paint"])
-        put_rows(rgb, idx, shade(col, hits["normal"]))
+        style = np.take(static.lut_style, hits["lut"][hits["cls"] == BUILDING], axis=0)
+        col = albedo(hits["cls"], p, hits["normal"], hits["color"], hits["paint"], style)
+        put_rows(rgb, idx, shade(col, hits["normal"], light))
         img = rgb
         img *= np.float32(255.0)
         if dark:
@@ -83,6 +92,9 @@ class Camera:
             img += np.take(_GAUSS_LUT * np.float32(noise_sigma), rng.integers(0, 256, img.shape, dtype=np.uint8))
         img += np.float32(0.5)
         image = np.clip(img, 0, 255, out=img).astype(np.uint8).reshape(H, W, 3)
+        lut = None if (dark or light is None) else self._tone(light)
+        if lut is not None:  # exposure and contrast of this world's camera
+            image = np.take(lut, image)
         depth = np.zeros(W * H, np.float32)
         depth[idx] = hits["t"]
         sem = np.zeros(W * H, np.uint8)

@@ -166,7 +166,7 @@ class EgoTrajectory:
         L = self.loop
         u, du, ddu = self.param(t)
         c, c1, c2 = L.curve(u), L.curve(u, 1), L.curve(u, 2)
-        h0, h1, h2 = L.height(u), L.height(u, 1), L.height(u, 2)
+        h0, h1, h2 = L.heights(u, 2)
         p = np.column_stack([c, h0 + L.body_height])
         pu = np.column_stack([c1, h1])
         puu = np.column_stack([c2, h2])
@@ -194,10 +194,10 @@ class EgoTrajectory:
         L = self.loop
         u = self.param(t)[0]
         c, c1 = L.curve(u), L.curve(u, 1)
-        h1 = L.height(u, 1)
+        h0, h1 = L.heights(u, 1)
         T = np.zeros((len(t), 4, 4))
         T[:, :2, 3] = c
-        T[:, 2, 3] = L.height(u) + L.body_height
+        T[:, 2, 3] = h0 + L.body_height
         g = np.sqrt(c1[:, 0] ** 2 + c1[:, 1] ** 2)
         cy, sy = c1[:, 0] / g, c1[:, 1] / g
         n = np.sqrt(g * g + h1 * h1)

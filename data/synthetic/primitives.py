@@ -13,6 +13,8 @@ import numpy as np
 import open3d as o3d
 
 BOX, CYLINDER, SPHERE = 0, 1, 2
+#: length of a facade style vector (see ``texture.facade_style``)
+STYLE_DIM = 10
 
 
 def _templates() -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -42,7 +44,8 @@ class Primitives:
     Attributes:
         kind: ``[N]`` int (BOX, CYLINDER, SPHERE); center ``[N, 3]`` m; size ``[N, 3]`` m;
         yaw ``[N]`` rad; cls ``[N]`` uint8 class ids; inst ``[N]`` int32 (-1 = stuff);
-        color ``[N, 3]`` float32 albedo in [0, 1].
+        color ``[N, 3]`` float32 albedo in [0, 1]; style ``[N, STYLE_DIM]`` float32 facade
+        parameters (see ``texture.facade_style``; zeros for everything but buildings).
     """
 
     kind: np.ndarray
@@ -52,20 +55,26 @@ class Primitives:
     cls: np.ndarray
     inst: np.ndarray
     color: np.ndarray
+    style: np.ndarray
 
     def __len__(self) -> int:
         return len(self.kind)
 
     @classmethod
     def from_rows(cls, rows: list[tuple]) -> "Primitives":
-        """Build from rows ``(kind, center[3], size[3], yaw, cls, inst, color[3])``."""
+        """Build from rows ``(kind, center[3], size[3], yaw, cls, inst, color[3][, style[STYLE_DIM]])``."""
         if not rows:
             return cls(np.zeros(0, int), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
-                       np.zeros(0, np.uint8), np.zeros(0, np.int32), np.zeros((0, 3), np.float32))
-        k, c, s, y, cl, ins, col = zip(*rows)
+                       np.zeros(0, np.uint8), np.zeros(0, np.int32), np.zeros((0, 3), np.float32),
+                       np.zeros((0, STYLE_DIM), np.float32))
+        k, c, s, y, cl, ins, col = zip(*(r[:7] for r in rows))
+        style = np.zeros((len(rows), STYLE_DIM), np.float32)
+        for i, r in enumerate(rows):
+            if len(r) > 7:
+                style[i] = r[7]
         return cls(np.asarray(k, int), np.asarray(c, float).reshape(-1, 3), np.asarray(s, float).reshape(-1, 3),
                    np.asarray(y, float), np.asarray(cl, np.uint8), np.asarray(ins, np.int32),
-                   np.asarray(col, np.float32).reshape(-1, 3))
+                   np.asarray(col, np.float32).reshape(-1, 3), style)
 
     def mesh(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All primitives as one mesh: vertices ``[V, 3]``, triangles ``[M, 3]``, primitive index ``[M]``."""

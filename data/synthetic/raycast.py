@@ -159,7 +159,8 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf, with_color: bool = 
     Returns per *hit* (H of the ``F*R`` rays): ``idx [H]`` flat ray index (fan-major), ``t [H]``
     float32, ``cls [H]`` uint8, ``inst [H]`` int32 (-1 = stuff), ``dynamic [H]`` bool,
     ``normal [H, 3]`` float32, ``color [H, 3]`` base albedo (left out when ``with_color`` is False:
-    a LiDAR has no use for it), ``paint [H]`` bool (road marking).
+    a LiDAR has no use for it), ``paint [H]`` bool (road marking), ``lut [H]`` index into the static
+    scene's ``lut_*`` tables of the static triangle behind the hit (valid where the hit is static).
     """
     st = static.cast(fans.origin, fans.dirs)
     t_all = st["t"]
@@ -209,7 +210,7 @@ def trace(static, actors, fans: Fans, max_t: float = np.inf, with_color: bool = 
         dynamic[pos] = True
         paint[pos] = False
     out = {"idx": idx, "t": t_all[idx], "cls": cls, "inst": inst, "dynamic": dynamic, "normal": normal,
-           "paint": paint}
+           "paint": paint, "lut": lut}
     if with_color:
         out["color"] = color
     return out

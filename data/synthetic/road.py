@@ -80,6 +80,10 @@ class Loop:
         """Road surface height (m, world z) at ``u [...]`` (order 0), or its 1st/2nd u-derivative."""
         if order not in (0, 1, 2):
             raise ValueError(f"order must be 0, 1 or 2, got {order}")
+        return self.heights(u, order)[order]
+
+    def heights(self, u: np.ndarray, upto: int = 2) -> list[np.ndarray]:
+        """``[h, h', h'']`` (up to order ``upto``) of the road height at ``u [...]``, in one pass."""
         u = np.asarray(u, dtype=np.float64)
         s, c = np.sin(u), np.cos(u)
         kw = self.flat_kappa
@@ -95,13 +99,16 @@ class Loop:
             sk, ck = np.sin(u - uc), np.cos(u - uc)
             f = a * np.exp(k * (ck - 1.0))
             S0 += f
-            S1 -= k * sk * f
-            S2 += (k * k * sk * sk - k * ck) * f
-        if order == 0:
-            return W * S0 - self.body_height
-        if order == 1:
-            return W1 * S0 + W * S1
-        return W2 * S0 + 2 * W1 * S1 + W * S2
+            if upto >= 1:
+                S1 -= k * sk * f
+            if upto >= 2:
+                S2 += (k * k * sk * sk - k * ck) * f
+        out = [W * S0 - self.body_height]
+        if upto >= 1:
+            out.append(W1 * S0 + W * S1)
+        if upto >= 2:
+            out.append(W2 * S0 + 2 * W1 * S1 + W * S2)
+        return out
 
 
 @dataclass(frozen=True)

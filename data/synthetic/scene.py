@@ -20,6 +20,7 @@ from fuse4d.data.classes import BUILDING, CAR, POLE, SIDEWALK, VEGETATION
 from fuse4d.data.synthetic.config import SynthConfig
 from fuse4d.data.synthetic.primitives import BOX, CYLINDER, SPHERE, Primitives
 from fuse4d.data.synthetic.terrain import PARKING_OFFSET, SIDEWALK_IN, SIDEWALK_OUT, Terrain
+from fuse4d.data.synthetic.texture import facade_style
 from fuse4d.data.synthetic.vehicles import vehicle
 
 BUILDING_COLORS = np.array([[0.62, 0.32, 0.24], [0.78, 0.72, 0.6], [0.6, 0.6, 0.62], [0.85, 0.83, 0.78],
@@ -88,7 +89,8 @@ def place_static(terrain: Terrain, cfg: SynthConfig, rng: np.random.Generator) -
         g = terrain.height_at(pts[:, 0], pts[:, 1])
         base, top = float(g.min()) - 3.0, ground(xy) + h
         rows.append((BOX, (*xy, 0.5 * (base + top)), (w, dep, top - base), yaw, BUILDING, -1,
-                     BUILDING_COLORS[rng.integers(len(BUILDING_COLORS))] * rng.uniform(0.9, 1.1)))
+                     BUILDING_COLORS[rng.integers(len(BUILDING_COLORS))] * rng.uniform(0.9, 1.1),
+                     facade_style(rng)))
         foot.take(pts)
         return True
 
@@ -190,6 +192,8 @@ class StaticScene:
     Attributes:
         n_ground: number of ground triangles (they come first); obj_prim / obj_cls / obj_inst / obj_color:
         class, instance and albedo of the object triangles (index ``tri - n_ground``);
+        lut_cls / lut_inst / lut_color / lut_style: the same per triangle, shifted by one (entry 0:
+        ground, last: no hit), lut_style holding the facade style of building triangles;
         ground_d / ground_sin: ``[n_ground, 3]`` linear lateral-offset and dash-phase planes.
     """
 
@@ -210,6 +214,9 @@ class StaticScene:
         self.lut_cls = np.concatenate([[0], self.obj_cls, [0]]).astype(np.uint8)
         self.lut_inst = np.concatenate([[-1], self.obj_inst, [-1]]).astype(np.int32)
         self.lut_color = np.concatenate([np.zeros((1, 3)), self.obj_color, np.zeros((1, 3))]).astype(np.float32)
+        style = prims.style[owner]
+        self.lut_style = np.concatenate([np.zeros((1, style.shape[1])), style,
+                                         np.zeros((1, style.shape[1]))]).astype(np.float32)
         # ground attributes per triangle as (A0, A1 - A0, A2 - A0): value at barycentric (u, v)
         # is A0 + u dA1 + v dA2; the lateral offset d and the lane-dash phase sin φ
         a = terrain.vertex_attr[gt]  # [Mg, 3 vertices, (d, cos φ, sin φ)]

@@ -1,18 +1,84 @@
-"""Procedural surface appearance: albedo per hit (textures) and LiDAR reflectivity.
+"""Procedural surface appearance: albedo per hit (textures), lighting, and LiDAR reflectivity.
 
 Textures are functions of the world hit point, so they stick to surfaces and
 give the camera trackable features: asphalt noise with lane markings, paving
-tiles, stone blocks and windows on buildings, leafy noise on vegetation.
+tiles, facades (stone blocks, brick, plaster, panels or glass, with windows in
+storeys and bays of a per-building style), leafy noise on vegetation.
+:class:`Lighting` (per world) sets the sun direction, ambient light, sky colour
+and the camera's exposure and contrast (a tone curve on the 8-bit image).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fuse4d.data.classes import BUILDING, NUM_CLASSES, POLE, ROAD, SIDEWALK, TERRAIN, VEGETATION
+from fuse4d.data.synthetic.primitives import STYLE_DIM
 from fuse4d.data.synthetic.terrain import CENTRE_LINE, ROAD_EDGES
 
 SUN = (np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])).astype(np.float32)
+#: facade wall patterns (style[5])
+FACADES = ("stone", "brick", "plaster", "panels", "glass")
+_WINDOW_TINTS = np.array([[0.12, 0.15, 0.22], [0.2, 0.22, 0.24], [0.1, 0.2, 0.22], [0.35, 0.45, 0.55],
+                          [0.08, 0.08, 0.1], [0.25, 0.2, 0.15]], np.float32)
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """Sun, ambient light, sky and camera exposure of one world.
+
+    Attributes:
+        sun: ``[3]`` unit vector towards the sun (world); ambient: share of light that is not direct;
+        gain: exposure factor; gamma: contrast exponent of the tone curve (> 1: darker mid-tones);
+        sky_horizon, sky_zenith: ``[3]`` sky colours.
+    """
+
+    sun: tuple[float, float, float] = tuple(float(x) for x in SUN)
+    ambient: float = 0.4
+    gain: float = 1.0
+    gamma: float = 1.0
+    sky_horizon: tuple[float, float, float] = (0.8, 0.85, 0.92)
+    sky_zenith: tuple[float, float, float] = (0.45, 0.62, 0.9)
+
+    def tone_lut(self) -> np.ndarray | None:
+        """uint8 ``[256]`` tone curve ``255 (gain x / 255)^gamma`` (None when it is the identity)."""
+        if self.gain == 1.0 and self.gamma == 1.0:
+            return None
+        x = np.arange(256) / 255.0
+        return np.clip(255.0 * np.clip(self.gain * x, 0, 1) ** self.gamma + 0.5, 0, 255).astype(np.uint8)
+
+    def summary(self) -> dict:
+        """Sun azimuth/elevation (deg), ambient, exposure gain and gamma, JSON-safe."""
+        sx, sy, sz = self.sun
+        return {"sun_azimuth_deg": round(float(np.degrees(np.arctan2(sy, sx))), 2),
+                "sun_elevation_deg": round(float(np.degrees(np.arcsin(sz))), 2), "ambient": round(self.ambient, 3),
+                "exposure": round(self.gain, 3), "gamma": round(self.gamma, 3)}
+
+
+def draw_lighting(rng: np.random.Generator) -> Lighting:
+    """A random sun (elevation 20-70°, any azimuth), ambient share, exposure (0.7-1.25) and contrast."""
+    az, el = rng.uniform(-np.pi, np.pi), np.radians(rng.uniform(20.0, 70.0))
+    sun = (float(np.cos(el) * np.cos(az)), float(np.cos(el) * np.sin(az)), float(np.sin(el)))
+    haze = rng.uniform(0.0, 1.0)  # clear deep blue .. hazy pale sky
+    horizon = tuple(float(x) for x in np.array([0.8, 0.85, 0.92]) + haze * np.array([0.1, 0.08, 0.04]))
+    zenith = tuple(float(x) for x in np.array([0.35, 0.55, 0.88]) + haze * np.array([0.3, 0.22, 0.04]))
+    return Lighting(sun, float(rng.uniform(0.3, 0.5)), float(rng.uniform(0.7, 1.25)), float(rng.uniform(0.8, 1.25)),
+                    horizon, zenith)
+
+
+def facade_style(rng: np.random.Generator) -> np.ndarray:
+    """A building's facade parameters ``[STYLE_DIM]`` float32: storey height (m), bay width (m),
+    window width / bottom / top fractions, wall pattern (index into FACADES), window RGB, roof grey."""
+    pattern = int(rng.choice(len(FACADES), p=[0.3, 0.25, 0.25, 0.1, 0.1]))
+    lo, hi = (0.08, 0.92) if pattern == 4 else (rng.uniform(0.22, 0.4), rng.uniform(0.65, 0.85))
+    width = rng.uniform(0.75, 0.9) if pattern == 4 else rng.uniform(0.3, 0.7)
+    tint = _WINDOW_TINTS[rng.integers(len(_WINDOW_TINTS))] * rng.uniform(0.8, 1.2)
+    style = np.array([rng.uniform(2.8, 3.8), rng.uniform(2.2, 4.2), width, lo, hi, pattern, *tint,
+                      rng.uniform(0.2, 0.5)], np.float32)
+    assert len(style) == STYLE_DIM
+    return style
 #: LiDAR reflectivity per class
 REFLECTIVITY = np.array([0.1, 0.12, 0.25, 0.35, 0.45, 0.5, 0.6, 0.3, 0.3, 0.55], np.float32)
 assert len(REFLECTIVITY) == NUM_CLASSES
@@ -91,14 +157,15 @@ def _scale_rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
-           paint: np.ndarray) -> np.ndarray:
+           paint: np.ndarray, style: np.ndarray | None = None) -> np.ndarray:
     """Surface colour ``[N, 3]`` float32 in [0, 1].
 
     Args:
         cls: ``[N]`` class ids of the hits; p: ``[N, 3]`` world hit points;
         normal: ``[N, 3]`` unit normals; base: ``[N, 3]`` primitive/actor colour
         (used for buildings, vegetation, poles, vehicles, pedestrians); paint: ``[N]`` bool,
-        road markings (white).
+        road markings (white); style: ``[B, STYLE_DIM]`` facade styles of the building hits
+        (in the order they appear in cls; None: one default style).
     """
     pt = np.ascontiguousarray(np.asarray(p, np.float32).T)  # [3, N]: contiguous coordinate rows
     fine = value_noise(pt, 0.12, soa=True)
@@ -116,46 +183,78 @@ def albedo(cls: np.ndarray, p: np.ndarray, normal: np.ndarray, base: np.ndarray,
     m = np.flatnonzero(cls == BUILDING)
     if m.size:
         put_rows(out, m, _facade(np.take(pt, m, axis=1), np.take(normal, m, axis=0), np.take(base, m, axis=0),
-                                 fine[m]))
+                                 fine[m], style))
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _facade(pt: np.ndarray, normal: np.ndarray, base: np.ndarray, fine: np.ndarray) -> np.ndarray:
-    """Stone blocks (0.9 × 0.45 m) with mortar, windows every 3.2 m × 3 m; plain dark roofs.
+_DEFAULT_STYLE = np.array([3.0, 3.2, 0.4375, 0.333, 0.767, 0, 0.12, 0.15, 0.22, 0.35], np.float32)
 
-    ``pt [3, M]`` hit points (coordinate-major), ``normal [M, 3]``, ``base [M, 3]``, ``fine [M]``.
+
+def _facade(pt: np.ndarray, normal: np.ndarray, base: np.ndarray, fine: np.ndarray,
+            style: np.ndarray | None = None) -> np.ndarray:
+    """Facade colour: a wall pattern with windows in storeys and bays; flat roofs.
+
+    ``pt [3, M]`` hit points (coordinate-major), ``normal [M, 3]``, ``base [M, 3]``, ``fine [M]``,
+    ``style [M, STYLE_DIM]`` (None: the default stone facade).
     """
+    M = pt.shape[1]
+    st = np.broadcast_to(_DEFAULT_STYLE, (M, STYLE_DIM)) if style is None else style
     tx, ty = -normal[:, 1], normal[:, 0]
     inv = 1.0 / np.maximum(np.sqrt(tx * tx + ty * ty), 1e-6)
     a = (pt[0] * tx + pt[1] * ty) * inv
     z = pt[2]
-    zr = z * np.float32(1 / 0.45)
-    row = np.floor(zr)
-    ar = a * np.float32(1 / 0.9) + 0.5 * (row - 2 * np.floor(row * 0.5))
-    col = np.floor(ar)
-    mortar = (zr - row < 0.11) | (ar - col < 0.055)
-    block = value_noise(np.stack([col, row]), 1.0, soa=True)
-    shade = np.where(mortar, np.float32(0.55), 0.75 + 0.35 * block + 0.1 * fine)
-    wa, wz = _frac(a * np.float32(1 / 3.2)), _frac(z * np.float32(1 / 3.0))
-    window = (wa > 0.3125) & (wa < 0.75) & (wz > 0.333) & (wz < 0.767)
-    c = _scale_rows(np.array(base, np.float32), shade.astype(np.float32, copy=False))
-    c[window] = (0.12, 0.15, 0.22)
+    pattern = st[:, 5].astype(np.int8)
+    shade = np.empty(M, np.float32)
+    for k, (bw, bh, mortar_w, mortar_h, spread) in enumerate(((0.9, 0.45, 0.055, 0.11, 0.35),
+                                                             (0.25, 0.085, 0.08, 0.16, 0.3))):
+        m = np.flatnonzero(pattern == k)  # stone blocks, bricks: staggered rows with mortar
+        if m.size:
+            zr = z[m] * np.float32(1 / bh)
+            row = np.floor(zr)
+            ar = a[m] * np.float32(1 / bw) + 0.5 * (row - 2 * np.floor(row * 0.5))
+            col = np.floor(ar)
+            mortar = (zr - row < mortar_h) | (ar - col < mortar_w)
+            block = value_noise(np.stack([col, row]), 1.0, soa=True)
+            shade[m] = np.where(mortar, np.float32(0.55), 0.75 + spread * block + 0.1 * fine[m])
+    m = np.flatnonzero(pattern == 2)  # plaster
+    shade[m] = 0.9 + 0.12 * fine[m]
+    m = np.flatnonzero(pattern >= 3)  # panels (seams at bays and storeys), glass (mullions)
+    if m.size:
+        pa, pz = _frac(a[m] / st[m, 1]), _frac(z[m] / st[m, 0])
+        seam = (pa < 0.03) | (pz < 0.03)
+        panel = value_noise(np.stack([np.floor(a[m] / st[m, 1]), np.floor(z[m] / st[m, 0])]), 1.0, soa=True)
+        shade[m] = np.where(seam, np.float32(0.5), 0.85 + 0.2 * panel)
+    c = _scale_rows(np.array(base, np.float32), shade)
+    wa, wz = _frac(a / st[:, 1]), _frac(z / st[:, 0])
+    window = (np.abs(wa - 0.5) < 0.5 * st[:, 2]) & (wz > st[:, 3]) & (wz < st[:, 4])
+    w = np.flatnonzero(window)
+    if w.size:  # each window a little brighter or darker (reflections, curtains, lights)
+        pane = value_noise(np.stack([np.floor(a[w] / st[w, 1]), np.floor(z[w] / st[w, 0])]), 1.0, soa=True)
+        put_rows(c, w, _scale_rows(np.array(st[w, 6:9], np.float32), 0.75 + 0.6 * pane))
     roof = np.abs(normal[:, 2]) > 0.9
-    c[roof] = (0.3 + 0.1 * fine[roof])[:, None]
+    c[roof] = (st[roof, 9] + 0.1 * fine[roof])[:, None]
     return c
 
 
-def shade(col: np.ndarray, normal: np.ndarray) -> np.ndarray:
-    """Lambert shading with ambient light: ``[N, 3]`` albedo × (0.4 + 0.6 max(0, n·sun))."""
-    lam = np.maximum(normal.astype(np.float32, copy=False) @ SUN, np.float32(0.0))
-    return _scale_rows(np.array(col, np.float32), np.float32(0.4) + np.float32(0.6) * lam)
+def shade(col: np.ndarray, normal: np.ndarray, light: Lighting | None = None) -> np.ndarray:
+    """Lambert shading with ambient light: ``[N, 3]`` albedo × (ambient + (1 - ambient) max(0, n·sun))."""
+    light = light or _DEFAULT_LIGHT
+    sun = np.asarray(light.sun, np.float32)
+    lam = np.maximum(normal.astype(np.float32, copy=False) @ sun, np.float32(0.0))
+    amb = np.float32(light.ambient)
+    return _scale_rows(np.array(col, np.float32), amb + (np.float32(1.0) - amb) * lam)
 
 
-def sky(dirs: np.ndarray) -> np.ndarray:
+def sky(dirs: np.ndarray, light: Lighting | None = None) -> np.ndarray:
     """Sky colour ``[N, 3]`` for unit-free ray directions ``[N, 3]`` (lighter near the horizon)."""
+    light = light or _DEFAULT_LIGHT
     elev = dirs[:, 2] / np.sqrt((dirs * dirs).sum(1))
     k = np.clip(elev * 2.0, 0.0, 1.0).astype(np.float32)[:, None]
-    return np.float32([0.8, 0.85, 0.92]) + k * np.float32([-0.35, -0.23, -0.02])
+    horizon = np.asarray(light.sky_horizon, np.float32)
+    return horizon + k * (np.asarray(light.sky_zenith, np.float32) - horizon)
+
+
+_DEFAULT_LIGHT = Lighting()
 
 
 def intensity(cls: np.ndarray, cos_incidence: np.ndarray, painted: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Box models of road users: cars, vans and trucks (body, cabin or cargo, wheels), pedestrians.
+"""Box models of road users: cars, vans and trucks (body, cabin or cargo, wheels), pedestrians
+(body and head).
 
 A model is a ground-truth box (full extents, centred half its height above the
 ground) and the box parts that draw it, each with its own colour. Offsets are in
@@ -65,14 +66,13 @@ def van(rng: np.random.Generator) -> Model:
 
 
 def truck(rng: np.random.Generator) -> Model:
-    """A lorry: 7-9.5 m long, cab with windscreen, cargo box, front axle and a rear tandem."""
+    """A lorry: 7-9.5 m long, cab, cargo box, front axle and a rear tandem."""
     L, W, H = rng.uniform(7.0, 9.5), 2.5, rng.uniform(3.0, 3.6)
     paint = PAINTS[rng.integers(len(PAINTS))]
     cargo = PAINTS[rng.integers(len(PAINTS))] if rng.random() < 0.5 else np.float32([0.9, 0.9, 0.88])
     z0, Wb = -H / 2, W + 0.02
     cab_top = min(3.0, H - 0.1)
-    parts = [((L / 2 - 1.1, 0.0, z0 + 0.5 * (0.6 + 1.9)), (2.2, 2.4, 1.3), paint),
-             ((L / 2 - 1.2, 0.0, z0 + 0.5 * (1.9 + cab_top)), (2.0, 2.3, cab_top - 1.9), glass(paint)),
+    parts = [((L / 2 - 1.1, 0.0, z0 + 0.5 * (0.6 + cab_top)), (2.2, 2.4, cab_top - 0.6), paint),
              ((-1.25, 0.0, z0 + 0.5 * (0.95 + H)), (L - 2.5, W, H - 0.95), cargo),
              ((L / 2 - 1.2, 0.0, z0 + 0.45), (0.9, Wb, 0.9), TYRE),
              ((-L / 2 + 1.8, 0.0, z0 + 0.45), (2.2, Wb, 0.9), TYRE)]
@@ -80,15 +80,13 @@ def truck(rng: np.random.Generator) -> Model:
 
 
 def pedestrian(rng: np.random.Generator) -> Model:
-    """A person 1.55-1.92 m tall: legs (trousers), torso (shirt) and head (skin)."""
-    H = rng.uniform(1.55, 1.92)
+    """A person 1.55-1.92 m tall and 0.4-0.55 m wide: body (clothes) and head (skin)."""
+    H, W = rng.uniform(1.55, 1.92), rng.uniform(0.4, 0.55)
     z0 = -H / 2
-    legs, shirt = CLOTH[rng.integers(len(CLOTH))], CLOTH[rng.integers(len(CLOTH))]
-    skin = SKIN[rng.integers(len(SKIN))]
-    parts = [((0.0, 0.0, z0 + 0.24 * H), (0.26, 0.36, 0.48 * H), legs),
-             ((0.0, 0.0, z0 + 0.66 * H), (0.3, 0.5, 0.36 * H), shirt),
-             ((0.0, 0.0, z0 + 0.925 * H), (0.22, 0.2, 0.13 * H), skin)]
-    return Model(PEDESTRIAN, "pedestrian", (0.4, 0.6, H), parts)
+    cloth, skin = CLOTH[rng.integers(len(CLOTH))], SKIN[rng.integers(len(SKIN))]
+    parts = [((0.0, 0.0, z0 + 0.43 * H), (0.3, W, 0.86 * H), cloth),
+             ((0.0, 0.0, z0 + 0.93 * H), (0.22, 0.2, 0.13 * H), skin)]
+    return Model(PEDESTRIAN, "pedestrian", (0.4, W + 0.05, H), parts)
 
 
 def vehicle(rng: np.random.Generator, van_share: float = 0.25) -> Model:

@@ -27,6 +27,7 @@ from fuse4d.data.synthetic.lidar import Lidar
 from fuse4d.data.synthetic.road import Road, make_road
 from fuse4d.data.synthetic.scene import StaticScene, place_static
 from fuse4d.data.synthetic.terrain import Terrain
+from fuse4d.data.synthetic.texture import draw_lighting
 from fuse4d.data.types import Calibration, Frame, Sequence
 from fuse4d.geometry import make_T
 
@@ -73,6 +74,7 @@ class World:
         next(steps)
         self.actors = Actors(self.terrain, self.ego, cfg, rngs[2], first_id=len(self.parked["id"]))
         self.camera, self.lidar = Camera.from_config(cfg), Lidar.from_config(cfg)
+        self.lighting = draw_lighting(np.random.default_rng(np.random.SeedSequence([self.seed, 3])))
         self.T_body_cam, self.T_body_lidar = mounting()
         self.times = np.arange(self.frames) / cfg.frame_rate
         self.spans = degradation_spans(cfg, self.frames)
@@ -120,7 +122,8 @@ class World:
         active = self.active(i)
         T_wb = self.ego.poses(np.array([t]))[0]
         cam = self.camera.render(self.static, self.actors, T_wb @ self.T_body_cam, t, rng_cam,
-                                 cfg.camera_noise_sigma if cfg.camera_noise else 0.0, "camera_dark" in active)
+                                 cfg.camera_noise_sigma if cfg.camera_noise else 0.0, "camera_dark" in active,
+                                 self.lighting)
         frame = Frame(index=i, timestamp=t, image=cam["image"], depth=cam["depth"], T_world_body=T_wb,
                       semantics=cam["semantics"], dynamic_mask=cam["dynamic"], boxes=self.boxes(t),
                       flags=set(active))
@@ -146,7 +149,7 @@ class World:
 
     def sequence(self, scenario: str = "default") -> Sequence:
         """The lazy :class:`Sequence` of this world's frames."""
-        world = dict(self.road.info, lap_time_s=float(self.cfg.lap_time),
+        world = dict(self.road.info, lap_time_s=float(self.cfg.lap_time), lighting=self.lighting.summary(),
                      stops=[{"t_start": round(a, 3), "t_stop": round(b, 3)} for a, b in self.ego.profile.stops])
         meta: dict[str, Any] = {"format": "synthetic", "seed": self.seed, "split": split_of(self.seed),
                                 "scenario": scenario, "world": world,
