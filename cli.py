@@ -361,6 +361,24 @@ def calib(
     _guarded(go)
 
 
+model_app = typer.Typer(help="The fusion model for deployment: ONNX export.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("export")
+def model_export(
+    onnx: Path = typer.Option(..., "--onnx", help="write the camera+LiDAR+IMU graph (dynamic window size) here"),
+    int8: bool = typer.Option(False, "--int8", help="quantise the graph's weights to int8 (onnxruntime dynamic quantisation)"),
+    checkpoint: Optional[Path] = typer.Option(None, help="fusion-model checkpoint (default: the one shipped)"),
+) -> None:
+    """Export the fusion model's trunk and heads as ONNX (needs the onnx extra)."""
+    def go():
+        from fuse4d.fusion.onnx_export import export_onnx
+        from fuse4d.fusion.predict import Predictor
+        typer.echo(f"wrote {export_onnx(Predictor.from_checkpoint(checkpoint).model, onnx, int8=int8)}")
+    _guarded(go)
+
+
 def main() -> None:
     """Entry point of the ``fuse4d`` console script."""
     app()

@@ -1,0 +1,129 @@
+"""ONNX export of the fusion model (trunk and heads) for onnxruntime.
+
+One graph per sensor configuration; :data:`EXPORTED` is the one shipped by
+``fuse4d model export --onnx OUT.onnx [--int8]``: camera + LiDAR + IMU, every frame of the
+window having every sensor (the full-mask path of the trunk), batch 1, window size ``S``
+dynamic. The graph always takes a recurrent state; at the start of a log pass
+``state_tokens = initial_state(model)`` and any ``last_cam`` (it only changes pose row 0,
+which is undefined without a previous window and which :class:`Predictor` reports as NaN).
+
+Inputs (float32): ``image [1,S,3,H,W]`` (0..1), ``lidar_view [1,S,H,W]`` (m, 0 = none),
+``range [1,S,4,rows,cols]``, ``imu [1,S,F]``, ``state_tokens [1,M,D]``, ``last_cam [1,D]``.
+Outputs: see :data:`OUTPUTS` (shapes as ``FusionModel.forward``).
+
+``--int8`` quantises the exported graph with onnxruntime's own dynamic quantisation
+(``onnxruntime.quantization.quantize_dynamic``: int8 weights of MatMul/Gemm).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+#: the sensor configuration of the exported graph
+EXPORTED = ("camera", "lidar", "imu")
+INPUTS = ("image", "lidar_view", "range", "imu", "state_tokens", "last_cam")
+OUTPUTS = ("depth", "depth_conf", "sem_logits", "dyn_logit", "desc", "pose_t", "pose_r", "pose_logvar",
+           "gates", "point_sem_logits", "point_dyn_logit", "state_tokens_out", "last_cam_out")
+
+
+TRACE_HOOK = ("this FusionModel cannot be traced for ONNX: fusion/model.py must compute its token spans out "
+              "of place (`start = start + tok.shape[2]`, not `start += tok.shape[2]`)")
+
+
+class ExportableModel(nn.Module):
+    """Positional-tensor front of a :class:`FusionModel` for camera + LiDAR + IMU windows
+    (what the ONNX graph computes). ``forward(*INPUTS) → tuple(OUTPUTS)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, image, lidar_view, range_, imu, state_tokens, last_cam):
+        """See the module docstring for shapes."""
+        out = self.model({"image": image, "lidar_view": lidar_view, "range": range_, "imu": imu},
+                         {"tokens": state_tokens, "last_cam": last_cam})
+        return (*(out[k] for k in OUTPUTS[:-2]), out["state"]["tokens"], out["state"]["last_cam"])
+
+
+def initial_state(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(state_tokens [1,M,D], last_cam [1,D])`` to feed the graph at the start of a log."""
+    return model.state0[None].detach().clone(), torch.zeros(1, model.cfg.dim)
+
+
+def example_inputs(cfg, S: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random but plausible inputs for a window of ``S`` frames (``INPUTS`` order, no state)."""
+    g = torch.Generator().manual_seed(seed)
+    H, W = cfg.image_size
+    lv = torch.rand(1, S, H, W, generator=g) * 40 * (torch.rand(1, S, H, W, generator=g) > 0.9)
+    return (torch.rand(1, S, 3, H, W, generator=g), lv, torch.rand(1, S, 4, *cfg.range_size, generator=g) * 20,
+            torch.randn(1, S, 10 + 6 * cfg.imu_bins, generator=g))
+
+
+def export_onnx(model: nn.Module, out: str | Path, int8: bool = False, opset: int = 17) -> Path:
+    """Write the camera + LiDAR + IMU graph of ``model`` (a FusionModel, fp32) to ``out``.
+
+    Args:
+        model: the float model; out: the ``.onnx`` file (written atomically);
+        int8: quantise the graph's weights with onnxruntime's dynamic quantisation.
+    Returns:
+        ``out``.
+    Raises:
+        ConfigError: onnx / onnxruntime (for ``int8``) are not installed.
+    """
+    import os
+    import tempfile
+
+    from fuse4d.errors import ConfigError
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise ConfigError('ONNX export needs the onnx extra: pip install "fuse4d[onnx]"') from None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = ExportableModel(model).eval()
+    args = (*example_inputs(model.cfg, 3), *initial_state(model))
+    dyn = {n: {1: "S"} for n in INPUTS[:4]}
+    dyn.update({n: {1: "S"} for n in OUTPUTS[:-2]})
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        f32 = Path(tmp) / "fp32.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(wrapped, args, str(f32), input_names=list(INPUTS), output_names=list(OUTPUTS),
+                                  dynamic_axes=dyn, opset_version=opset, dynamo=False, do_constant_folding=True)
+            except RuntimeError as e:
+                if "Non-empty" not in str(e) and "shape" not in str(e):
+                    raise
+                # the tracer hands sizes out as 0-d tensors: an in-place ``start += n`` in the
+                # trunk's token-span bookkeeping then moves the spans already recorded
+                raise ConfigError(TRACE_HOOK) from None
+        src = f32
+        if int8:
+            try:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+            except ImportError:
+                raise ConfigError('--int8 needs onnxruntime: pip install "fuse4d[onnx]"') from None
+            src = Path(tmp) / "int8.onnx"
+            quantize_dynamic(str(f32), str(src), weight_type=QuantType.QInt8)
+        os.replace(src, out)
+    return out
+
+
+def onnx_session(path: str | Path, threads: int = 1):
+    """An onnxruntime CPU session for an exported graph (``threads`` intra-op threads)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, image, lidar_view, range_, imu, state_tokens, last_cam) -> dict:
+    """Run a session on torch or numpy inputs → dict of numpy outputs named as :data:`OUTPUTS`."""
+    import numpy as np
+    feed = {n: np.ascontiguousarray(np.asarray(v, dtype=np.float32))
+            for n, v in zip(INPUTS, (image, lidar_view, range_, imu, state_tokens, last_cam))}
+    return dict(zip(OUTPUTS, session.run(list(OUTPUTS), feed)))

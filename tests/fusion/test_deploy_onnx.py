@@ -1,0 +1,73 @@
+"""ONNX export (camera + LiDAR + IMU graph, dynamic window size): onnxruntime's outputs match
+torch fp32 within 1e-4 for two window sizes; the int8 graph is smaller and close to fp32.
+Skipped when onnx/onnxruntime (the ``onnx`` extra) are absent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from fuse4d.errors import ConfigError, DataError  # noqa: E402
+from fuse4d.fusion.onnx_export import (OUTPUTS, TRACE_HOOK, ExportableModel, example_inputs,  # noqa: E402
+                                       export_onnx, initial_state, onnx_session, run_onnx)
+from fuse4d.fusion.predict import Predictor  # noqa: E402
+
+ATOL, RTOL = 1e-4, 1e-5      # |onnx - torch| <= ATOL + RTOL * |torch| (depth reaches 80 m)
+
+
+def _model():
+    try:
+        return Predictor.from_checkpoint().model
+    except DataError:   # the checkpoint and model code are being replaced together
+        return Predictor.untrained(seed=0).model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.set_num_threads(1)
+    model = _model()
+    d = tmp_path_factory.mktemp("onnx")
+    try:
+        f32 = export_onnx(model, d / "fusion.onnx")
+    except ConfigError as e:
+        if str(e) == TRACE_HOOK:
+            pytest.xfail(TRACE_HOOK)
+        raise
+    return model, f32, d
+
+
+@pytest.mark.parametrize("S", [2, 5])
+def test_onnx_matches_torch(exported, S):
+    model, f32, _ = exported
+    sess = onnx_session(f32)
+    x, st = example_inputs(model.cfg, S, seed=S), initial_state(model)
+    with torch.no_grad():
+        ref = ExportableModel(model)(*x, *st)
+    out = run_onnx(sess, *x, *st)
+    for k, r in zip(OUTPUTS, ref):
+        r = r.numpy()
+        assert out[k].shape == r.shape, k
+        assert np.array_equal(np.isnan(out[k]), np.isnan(r)), k
+        err = np.nan_to_num(np.abs(out[k] - r) - RTOL * np.abs(r))
+        assert err.max() <= ATOL, (k, float(err.max()))
+    # a continuation window: the state handed on by the graph drives the next window as in torch
+    x2 = example_inputs(model.cfg, S, seed=S + 100)
+    with torch.no_grad():
+        ref2 = ExportableModel(model)(*x2, ref[-2], ref[-1])
+    out2 = run_onnx(sess, *x2, out["state_tokens_out"], out["last_cam_out"])
+    np.testing.assert_allclose(out2["pose_t"], ref2[OUTPUTS.index("pose_t")].numpy(), atol=ATOL, rtol=RTOL)
+
+
+def test_int8_graph_is_smaller_and_close(exported):
+    model, f32, d = exported
+    q = export_onnx(model, d / "fusion_int8.onnx", int8=True)
+    assert q.stat().st_size < 0.6 * f32.stat().st_size
+    x, st = example_inputs(model.cfg, 3, seed=7), initial_state(model)
+    a, b = run_onnx(onnx_session(f32), *x, *st), run_onnx(onnx_session(q), *x, *st)
+    rel = np.abs(a["depth"] - b["depth"]) / a["depth"]
+    assert np.median(rel) < 0.02 and 0 < rel.max()
+    assert np.mean(a["sem_logits"].argmax(2) == b["sem_logits"].argmax(2)) > 0.9
