@@ -30,7 +30,8 @@ class DynamicsConfig:
         ground_cell / ground_height: ground = within ``ground_height`` of the lowest point seen
             in its ``ground_cell`` × ``ground_cell`` world cell (kept over time).
         cluster_eps / cluster_min_points: non-ground points within ``cluster_eps`` join one object.
-        cluster_fraction: an object whose voted-moving share of points exceeds this is moving whole.
+        cluster_fraction: an object is moving whole when, among its points voted moving or seen static,
+            the moving share exceeds this.
         l_model: weight of the fusion model's per-point log-odds when the pipeline passes them.
         pair_fraction: two-sweep mode: share of an object's points that must violate free space.
         carry_radius: a point takes the posterior of the previous scan's nearest point within it
@@ -71,7 +72,7 @@ class DynamicsConfig:
     ground_height: float = 0.25
     cluster_eps: float = 0.6
     cluster_min_points: int = 3
-    cluster_fraction: float = 0.3
+    cluster_fraction: float = 0.5
     carry_radius: float = 0.3
     pair_fraction: float = 0.05
     l_model: float = 0.5

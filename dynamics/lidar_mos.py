@@ -216,9 +216,13 @@ class LidarMOS:
         r = np.linalg.norm(pts - T_world_sensor[:3, 3], axis=1)
         valid = (r >= cfg.min_range) & (r <= cfg.max_range)
         logodds = np.full(n, cfg.l_prior)
+        n_free = np.zeros(n, np.int32)
+        n_occ = np.zeros(n, np.int32)
         for past in self.past:
             free, occ = scan_evidence(self.grid, pts, past, cfg)
-            logodds += cfg.l_free * free - cfg.l_occ * occ
+            n_free += free
+            n_occ += occ
+        logodds += cfg.l_free * n_free - cfg.l_occ * n_occ
         logodds += cfg.l_carry * self._carried(pts)
         if extra_logodds is not None:
             logodds += extra_logodds
@@ -228,7 +232,7 @@ class LidarMOS:
         objects = np.full(n, -1, np.int64)
         above = ~ground & valid
         objects[above] = cluster_objects(pts[above], cfg.cluster_eps, cfg.cluster_min_points)
-        final = self._vote(logodds, objects)
+        final = self._vote(logodds, objects, n_occ > n_free)
         prob = 1.0 / (1.0 + np.exp(-final))
         self.past.append(PastScan.build(self.grid, pts, T_world_sensor, prob, cfg))
         self._prev_points, self._prev_logodds = pts, final
@@ -252,12 +256,23 @@ class LidarMOS:
         pos = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
         return np.where(keys[pos] == q, vals[pos], 0.0)
 
-    def _vote(self, logodds: np.ndarray, objects: np.ndarray) -> np.ndarray:
-        """Objects whose share of moving points exceeds ``cluster_fraction`` become moving whole."""
+    def _vote(self, logodds: np.ndarray, objects: np.ndarray, seen_static: np.ndarray) -> np.ndarray:
+        """Objects become moving whole when, among their points that are either voted moving or were
+        mostly seen as a static surface, the moving share exceeds ``cluster_fraction`` (points with
+        no evidence — e.g. a truck's rear, still where the truck was — do not vote)."""
         out = logodds.copy()
-        ids = objects[objects >= 0]
+        sel = objects >= 0
+        ids = objects[sel]
         if not len(ids):
             return out
+        k = int(ids.max()) + 1
+        moving = np.bincount(ids, weights=logodds[sel] > 0, minlength=k)
+        static = np.bincount(ids, weights=seen_static[sel] & (logodds[sel] <= 0), minlength=k)
+        share = moving / np.maximum(moving + static, 1)
+        lift = (share > self.config.cluster_fraction) & (moving >= self.config.cluster_min_points)
+        up = sel & lift[np.maximum(objects, 0)]
+        out[up] = np.maximum(out[up], self.config.l_free)
+        return out
         k = int(ids.max()) + 1
         moving = np.bincount(ids, weights=(logodds[objects >= 0] > 0), minlength=k)
         count = np.bincount(ids, minlength=k)
