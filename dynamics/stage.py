@@ -80,6 +80,19 @@ class DynamicsStage:
         self._table: dict[str, np.ndarray] | None = None
         self._observed: np.ndarray | float = 1.0
 
+    @classmethod
+    def for_sequence(cls, seq, config: DynamicsConfig | dict | None = None) -> "DynamicsStage":
+        """A stage set up for a log: ``metadata["lidar_deskewed"]`` (sweeps already motion-compensated)
+        and, for logs whose points are in the vehicle frame (Argoverse 2), the ray origin at the
+        roof LiDAR (``metadata["av2_lidar_extrinsics"]["up_lidar"]``) unless the config sets one."""
+        if not isinstance(config, DynamicsConfig):
+            config = DynamicsConfig.from_dict(config if isinstance(config, dict) else None)
+        up = (seq.metadata.get("av2_lidar_extrinsics") or {}).get("up_lidar")
+        if config.ray_origin_lidar is None and up is not None:
+            T_lidar_up = np.linalg.inv(seq.calibration.T_body_lidar) @ np.asarray(up, np.float64)
+            config = DynamicsConfig.from_dict({**config.to_dict(), "ray_origin_lidar": T_lidar_up[:3, 3].tolist()})
+        return cls(config, seq.calibration, lidar_deskewed=bool(seq.metadata.get("lidar_deskewed")))
+
     # -- per frame -----------------------------------------------------------------------------
     def add_frame(self, frame: Frame, T_world_body: np.ndarray, prediction_row: dict[str, Any] | None = None
                   ) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from fuse4d.dynamics.config import DynamicsConfig
 from fuse4d.dynamics.lidar_mos import PastScan, SphericalGrid, cluster_objects, scan_evidence, segment_pair
