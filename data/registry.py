@@ -24,6 +24,7 @@ READER_MODULES = (
     "fuse4d.data.readers.euroc",
     "fuse4d.data.readers.av2",
     "fuse4d.data.readers.sevenscenes",
+    "fuse4d.data.readers.slambook_rgbd",
     "fuse4d.data.readers.rosbag",
     "fuse4d.data.readers.scan_folder",
 )

@@ -49,7 +49,7 @@ def read_file_list(path: Path) -> tuple[np.ndarray, list[Path]]:
         DataError: unparsable line, non-increasing stamps.
     """
     t, files = [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(_common.read_text(path).splitlines(), 1):
         s = line.strip()
         if not s or s.startswith("#"):
             continue

@@ -19,7 +19,8 @@ class EstimationConfig:
     IMU: use_imu, imu_init_time (seconds of LiDAR+IMU used to find gravity and
         velocity), velocity_window (LiDAR frames in the velocity fit), gravity.
     Pose graph: keyframe_distance, keyframe_angle_deg, keyframe_max_frames,
-        max_graph_nodes (keyframes are thinned above it), graph_iterations,
+        max_graph_nodes (keyframes are thinned above it; the sparse solver keeps every keyframe of
+        any practical log), graph_iterations,
         lidar_point_sigma (m: registration information = ICP Hessian / σ²; σ is
         inflated over the sensor noise because residuals of one sweep are correlated),
         mode (``batch``: one optimisation at the end; ``window``: also a sliding
@@ -45,7 +46,7 @@ class EstimationConfig:
     keyframe_distance: float = 5.0
     keyframe_angle_deg: float = 20.0
     keyframe_max_frames: int = 15
-    max_graph_nodes: int = 120
+    max_graph_nodes: int = 100_000
     graph_iterations: int = 12
     lidar_point_sigma: float = 0.1
     mode: str = "batch"

@@ -41,6 +41,10 @@ class Estimator:
         lidar_timing: azimuth timing model of a spinning LiDAR whose sweeps carry no per-point
             times (``seq.metadata["lidar_timing"]``, see :func:`~fuse4d.fusion.estimation.deskew.azimuth_time`);
             with it such sweeps are deskewed too.
+        depth_sensor: the log's ``Frame.depth`` comes from a real depth camera
+            (``seq.metadata["depth_sensor"]``): without LiDAR, frames are posed by RGB-D
+            odometry (:mod:`~fuse4d.fusion.estimation.rgbd_odometry`), fused with the IMU
+            and network factors when present. Otherwise depth is ground truth and never used.
 
     Raises:
         DataError: neither LiDAR nor IMU nor camera; bad IMU stream (NaN, non-monotonic time).
@@ -48,11 +52,16 @@ class Estimator:
 
     def __init__(self, config: EstimationConfig | None = None, calibration: Calibration | None = None,
                  sensors: set[str] | frozenset[str] = frozenset({"lidar"}), imu: ImuSamples | None = None,
-                 path=None, lidar_timing: dict | None = None):
+                 path=None, lidar_timing: dict | None = None, depth_sensor: bool = False):
         self.config = config or EstimationConfig()
         calib = calibration or Calibration()
         sensors = set(sensors)
-        if not sensors & {"lidar", "imu"}:
+        self.rgbd = None
+        if depth_sensor and "lidar" not in sensors and calib.K is not None:
+            from fuse4d.fusion.estimation.rgbd_odometry import RgbdOdometry
+            self.rgbd = RgbdOdometry(calib.K, calib.T_body_cam if "imu" in sensors else None)
+        self.depth_factors: list = []
+        if not sensors & {"lidar", "imu"} and self.rgbd is None:
             if "camera" not in sensors:
                 raise DataError(path, "sequence has neither LiDAR nor IMU (nor a camera): nothing to estimate poses from")
             warnings.warn(f"{path or 'sequence'}: camera-only log; poses need the fusion model "
@@ -81,6 +90,11 @@ class Estimator:
                                       f"previous frame's {self.t[-1]:.6f} s")
             if self.frontend.use_imu:
                 self.frontend._append_imu(frame)
+            if self.rgbd is not None:
+                tic = time.perf_counter()
+                self.depth_factors += self.rgbd.step(len(self.t), frame)
+                self.frontend.timings["rgbd_odometry"] = self.frontend.timings.get("rgbd_odometry", 0.0) + \
+                    time.perf_counter() - tic
             self.t.append(float(frame.timestamp))
             return None
         rec = self.frontend.step(frame)
@@ -131,7 +145,7 @@ class Estimator:
             raise ValueError("no frames were given to the estimator")
         t = np.asarray(self.t)
         S = len(t)
-        if not self.has_lidar and self.frontend.network:
+        if not self.has_lidar and (self.frontend.network or self.depth_factors):
             return self._finish_network(t)
         if not self.has_lidar and self.frontend.use_imu and self.frontend.imu is not None:
             return self._finish_imu_only(t)
@@ -169,20 +183,24 @@ class Estimator:
         fe, cfg = self.frontend, self.config
         tic = time.perf_counter()
         use_imu = fe.use_imu and fe.imu is not None
-        sol = solve_network(t, fe.network, fe.imu if use_imu else None, fe._imu_covers if use_imu else None,
+        sol = solve_network(t, fe.network + self.depth_factors, fe.imu if use_imu else None, fe._imu_covers if use_imu else None,
                             self.imu_noise, cfg.gravity, max(2.0 * cfg.imu_init_time, 2.0),
                             max(cfg.graph_iterations, 20))
         first = int(np.flatnonzero(sol.reached)[0])
         T_world_odom = self._world_alignment(sol.T[first], sol.gravity)
         T = T_world_odom @ sol.T
         vel = None if sol.velocities is None else sol.velocities @ T_world_odom[:3, :3].T
-        status = ["network" if n else "imu_only" if r else "needs_model" for n, r in zip(sol.networked, sol.reached)]
+        depth = np.zeros(len(t), bool)
+        for i, j, _, _ in self.depth_factors:
+            depth[[i, j]] = True
+        status = ["rgbd" if d else "network" if n else "imu_only" if r else "needs_model"
+                  for d, n, r in zip(depth, sol.networked, sol.reached)]
         recs = fe.records if len(fe.records) == len(t) else None
         flags = [set(recs[k].flags) if recs else set() for k in range(len(t))]
         timings = dict(fe.timings)
         timings["pose_graph"] = time.perf_counter() - tic
         timings["total"] = time.perf_counter() - self._tic
-        info = dict(sol.info, network_factors=len(fe.network))
+        info = dict(sol.info, network_factors=len(fe.network), rgbd_factors=len(self.depth_factors))
         if sol.gravity is not None:
             info["gravity_odom"] = sol.gravity.tolist()
         return EstimationResult(t, T, self.frame, status, flags, _gaps_of(status, t), [], None, vel, sol.biases,
@@ -228,7 +246,7 @@ def _gaps_of(status: list[str], t, index=None) -> list[dict]:
     index = list(range(len(status))) if index is None else index
     gaps, start = [], None
     for k, s in enumerate(list(status) + [None]):
-        bad = s is not None and s not in ("ok", "network")
+        bad = s is not None and s not in ("ok", "network", "rgbd")
         if bad and start is None:
             start = k
         elif not bad and start is not None:
@@ -270,7 +288,8 @@ def estimate_trajectory(seq: Sequence, config: EstimationConfig | None = None,
             clock, NaN IMU samples.
     """
     check_sequence(seq)
-    est = Estimator(config, seq.calibration, seq.sensors, seq.imu, seq.path, seq.metadata.get("lidar_timing"))
+    est = Estimator(config, seq.calibration, seq.sensors, seq.imu, seq.path, seq.metadata.get("lidar_timing"),
+                    bool(seq.metadata.get("depth_sensor", False)))
     frames = range(len(seq))
     if progress:
         from tqdm import tqdm

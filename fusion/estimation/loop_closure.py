@@ -97,6 +97,8 @@ class LoopDetector:
         self.point_sigma = point_sigma
         self.points: list[np.ndarray] = []
         self.descriptors: list[np.ndarray] = []
+        self.ring_keys: list[np.ndarray] = []  # [rings] occupied fraction per ring
+        self.ring_key_candidates = 10
         self.poses: list[np.ndarray] = []
         self.path: list[float] = []
 
@@ -105,8 +107,10 @@ class LoopDetector:
         T = np.asarray(T_world_sensor, float)
         step = 0.0 if not self.poses else float(np.linalg.norm(T[:3, 3] - self.poses[-1][:3, 3]))
         self.path.append((self.path[-1] if self.path else 0.0) + step)
-        self.points.append(np.asarray(points, np.float32)[:, :3])
+        # kept at the verification resolution only: memory per keyframe stays small on long logs
+        self.points.append(voxel_downsample(np.asarray(points, np.float32)[:, :3], 0.5 * self.voxel_size))
         self.descriptors.append(scan_context(points))
+        self.ring_keys.append((self.descriptors[-1] > 0).mean(1))
         self.poses.append(T)
         return len(self.poses) - 1
 
@@ -128,12 +132,16 @@ class LoopDetector:
         for k in np.argsort(d)[: max_candidates]:
             if near[k]:
                 out.append((int(old[k]), invert(self.poses[old[k]]) @ Tj))
-        dist, shift = scan_context_distance(self.descriptors[j], np.stack([self.descriptors[i] for i in old]))
+        # Scan Context's ring key (rotation-invariant occupancy per ring) preselects a few keyframes, so the
+        # column-shift search costs the same however long the log: time per frame stays flat
+        keys = np.asarray(self.ring_keys)
+        pre = old[np.argsort(np.linalg.norm(keys[old] - keys[j], axis=1))[: self.ring_key_candidates]]
+        dist, shift = scan_context_distance(self.descriptors[j], np.stack([self.descriptors[i] for i in pre]))
         sectors = self.descriptors[j].shape[1]
         for k in np.argsort(dist)[: max_candidates]:
-            if dist[k] < self.sc_threshold and int(old[k]) not in [c[0] for c in out]:
+            if dist[k] < self.sc_threshold and int(pre[k]) not in [c[0] for c in out]:
                 yaw = -2 * np.pi * shift[k] / sectors
-                out.append((int(old[k]), make_T(so3_exp(np.array([0.0, 0.0, yaw])), np.zeros(3))))
+                out.append((int(pre[k]), make_T(so3_exp(np.array([0.0, 0.0, yaw])), np.zeros(3))))
         return out
 
     def _submap(self, i: int) -> VoxelMap:

@@ -11,7 +11,7 @@ import numpy as np
 from fuse4d.data.trajectory import Trajectory, write_tum
 
 #: per-frame status values
-STATUSES = ("ok", "network", "imu_only", "extrapolated", "lidar_rejected", "needs_model")
+STATUSES = ("ok", "network", "rgbd", "imu_only", "extrapolated", "lidar_rejected", "needs_model")
 
 
 @dataclass

@@ -1,0 +1,75 @@
+"""A long synthetic log (default 3,000 frames, several laps): time per frame, memory and ATE of fuse4d.
+
+Usage (from the repository root; slow: ~10-20 min on a quiet 2-core machine)::
+
+    python benchmarks/bench_long.py                    # 3,000 frames, seed 0 (a test seed)
+    python benchmarks/bench_long.py --frames 600 --lidar-only
+
+Frames are rendered one at a time outside the clock; the estimator's ``step`` is
+timed per frame. Printed: median time per frame of the first and last 100 frames
+and their ratio (goal ≤ 1.2: every keyframe is kept in a sparse pose graph and
+loop detection preselects candidates by ring key, so no per-frame cost grows
+with the log), resident memory after the first 100 frames and at the end,
+the final pose-graph solve, loop closures, and the ATE against ground truth
+(SE(3)-aligned, LiDAR frame) as a fraction of the distance (goal ≤ 0.1 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+
+import numpy as np
+import psutil
+
+from fuse4d import metrics
+from fuse4d.fusion.estimation import EstimationConfig, Estimator
+from fuse4d.geometry import invert
+
+
+def main() -> None:
+    """Run the long log and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scenario", default="default")
+    ap.add_argument("--lidar-only", action="store_true", help="drop the IMU")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    from fuse4d.data.synthetic import synthesize
+    seq = synthesize(args.seed, args.frames, args.scenario)
+    sensors = set(seq.sensors) - ({"imu"} if args.lidar_only else set())
+    est = Estimator(EstimationConfig(use_imu=not args.lidar_only), seq.calibration, sensors,
+                    None if args.lidar_only else seq.imu, seq.path)
+    proc = psutil.Process()
+    step_s, rss = [], {}
+    for i in range(len(seq)):
+        frame = seq[i]
+        tic = time.perf_counter()
+        est.step(frame)
+        step_s.append(time.perf_counter() - tic)
+        if i + 1 in (100, len(seq)):
+            rss[i + 1] = proc.memory_info().rss / 2 ** 20
+        if (i + 1) % 500 == 0:
+            logging.warning("%d frames, %.1f ms/frame over the last 100", i + 1, 1e3 * np.median(step_s[-100:]))
+    tic = time.perf_counter()
+    res = est.finish()
+    solve = time.perf_counter() - tic
+    gt = seq.gt_poses @ seq.calibration.T_body_lidar
+    gt = invert(gt[0]) @ gt
+    dist = float(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1).sum())
+    ate = metrics.ate(res.T_world_lidar, gt)["rmse"]
+    first, last = 1e3 * np.median(step_s[:100]), 1e3 * np.median(step_s[-100:])
+    print(f"| frames | path m | ATE m | ATE % path | ms/frame first 100 | ms/frame last 100 | ratio | "
+          f"RSS MiB @100 | RSS MiB end | final solve s | keyframes | loops |")
+    print("|" + "---|" * 12)
+    print(f"| {len(seq)} | {dist:.0f} | {ate:.3f} | {100 * ate / dist:.3f} | {first:.1f} | {last:.1f} | "
+          f"{last / first:.2f} | {rss[100]:.0f} | {rss[len(seq)]:.0f} | {solve:.1f} | {res.info.get('nodes')} | "
+          f"{len(res.loops)} |")
+
+
+if __name__ == "__main__":
+    main()
