@@ -50,13 +50,15 @@ def test_geometric_labels_without_a_model(drive, frames, build):
 
 
 @pytest.mark.slow
-def test_metrics_with_estimated_poses(drive, frames, build):
-    """The same maps from fuse4d's own trajectory (LiDAR + IMU odometry) instead of GT poses."""
+def test_metrics_with_estimated_poses(build):
+    """Maps from fuse4d's own trajectory (LiDAR + IMU odometry) instead of GT poses, val seed 1,
+    60 frames (measured: IoU 0.82, elevation 5 cm; on 30-frame drives the odometry's start-up
+    drift of ~0.3 m dominates the elevation error)."""
+    from fuse4d.data.synthetic import synthesize
     from fuse4d.fusion.estimation import estimate_trajectory
+    drive = synthesize(seed=1, frames=60)
     est = estimate_trajectory(drive)
-    posed = [replace_frame(f, T_world_body=est.T_world_body[f.index]) for f in frames]
+    posed = [replace_frame(drive[i], T_world_body=est.T_world_body[i]) for i in range(0, 60, 2)]
     b, _ = build(drive, posed)
     m = evaluate_maps(b.finish(), drive.gt_maps)
-    # measured: val seed 1 (60 frames) IoU 0.82, elevation 5 cm; seed 11 (30 frames) IoU 0.68-0.72
-    # (the estimate varies a little between runs); with GT poses the same frames give 0.84
-    assert m["occ_iou"] >= 0.6 and m["elev_rmse_m"] <= 0.08 and m["trav_agreement"] >= 0.95
+    assert m["occ_iou"] >= 0.75 and m["elev_rmse_m"] <= 0.08 and m["trav_agreement"] >= 0.95
