@@ -380,6 +380,15 @@ def load(path: str | Path, **options: Any) -> Sequence:
         except Exception as e:  # corrupt metadata or chunk
             raise DataError(root_path, f"cannot read array '{name}': {e}") from e
 
+    try:
+        return _open(root, root_path, attrs, need)
+    except DataError:
+        raise
+    except (ValueError, KeyError, TypeError) as e:  # a corrupt zarr.json of a node (zarr raises these)
+        raise DataError(root_path, f"corrupt log metadata: {type(e).__name__}: {e}") from e
+
+
+def _open(root: zarr.Group, root_path: Path, attrs: dict, need) -> Sequence:
     t = need("timestamps")
     if attrs.get("n_frames", len(t)) != len(t):
         raise DataError(root_path, f"timestamps has {len(t)} entries but the log has {attrs['n_frames']} frames")

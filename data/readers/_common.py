@@ -27,6 +27,17 @@ MAX_SCAN_COORD_M = 10_000.0
 ROTATION_TOL = 1e-4
 
 
+def read_text(path: str | Path) -> str:
+    """The text of ``path`` (UTF-8). Raises DataError naming the file when it is missing or binary."""
+    path = Path(path)
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not a text file (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    except OSError as e:
+        raise DataError(path, f"cannot read: {e.strerror or e}") from None
+
+
 # -- images and depth --------------------------------------------------------
 def _open_image(path: Path) -> Image.Image:
     if not path.is_file():
@@ -143,7 +154,7 @@ def parse_datetimes(path: str | Path) -> np.ndarray:
         DataError: unreadable or unparsable line.
     """
     path = Path(path)
-    lines = [s.strip() for s in path.read_text().splitlines() if s.strip()]
+    lines = [s.strip() for s in read_text(path).splitlines() if s.strip()]
     try:
         ns = np.array(lines, dtype="datetime64[ns]").astype(np.int64)
     except ValueError as e:
@@ -166,7 +177,7 @@ def read_numbers(path: str | Path, min_cols: int = 1) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
-    rows = [ln.replace(",", " ").split() for ln in path.read_text().splitlines()]
+    rows = [ln.replace(",", " ").split() for ln in read_text(path).splitlines()]
     rows = [r for r in rows if r and not r[0].startswith("#")]
     if not rows:
         return np.zeros((0, min_cols))
@@ -198,7 +209,7 @@ def parse_kitti_calib(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(path, "calibration file missing")
     out: dict[str, np.ndarray] = {}
-    for line in path.read_text().splitlines():
+    for line in read_text(path).splitlines():
         m = _KEY.match(line)
         if not m:
             continue
@@ -246,7 +257,7 @@ def read_opencv_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "calibration file missing")
-    text = "\n".join(ln for ln in path.read_text().splitlines() if not ln.startswith("%"))
+    text = "\n".join(ln for ln in read_text(path).splitlines() if not ln.startswith("%"))
     try:
         d = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
