@@ -114,11 +114,15 @@ class Actors:
     def poses(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Box centres ``[K, T, 3]`` (world, m) and yaws ``[K, T]`` (rad) at times ``t [T]``."""
         u = self._u(t)
-        xy = self.loop.offset_point(u, np.broadcast_to(self.d[:, None], u.shape))
+        c, tangent = self.loop.curve(u), self.loop.curve(u, 1)
+        n = np.stack([-tangent[..., 1], tangent[..., 0]], -1) / np.linalg.norm(tangent, axis=-1, keepdims=True)
+        xy = c + self.d[:, None, None] * n
         # vehicles on the road surface of their lane, pedestrians on the mesh (kerbs, junction mouths)
-        z = np.where(self.mode[:, None] == 2, self.terrain.height_at(xy[..., 0], xy[..., 1]), self.loop.height(u))
-        z = z + 0.5 * self.size[:, 2][:, None]
-        tangent = self.loop.curve(u, 1)
+        walk = self.mode == 2
+        z = np.empty(u.shape)
+        z[walk] = self.terrain.height_at(xy[walk, :, 0], xy[walk, :, 1])
+        z[~walk] = self.loop.height(u[~walk])
+        z += 0.5 * self.size[:, 2][:, None]
         yaw = np.arctan2(tangent[..., 1], tangent[..., 0]) + np.where(self.sign < 0, np.pi, 0.0)[:, None]
         return np.concatenate([xy, z[..., None]], -1), yaw
 
