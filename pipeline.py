@@ -207,11 +207,8 @@ class Pipeline:
         Maps = _stage("fuse4d.mapping", "MapBuilder")
         if Dynamics is None and Maps is None:
             return
-        dyn = None
-        if Dynamics is not None:
-            dyn = Dynamics(getattr(self.config, "dynamics", None), seq.calibration,
-                           lidar_deskewed=bool(seq.metadata.get("lidar_deskewed")))
-        maps = None if Maps is None else Maps(getattr(self.config, "mapping", None), seq.calibration)
+        dyn = None if Dynamics is None else Dynamics.for_sequence(seq, getattr(self.config, "dynamics", None))
+        maps = None if Maps is None else Maps.for_sequence(seq, getattr(self.config, "mapping", None))
         lidar = store.root["lidar"] if "lidar" in store else None
         model_sem = store.read_points("semantics") if lidar is not None and "semantics" in lidar else None
         model_dyn = store.read_points("dynamic") if lidar is not None and "dynamic" in lidar else None
