@@ -384,7 +384,7 @@ def load(path: str | Path, **options: Any) -> Sequence:
         return _open(root, root_path, attrs, need)
     except DataError:
         raise
-    except (ValueError, KeyError, TypeError) as e:  # a corrupt zarr.json of a node (zarr raises these)
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:  # a corrupt zarr.json or chunk (zarr, blosc)
         raise DataError(root_path, f"corrupt log metadata: {type(e).__name__}: {e}") from e
 
 

@@ -150,7 +150,10 @@ def load(path: Path, rebase: str = "gravity") -> Sequence:
     extr = {r.sensor_name: make_T(quat_to_matrix([r.qx, r.qy, r.qz, r.qw]), [r.tx_m, r.ty_m, r.tz_m]).tolist()
             for r in lidars.itertuples()}
     flow_path = log / "flow_labels.feather"
-    grid, gh_meta, gh_problems = _ground_height(log, T_world_city)
+    try:
+        grid, gh_meta, gh_problems = _ground_height(log, T_world_city)
+    except (ValueError, KeyError, TypeError, OSError, EOFError) as e:  # a corrupt map/*.json or *.npy
+        raise DataError(log / "map", f"unreadable ground-height map: {type(e).__name__}: {e}") from None
     problems += gh_problems
     layers = ["poses"] + (["point_dynamic", "point_semantics"] if flow_path.is_file() else []) + \
         (["elevation"] if grid else [])
