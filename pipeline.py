@@ -38,6 +38,7 @@ from fuse4d.errors import DataError
 from fuse4d.fileio import atomic_write_text
 from fuse4d.outputs import load_state, read_prediction, save_state, write_prediction
 from fuse4d.result import Result
+from fuse4d.runplots import plot_maps, plot_model_outputs
 
 log = logging.getLogger(__name__)
 
@@ -302,25 +303,10 @@ class Pipeline:
                               title=f"{seq.name}: estimate vs ground truth", gaps=result.gaps,
                               loops=[(int(lc["i"]), int(lc["j"])) for lc in est.loops])
             if predictor is not None:
-                self._plot_model(seq, store, out, spans)
+                plot_model_outputs(seq, store, out, spans)
+            if "maps" in store:
+                plot_maps(seq, store, out, est.T_world_body)
         return result
-
-    @staticmethod
-    def _plot_model(seq: Sequence, store, out: Path, spans: list[dict]) -> None:
-        """``gates.png`` (weights over time) and ``prediction.png`` (a strip of frames with the model's outputs)."""
-        from fuse4d.plots import plot_gates, plot_prediction
-        plot_gates(out / "gates.png", seq.timestamps, store.read("gates"), spans)
-        if "frames/depth" not in store:
-            return
-        pick = np.unique(np.linspace(0, len(seq) - 1, min(4, len(seq))).round().astype(int))
-        images = [seq[int(i)].image for i in pick]
-        if any(im is None for im in images):
-            return
-        rows = {k: (store.root[k].get_orthogonal_selection((pick,)) if k in store else None)
-                for k in ("frames/depth", "frames/semantics", "frames/dynamic")}
-        plot_prediction(out / "prediction.png", images, rows["frames/depth"], rows["frames/semantics"],
-                        rows["frames/dynamic"], titles=[f"frame {int(i)}" for i in pick])
-
 
 def _values(a: np.ndarray | None, n: int, dtype, fill) -> np.ndarray:
     """``a`` as ``[n]`` of ``dtype``, or ``n`` fill values when there is none."""
