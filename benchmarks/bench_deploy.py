@@ -1,0 +1,192 @@
+"""Deployment variants of the fusion model, measured in one run against fp32 (the anchor).
+
+    python benchmarks/bench_deploy.py --quick          # ~ a few minutes on 2 shared cores
+    python benchmarks/bench_deploy.py [--checkpoint PT] [--threads 2] [--seeds 2] [--frames 64]
+
+Variants: fp32, bf16 (CPU autocast), int8 (torch dynamic quantisation), ONNX fp32 and int8
+(onnxruntime; camera+LiDAR+IMU graph; skipped when onnx/onnxruntime are absent or the model
+cannot be traced), token merging at ratios 0.25 and 0.5. No distilled student exists yet.
+
+Per variant: model frames/s for windows of 8 and 32 frames (median over repetitions; the
+variants are timed round-robin so the machine's load hits them alike; ratio to fp32 of the
+same repetition), peak extra resident memory of one 32-frame forward, checkpoint size
+(state dict or .onnx file), and on held-out synthetic seeds (test/val split,
+``fuse4d.data.synthetic.split_of``) run in 8-frame windows with the recurrent state:
+depth AbsRel, semantic mIoU, pixel dynamic IoU and the network's relative-pose RMSE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+
+def in_memory(seq):
+    """``seq`` with every frame rendered once (the synthetic world renders on each access)."""
+    from fuse4d.data.types import Sequence
+    frames = [seq[i] for i in range(len(seq))]
+    return Sequence(seq.timestamps, lambda i: frames[i], seq.calibration, seq.sensors, None,
+                    seq.gt_poses, seq.metadata, seq.name)
+
+
+class OnnxModel(torch.nn.Module):
+    """An onnxruntime session behind the ``FusionModel.forward`` contract (camera+LiDAR+IMU
+    windows whose frames all have every sensor); ``attn_tokens`` are not in the graph (zeros)."""
+
+    def __init__(self, path, model, threads):
+        super().__init__()
+        from fuse4d.fusion.onnx_export import initial_state, onnx_session
+        self.sess, self.cfg = onnx_session(path, threads), model.cfg
+        self.s0 = initial_state(model)
+
+    def forward(self, inputs, state=None, attn=False):
+        from fuse4d.fusion.onnx_export import OUTPUTS, run_onnx
+        st = self.s0 if state is None else (state["tokens"], state["last_cam"])
+        o = {k: torch.from_numpy(v) for k, v in run_onnx(self.sess, inputs["image"], inputs["lidar_view"],
+                                                         inputs["range"], inputs["imu"], *st).items()}
+        out = {k: o[k] for k in OUTPUTS[:-2]}
+        out["state"] = {"tokens": o["state_tokens_out"], "last_cam": o["last_cam_out"]}
+        B, S = o["depth"].shape[:2]
+        P = self.cfg.patch_grid[0] * self.cfg.patch_grid[1]
+        out["attn_tokens"] = [torch.zeros(B, S, P, self.cfg.dim)]
+        return out
+
+
+def build_variants(model, threads, tmp: Path) -> tuple[dict, dict]:
+    """``{name: model-like}`` and ``{name: checkpoint bytes}``."""
+    from fuse4d.fusion.quantize import apply_precision, state_dict_bytes
+    from fuse4d.fusion.token_merge import merge_tokens
+    fp32_bytes = state_dict_bytes(model)
+    v = {"fp32": model, "bf16": apply_precision(model, "bf16"), "int8": apply_precision(model, "int8"),
+         "tome0.25": merge_tokens(model, 0.25), "tome0.5": merge_tokens(model, 0.5)}
+    size = {"fp32": fp32_bytes, "bf16": fp32_bytes, "int8": state_dict_bytes(v["int8"]),
+            "tome0.25": fp32_bytes, "tome0.5": fp32_bytes}
+    try:
+        from fuse4d.fusion.onnx_export import export_onnx
+        for name, q in (("onnx", False), ("onnx-int8", True)):
+            p = export_onnx(model, tmp / f"{name}.onnx", int8=q)
+            v[name], size[name] = OnnxModel(p, model, threads), p.stat().st_size
+    except Exception as e:  # onnx absent, or a model version the tracer cannot follow
+        print(f"# ONNX variants skipped: {str(e).splitlines()[0][:160]}", file=sys.stderr)
+    return v, size
+
+
+def peak_rss(fn) -> float:
+    """Peak extra resident memory (MB) while ``fn()`` runs (sampled every 2 ms)."""
+    proc = psutil.Process()
+    base, peak, done = proc.memory_info().rss, [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.002)
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return max(0, peak[0] - base) / 2 ** 20
+
+
+def heldout_metrics(model, seqs, window: int = 8) -> dict:
+    """Pooled depth AbsRel, semantic mIoU, pixel dynamic IoU, network RPE over ``seqs``."""
+    from fuse4d import metrics
+    from fuse4d.fusion.evaluation import _confusion, miou_from_confusion, net_pose_errors
+    from fuse4d.fusion.predict import Predictor
+    pred = Predictor(model, name="bench")
+    ab, n, conf, inter, union, rpe_t, rpe_r = 0.0, 0, 0, 0, 0, [], []
+    for seq in seqs:
+        state = None
+        for a in range(0, len(seq) - window + 1, window):
+            w = seq[a:a + window]
+            wp, state = pred.predict(w, state=state)
+            frames = list(w)
+            for i, f in enumerate(frames):
+                e = metrics.depth_errors(wp.depth[i], f.depth)
+                if e["n"]:
+                    ab, n = ab + e["absrel"] * e["n"], n + e["n"]
+                conf = conf + _confusion(wp.semantics[i], f.semantics)
+                p, g = wp.dynamic[i] > 0.5, np.asarray(f.dynamic_mask, bool)
+                inter, union = inter + np.count_nonzero(p & g), union + np.count_nonzero(p | g)
+            if a > 0:
+                r = net_pose_errors(wp.T_prev_cur, w.gt_poses)
+                if r:
+                    rpe_t.append(r["net_rpe_trans_m"] ** 2), rpe_r.append(r["net_rpe_rot_deg"] ** 2)
+    return {"depth_absrel": ab / max(n, 1), "sem_miou": miou_from_confusion(conf),
+            "dyn_iou": inter / union if union else float("nan"),
+            "net_rpe_m": float(np.sqrt(np.mean(rpe_t))) if rpe_t else float("nan")}
+
+
+def main(argv=None) -> None:
+    """Print the variant table (markdown) to stdout."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 held-out seed, 16 frames, 2 repetitions")
+    ap.add_argument("--checkpoint", default=None, help="fusion checkpoint (default: the shipped one)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=2, help="held-out seeds (test and val alternately)")
+    ap.add_argument("--frames", type=int, default=64, help="frames per held-out seed")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.frames, args.reps = 1, 16, 2
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    from fuse4d.data.synthetic import seeds_of, split_of, synthesize
+    from fuse4d.errors import DataError
+    from fuse4d.fusion.inputs import window_inputs
+    from fuse4d.fusion.predict import Predictor
+    try:
+        model, which = Predictor.from_checkpoint(args.checkpoint).model, args.checkpoint or "shipped tiny.pt"
+    except DataError as e:
+        if args.checkpoint:
+            raise
+        print(f"# {e}: using an UNTRAINED model (accuracy columns then only compare variants)", file=sys.stderr)
+        model, which = Predictor.untrained(seed=0).model, "untrained"
+    t = seeds_of("test", (args.seeds + 1) // 2) + seeds_of("val", args.seeds // 2)
+    assert all(split_of(s) in ("test", "val") for s in t)
+    seqs = [in_memory(synthesize(s, frames=max(args.frames, 32))) for s in t]
+    with tempfile.TemporaryDirectory() as tmp:
+        variants, size = build_variants(model, args.threads, Path(tmp))
+        s0 = seqs[0]
+        inputs = {S: window_inputs(list(s0[0:S]), s0.calibration, model.cfg, set(s0.sensors))[0] for S in (8, 32)}
+        fps = {k: {8: [], 32: []} for k in variants}
+        with torch.no_grad():
+            for v in variants.values():                       # warm-up
+                v(inputs[8])
+            for _ in range(args.reps):
+                for S in (8, 32):
+                    for k, v in variants.items():
+                        t0 = time.perf_counter()
+                        v(inputs[S])
+                        fps[k][S].append(S / (time.perf_counter() - t0))
+            mem = {k: peak_rss(lambda v=v: v(inputs[32])) for k, v in variants.items()}
+        acc = {k: heldout_metrics(v, seqs) for k, v in variants.items()}
+    ratio = {k: {S: statistics.median(a / b for a, b in zip(fps[k][S], fps["fp32"][S])) for S in (8, 32)}
+             for k in variants}
+    print(f"model: {which}; held-out seeds {t} ({args.frames} frames each, 8-frame windows); "
+          f"{args.threads} threads; {args.reps} reps; load avg {os.getloadavg()[0]:.1f}")
+    print("| variant | fps S=8 | ×fp32 | fps S=32 | ×fp32 | peak MB (S=32) | ckpt MB | depth AbsRel | sem mIoU | dyn IoU | net RPE m |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for k in variants:
+        a = acc[k]
+        print(f"| {k} | {statistics.median(fps[k][8]):.1f} | {ratio[k][8]:.2f} | {statistics.median(fps[k][32]):.1f} | "
+              f"{ratio[k][32]:.2f} | {mem[k]:.0f} | {size[k] / 2 ** 20:.2f} | {a['depth_absrel']:.4f} | "
+              f"{a['sem_miou']:.4f} | {a['dyn_iou']:.4f} | {a['net_rpe_m']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
