@@ -103,7 +103,7 @@ def train_step(model, opt, pool, setup: TrainSetup, step: int, device) -> dict[s
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     rec = {k: float(v.detach()) for k, v in terms.items()}
-    rec.update(loss=float(loss), step=step, sensors="+".join(sorted(sensors)))
+    rec.update(loss=float(loss.detach()), step=step, sensors="+".join(sorted(sensors)))
     return rec
 
 

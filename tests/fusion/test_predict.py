@@ -1,0 +1,101 @@
+"""The Predictor: a WindowPrediction at the input resolution from a synthetic window and a
+real KITTI raw frame, the recurrent state, sensor subsets, and checkpoint errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fuse4d.data.synthetic import synthesize
+from fuse4d.data.types import Sequence
+from fuse4d.errors import DataError
+from fuse4d.fusion.config import ModelConfig
+from fuse4d.fusion.model import FusionModel
+from fuse4d.fusion.predict import SHIPPED_CHECKPOINT, Predictor, load_checkpoint
+from fuse4d.fusion.train import save_weights
+
+SMALL = ModelConfig(image_size=(32, 96), dim=32, heads=2, blocks=1, range_size=(16, 128), registers=1,
+                    state_tokens=2)
+
+
+@pytest.fixture(scope="module")
+def seq():
+    s = synthesize(10, frames=4)
+    fr = [s[i] for i in range(4)]
+    return Sequence(s.timestamps, lambda i: fr[i], s.calibration, s.sensors, s.imu, s.gt_poses, s.metadata, s.name)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return Predictor.untrained(SMALL)
+
+
+def test_prediction_at_input_resolution(seq, small):
+    wp, state = small.predict(seq[0:2])
+    f = seq[0]
+    H, W = f.image.shape[:2]
+    assert wp.depth.shape == wp.depth_conf.shape == wp.dynamic.shape == (2, H, W) and wp.semantics.dtype == np.uint8
+    assert (wp.depth > 0).all() and ((wp.dynamic >= 0) & (wp.dynamic <= 1)).all() and wp.semantics.max() < 10
+    assert [len(p) for p in wp.point_semantics] == [len(seq[i].points) for i in range(2)]
+    assert wp.point_dynamic[0].dtype == np.float32
+    assert np.isnan(wp.T_prev_cur[0]).all() and np.isfinite(wp.T_prev_cur[1]).all()
+    assert np.allclose(wp.T_prev_cur[1][3], [0, 0, 0, 1]) and np.allclose(np.linalg.det(wp.T_prev_cur[1][:3, :3]), 1)
+    cov = wp.pose_cov[1]
+    assert np.allclose(cov, cov.T) and (np.linalg.eigvalsh(cov) > 0).all()
+    assert wp.gates.shape == (2, 3) and ((wp.gates >= 0) & (wp.gates <= 1)).all()
+    assert wp.attn_tokens.shape == (1, 2, 2 * 6, 32) and wp.patch_grid == (2, 6)
+    assert wp.descriptors.shape == (2, 8, 24, SMALL.desc_dim) and wp.descriptors.dtype == np.float16
+    wp2, _ = small.predict(seq[2:4], state=state)
+    assert np.isfinite(wp2.T_prev_cur[0]).all()                 # row 0 links to the previous window
+    assert list(wp2.indices) == [2, 3]
+
+
+def test_sensor_subsets_and_nan_gates(seq, small):
+    wp, _ = small.predict(seq[0:2], sensors={"lidar", "imu"})
+    assert wp.depth is None and wp.attn_tokens is None and wp.point_semantics is not None
+    assert np.isnan(wp.gates[:, 0]).all() and np.isfinite(wp.gates[:, 1]).all()
+    assert wp.extras["ref_frame"] == "lidar"
+    wp, _ = small.predict(seq[0:2], sensors={"camera"})
+    assert wp.point_semantics is None and np.isnan(wp.gates[:, 1:]).all()
+    with pytest.raises(DataError, match="none of the sensors"):
+        small.predict(seq[0:2], sensors=set())
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(DataError, match="missing.pt: model checkpoint not found"):
+        Predictor.from_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(DataError, match="corrupt.pt: cannot read"):
+        Predictor.from_checkpoint(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": 1}, other)
+    with pytest.raises(DataError, match="other.pt: not a fuse4d model checkpoint"):
+        load_checkpoint(other)
+    wrong = tmp_path / "wrong.pt"
+    ck = {"model": FusionModel(SMALL).state_dict(), "model_config": ModelConfig().to_dict()}
+    torch.save(ck, wrong)
+    with pytest.raises(DataError, match="wrong.pt: checkpoint does not fit"):
+        Predictor.from_checkpoint(wrong)
+    good = tmp_path / "good.pt"
+    save_weights(FusionModel(SMALL), good, {"note": "test"})
+    assert Predictor.from_checkpoint(good).cfg == SMALL
+
+
+def test_shipped_checkpoint_loads():
+    pred = Predictor.from_checkpoint()
+    assert SHIPPED_CHECKPOINT.stat().st_size < 20e6
+    assert pred.cfg.dim > 0 and not pred.model.training
+
+
+def test_kitti_raw_frame(shared):
+    from fuse4d.data.registry import load_sequence
+    drive = shared("kitti_raw_2011_09_26", "2011_09_26", "2011_09_26_drive_unknown_sync")
+    seq = load_sequence(drive)
+    wp, _ = Predictor.untrained(SMALL).predict(seq[0:2])
+    f = seq[0]
+    assert wp.depth.shape == (2, 375, 1242)
+    assert wp.depth[:, :, :58].max() == 0 and wp.depth[:, :, 100:1100].min() > 0      # outside the crop: no depth
+    assert len(wp.point_semantics[0]) == len(f.points)
+    assert np.isfinite(wp.gates[:, :2]).all() and np.isnan(wp.gates[:, 2]).all()
