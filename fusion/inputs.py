@@ -55,13 +55,13 @@ class ImageWarp:
     def image(self, img: np.ndarray) -> torch.Tensor:
         """``[H_in, W_in, 3]`` uint8 → ``[3, H, W]`` float in [0, 1] (antialiased)."""
         x0, y0, w, h = self.crop
-        t = torch.from_numpy(np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w])).permute(2, 0, 1)[None].float()
+        t = torch.from_numpy(np.array(img[y0:y0 + h, x0:x0 + w])).permute(2, 0, 1)[None].float()
         return F.interpolate(t, size=self.out_size, mode="bilinear", antialias=True, align_corners=False)[0] / 255.0
 
     def depth(self, d: np.ndarray) -> torch.Tensor:
         """``[H_in, W_in]`` depth (m, 0 = none) → ``[H, W]`` by nearest sampling."""
         x0, y0, w, h = self.crop
-        t = torch.from_numpy(np.ascontiguousarray(d[y0:y0 + h, x0:x0 + w], dtype=np.float32))[None, None]
+        t = torch.from_numpy(np.array(d[y0:y0 + h, x0:x0 + w], dtype=np.float32))[None, None]
         return F.interpolate(t, size=self.out_size, mode="nearest")[0, 0]
 
     def unwarp(self, x: torch.Tensor, fill: float | None = None, mode: str = "bilinear") -> torch.Tensor:

@@ -75,6 +75,11 @@ def _se3(t: np.ndarray, r: np.ndarray) -> np.ndarray:
 class Predictor:
     """Runs a :class:`FusionModel` on windows of a :class:`~fuse4d.data.types.Sequence`.
 
+    A depth camera (``metadata["depth_sensor"]``, RGB-D logs) enters through the LiDAR-view
+    encoder (depth in the camera view, the input it was trained on; the shipped checkpoint
+    never saw a depth camera) unless the window also has LiDAR; its gate is reported in
+    ``extras["gate_depth"]`` and the LiDAR column of ``gates`` stays NaN.
+
     Args:
         model: the network (eval mode); name: shown in ``extras``; threads: torch CPU
         threads (None = leave torch's setting).
@@ -133,11 +138,18 @@ class Predictor:
         if not any(k for k in inputs if not k.endswith("_valid")):
             raise DataError(getattr(window, "path", None),
                             f"window {window.indices[:1]}… has none of the sensors {sorted(used)}")
+        routed = "depth_view" in inputs and "lidar_view" not in inputs and "range" not in inputs
+        if routed:      # see the class docstring: a depth camera uses the trained LiDAR-view encoder
+            inputs["lidar_view"] = inputs.pop("depth_view")
+            inputs["lidar_view_valid"] = inputs.pop("depth_view_valid")
         if state is not None and state.get("ref") != aux["ref"]:
             state = None          # the sensor set changed: the state no longer fits
         t1 = time.perf_counter()
         out = self.model(inputs, None if state is None else state["model"], attn=True)
         t2 = time.perf_counter()
+        if routed:
+            g = out["gates"]
+            out["gates"] = torch.cat([g[..., :1], torch.full_like(g[..., 1:2], float("nan")), g[..., 2:3], g[..., 1:2]], -1)
         wp = self._to_prediction(window, frames, out, aux, state is not None, calib)
         wp.extras.update({"model": self.name, "ref_frame": aux["ref"], "sensors": sorted(used),
                           "time_inputs_s": t1 - t0, "time_model_s": t2 - t1,

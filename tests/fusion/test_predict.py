@@ -99,3 +99,13 @@ def test_kitti_raw_frame(shared):
     assert wp.depth[:, :, :58].max() == 0 and wp.depth[:, :, 100:1100].min() > 0      # outside the crop: no depth
     assert len(wp.point_semantics[0]) == len(f.points)
     assert np.isfinite(wp.gates[:, :2]).all() and np.isnan(wp.gates[:, 2]).all()
+
+
+def test_depth_camera_log(shared, small):
+    from fuse4d.data.registry import load_sequence
+    seq = load_sequence(shared("sevenscenes_tsdf_fusion_python"))
+    assert seq.metadata.get("depth_sensor")
+    wp, _ = small.predict(seq[0:2])
+    assert wp.depth.shape == (2, 480, 640)                      # 4:3 is stretched, not cropped
+    assert np.isfinite(wp.gates[:, 0]).all() and np.isnan(wp.gates[:, 1:]).all()
+    assert wp.extras["gate_depth"].shape == (2,) and np.isfinite(wp.extras["gate_depth"]).all()
