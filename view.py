@@ -280,11 +280,15 @@ def _notes(store, run_dir: Path, with_metrics: bool, notes: list[str]) -> tuple[
         rows.append(("note", n))
     metrics: dict = {}
     if with_metrics and (run_dir / "groundtruth.txt").is_file():
-        from fuse4d.evaluation import evaluate_run
+        from fuse4d.evaluation import evaluate_run, trajectory_evaluator
         try:
             metrics = evaluate_run(run_dir)
-        except Fuse4dError as e:
+        except Fuse4dError as e:  # e.g. the source log changed: keep the trajectory's own metrics
             rows.append(("note", f"evaluation failed: {e}"))
+            try:
+                metrics = trajectory_evaluator(run_dir)
+            except Fuse4dError:
+                metrics = {}
     return rows, metrics
 
 
