@@ -155,7 +155,9 @@ class Pipeline:
             store = RunStore.create(folder.store_path, config=cfg_dict, source=str(seq.metadata.get("source", seq.path)),
                                     n_frames=len(seq), window=self.config.run.window)
         atomic_write_text(out / "config.yaml", yaml.safe_dump({"fuse4d": __version__, **cfg_dict}, sort_keys=False))
-        store.update_meta(sensors=sorted(seq.sensors), model=_name(predictor))
+        # the log's own path (evaluation reads ground truth from it; a synthetic source re-renders the world)
+        source_path = None if seq.path is None else str(Path(seq.path).resolve())
+        store.update_meta(sensors=sorted(seq.sensors), model=_name(predictor), source_path=source_path)
 
         seq = with_frame_cache(seq, maxsize=2 * self.config.run.window)
         est = self._estimate(seq, predictor, store, progress)
