@@ -17,7 +17,7 @@ import pandas as pd
 
 from fuse4d.fusion.estimation.deskew import MotionModel, constant_velocity_motion, deskew
 from fuse4d.fusion.estimation.geometry_checks import degeneracy
-from fuse4d.fusion.estimation.lie import orthonormalize
+from fuse4d.fusion.estimation.lie import orthonormalize, se3_exp
 from fuse4d.fusion.estimation.registration import AdaptiveThreshold, register_to_map
 from fuse4d.fusion.estimation.voxel_map import VoxelMap, voxel_downsample, voxel_keys
 from fuse4d.geometry import invert
@@ -171,7 +171,7 @@ class LidarOdometry:
         A map of one sweep holds too few points per voxel for voxel planes, and matching
         points to points of one sweep pulls the motion towards zero (both sweeps sample the
         ground on the same rings): KITTI's first step came out at half its length. Normals
-        from each point's neighbours (Open3D) remove that bias. With per-point times both
+        from each point's neighbours remove that bias. With per-point times both
         sweeps are then deskewed with the motion found and registered again.
         """
         first_points, first_time, T0 = self._first
@@ -197,22 +197,40 @@ class LidarOdometry:
 
     def _knn_plane_icp(self, target: np.ndarray, T_target: np.ndarray, source: np.ndarray,
                        T_init: np.ndarray) -> np.ndarray:
-        """``T_world_source [4, 4]``: Open3D point-to-plane ICP of ``source [N, 3]`` onto ``target [M, 3]``
-        (both sensor frames; target at ``T_target``), coarse to fine from 2 voxels to 1 voxel."""
-        import open3d as o3d
-        reg = o3d.pipelines.registration
+        """``T_world_source [4, 4]``: point-to-plane ICP of ``source [N, 3]`` onto ``target [M, 3]`` (both
+        sensor frames; target at ``T_target``) with normals from each target point's neighbours (as
+        Open3D's ``registration_icp``, but deterministic), coarse to fine from 2 voxels to 1 voxel."""
+        from scipy.spatial import cKDTree
+        from fuse4d.fusion.estimation.registration import _normal_equations
+        from fuse4d.fusion.estimation.voxel_map import smallest_eigh
         v = 0.5 * self.voxel_size
-
-        def cloud(x):
-            c = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(x, np.float64)[:, :3]))
-            return c.voxel_down_sample(v)
-        tgt, src = cloud(target), cloud(source)
-        tgt.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=3.0 * v, max_nn=30))
-        T_rel = invert(T_target) @ T_init
+        tgt = voxel_downsample(np.asarray(target, np.float64)[:, :3], v)
+        src = voxel_downsample(np.asarray(source, np.float64)[:, :3], v)
+        tree = cKDTree(tgt)
+        k = min(30, len(tgt))
+        dist, nb = tree.query(tgt, k=k, distance_upper_bound=3.0 * v)
+        valid = np.isfinite(dist)
+        nbp = tgt[np.minimum(nb, len(tgt) - 1)]
+        cnt = valid.sum(1)
+        mean = (nbp * valid[..., None]).sum(1) / cnt[:, None]
+        c = (nbp - mean[:, None]) * valid[..., None]
+        _, normals = smallest_eigh(np.einsum("nki,nkj->nij", c, c) / cnt[:, None, None])
+        has = cnt >= 5
+        T = invert(T_target) @ T_init
         for thr in (4.0 * v, 2.0 * v):
-            T_rel = reg.registration_icp(src, tgt, thr, T_rel, reg.TransformationEstimationPointToPlane(),
-                                         reg.ICPConvergenceCriteria(max_iteration=50)).transformation
-        return T_target @ T_rel
+            for _ in range(50):
+                p = src @ T[:3, :3].T + T[:3, 3]
+                d, i = tree.query(p, distance_upper_bound=thr)
+                ok = np.isfinite(d)
+                ok[ok] = has[i[ok]]
+                if ok.sum() < 6:
+                    break
+                H, g, _, _ = _normal_equations(p[ok], tgt[i[ok]], normals[i[ok]], np.ones(ok.sum(), bool), thr)
+                delta = -np.linalg.solve(H + 1e-9 * np.eye(6), g)
+                T = se3_exp(delta) @ T
+                if np.linalg.norm(delta) < 1e-6:
+                    break
+        return T_target @ T
 
     def _align(self, source: np.ndarray, T_init: np.ndarray, sigma: float):
         """ICP at threshold 3σ; when that is coarser than 2 voxels, continue coarse-to-fine down to one voxel.
