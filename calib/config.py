@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from fuse4d.errors import ConfigError
@@ -71,9 +71,5 @@ class CalibConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "CalibConfig":
         """Build from a YAML ``calib:`` section; unknown keys raise ConfigError."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise ConfigError(f"unknown calib settings {bad}; known: {sorted(known)}")
-        return cls(**d)
+        from fuse4d.sections import section_from_dict
+        return section_from_dict(cls, d, "calib")

@@ -141,15 +141,8 @@ class TrainSetup:
 
 
 def _build(cls, d: dict[str, Any] | None, section: str):
-    d = dict(d or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"unknown {section} fields {unknown}; known: {sorted(known)}")
-    try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-    except TypeError as e:
-        raise ConfigError(f"{section}: {e}") from None
+    from fuse4d.sections import section_from_dict
+    return section_from_dict(cls, d, section, tuples=True)
 
 
 def load_train_config(path: str | Path | None = None, **train_overrides: Any) -> TrainSetup:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from fuse4d.errors import ConfigError
@@ -79,9 +79,5 @@ class MappingConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "MappingConfig":
         """Build from a dict; unknown keys raise ConfigError."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise ConfigError(f"unknown mapping settings {bad}; known: {sorted(known)}")
-        return cls(**d)
+        from fuse4d.sections import section_from_dict
+        return section_from_dict(cls, d, "mapping")

@@ -71,7 +71,7 @@ def test_config_from_dict_and_errors():
 
     stage = DynamicsStage({"history": 4}, Calibration())
     assert stage.config.history == 4
-    with pytest.raises(ConfigError, match="unknown dynamics settings"):
+    with pytest.raises(ConfigError, match=r"unknown dynamics setting dynamics.histroy; did you mean dynamics.history\?"):
         DynamicsConfig.from_dict({"histroy": 3})
     with pytest.raises(ConfigError):
         DynamicsConfig(cue_weights=(1.0, 2.0))

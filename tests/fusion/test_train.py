@@ -98,6 +98,6 @@ def test_bad_resume_and_config_errors(cache, tmp_path):
         train(setup_for(cache), tmp_path, echo=lambda *_: None)
     y = tmp_path / "bad.yaml"
     y.write_text("model:\n  dims: 3\n")
-    with pytest.raises(ConfigError, match="unknown model fields"):
+    with pytest.raises(ConfigError, match=r"unknown model setting model.dims; did you mean model.dim\?"):
         load_train_config(y)
     assert load_train_config(None).model == ModelConfig()
