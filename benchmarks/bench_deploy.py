@@ -1,6 +1,6 @@
 """Deployment variants of the fusion model, measured in one run against fp32 (the anchor).
 
-    python benchmarks/bench_deploy.py --quick          # ~5 min on 2 quiet cores (16 min at load 7-11)
+    python benchmarks/bench_deploy.py --quick          # measured: 16 min wall at load 7-11 (bf16 dominates)
     python benchmarks/bench_deploy.py [--checkpoint PT] [--threads 2] [--seeds 2] [--frames 64]
 
 Variants: fp32, bf16 (CPU autocast), int8 (torch dynamic quantisation), ONNX fp32 and int8
