@@ -148,7 +148,7 @@ class FusionModel(nn.Module):
             parts.append(tok)
             masks.append(v[..., None].expand(B, S, tok.shape[2]))
             spans[kind] = (start, start + tok.shape[2])
-            start += tok.shape[2]
+            start = start + tok.shape[2]  # not +=: under ONNX tracing sizes are tensors and += would shift recorded spans
         x = torch.cat(parts, 2)                                   # [B, S, T, D]
         T = x.shape[2]
         mask = torch.cat(masks, 2)
