@@ -40,6 +40,25 @@ def log_name(path: str | Path) -> str:
     return name[:-5] if name.endswith(".zarr") and name != ".zarr" else name
 
 
+#: the fusion model of this worker process, keyed by (checkpoint, precision): loaded once per worker, not per log
+_PREDICTORS: dict[tuple, Any] = {}
+
+
+def _worker_predictor(cfg):
+    """This process's predictor for ``cfg`` (None on the geometric path, or when no checkpoint loads:
+    the pipeline then decides, as for a single run)."""
+    if not cfg.run.use_model:
+        return None
+    key = (cfg.run.checkpoint, getattr(cfg.run, "precision", "fp32"))
+    if key not in _PREDICTORS:
+        from fuse4d.pipeline import Pipeline
+        try:
+            _PREDICTORS[key] = Pipeline(cfg).predictor()
+        except DataError:
+            return None  # the run itself reports the checkpoint error for its log
+    return _PREDICTORS[key]
+
+
 def run_one(log_path: str, out_dir: str, config: dict[str, Any], overwrite: bool = False,
             options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one log into ``out_dir`` (a Dask task; also usable alone). Never raises.
@@ -62,7 +81,7 @@ def run_one(log_path: str, out_dir: str, config: dict[str, Any], overwrite: bool
         from fuse4d.pipeline import Pipeline
         cfg = config_from_dict(config, "batch config")
         seq = load_sequence(log_path, **(options or {}))
-        result = Pipeline(cfg).run(seq, out_dir, overwrite=overwrite)
+        result = Pipeline(cfg, predictor=_worker_predictor(cfg)).run(seq, out_dir, overwrite=overwrite)
         row.update(status="ok", frames=len(result.t), ate_rmse_m=float(result.metrics.get("ate_rmse_m", math.nan)))
     except (DataError, ConfigError, OSError) as e:
         row["error"] = str(e) if not isinstance(e, OSError) else f"{e.filename or log_path}: {e.strerror or e}"

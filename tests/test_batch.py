@@ -64,3 +64,23 @@ def test_batch_refuses_duplicate_names(tmp_path):
     (tmp_path / "y" / "a").mkdir(parents=True)
     r = runner.invoke(app, ["batch", str(tmp_path / "x" / "a"), str(tmp_path / "y" / "a"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "several logs are named 'a'" in r.output
+
+
+def test_model_loads_once_per_worker_process(monkeypatch):
+    """Many logs on one Dask worker share one predictor (per checkpoint and precision)."""
+    from fuse4d import batch
+    from fuse4d.config import load_config
+    from fuse4d.fusion import predict
+
+    loads = []
+    real = predict.Predictor.from_checkpoint.__func__
+
+    def counting(cls, *a, **k):
+        loads.append(a)
+        return real(cls, *a, **k)
+    monkeypatch.setattr(predict.Predictor, "from_checkpoint", classmethod(counting))
+    monkeypatch.setattr(batch, "_PREDICTORS", {})
+    cfg = load_config()
+    p1, p2 = batch._worker_predictor(cfg), batch._worker_predictor(cfg)
+    assert p1 is not None and p1 is p2 and len(loads) == 1
+    assert batch._worker_predictor(load_config(run={"use_model": False})) is None and len(loads) == 1
