@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +178,12 @@ class Pipeline:
         from fuse4d.fusion.estimation.estimator import Estimator, check_sequence
 
         check_sequence(seq)
-        est = Estimator(EstimationConfig.from_dict(self.config.estimation), seq.calibration, seq.sensors, seq.imu,
-                        seq.path)
+        with warnings.catch_warnings():
+            if predictor is not None:  # the model's pose factors are what a camera-only log needs
+                warnings.filterwarnings("ignore", message=".*camera-only log; poses need the fusion model")
+            est = Estimator(EstimationConfig.from_dict(self.config.estimation), seq.calibration, seq.sensors,
+                            seq.imu, seq.path, lidar_timing=seq.metadata.get("lidar_timing"),
+                            depth_sensor=bool(seq.metadata.get("depth_sensor", False)))
         T_out_body = np.eye(4) if est.frame == "body" else np.linalg.inv(seq.calibration.T_body_lidar)
         bar = _progress(progress, len(seq), f"{'model + ' if predictor else ''}estimating {seq.name}")
         state, pos = None, 0
@@ -307,7 +312,10 @@ class Pipeline:
             if predictor is not None:
                 plot_model_outputs(seq, store, out, spans)
             if "maps" in store:
-                plot_maps(seq, store, out, est.T_world_body)
+                try:
+                    plot_maps(seq, store, out, est.T_world_body)
+                except Exception as e:  # a figure never costs a finished run
+                    log.warning("maps.png skipped: %s: %s", type(e).__name__, e)
         return result
 
 def _values(a: np.ndarray | None, n: int, dtype, fill) -> np.ndarray:

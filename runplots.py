@@ -86,5 +86,8 @@ def _map_layers(store) -> dict:
     out = {}
     for name in ("occupancy", "elevation"):
         if f"maps/{name}" in store:
-            out[name] = {**store.read(f"maps/{name}"), **store.attrs(f"maps/{name}")}
+            layer = {**store.read(f"maps/{name}"), **store.attrs(f"maps/{name}")}
+            data = np.asarray(layer.get("height" if name == "elevation" else "ijk", []))
+            if data.size and (name != "elevation" or np.isfinite(data).any()):  # an RGB-D log has no elevation
+                out[name] = layer
     return out
