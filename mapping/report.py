@@ -13,29 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from fuse4d.data.classes import CLASS_COLORS, CLASS_NAMES
+from fuse4d.plots import _pyplot, _save  # one figure writer for every PNG
 
 Panel = Callable[[object], None]
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    import os
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".").lower() or "png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def occupancy_bev(occ: dict) -> tuple[np.ndarray, tuple[float, float, float, float], set[int]]:
