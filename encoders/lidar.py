@@ -91,7 +91,7 @@ def sparse_depth(points_cam: np.ndarray, K: np.ndarray, size: tuple[int, int],
     p = points_cam[keep]
     if len(p):
         uv = (p @ K.T)[:, :2] / p[:, 2:3]
-        u, v = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
+        u, v = np.floor(uv[:, 0] + 0.5).astype(np.int64), np.floor(uv[:, 1] + 0.5).astype(np.int64)  # nearest centre
         ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
         u, v, z = u[ok], v[ok], p[ok, 2]
         order = np.argsort(-z, kind="stable")

@@ -154,7 +154,9 @@ def output_camera(out: dict, inputs: dict, aux: dict) -> tuple[torch.Tensor, tor
     K = torch.as_tensor(aux["K"], dtype=torch.float32)
     if (h, w) != (H, W):
         img = torch.nn.functional.interpolate(img, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        K = torch.diag(torch.tensor([w / W, h / H, 1.0])) @ K
+        sx, sy = w / W, h / H       # pixel centres at integer coordinates: u' + 0.5 = (u + 0.5) * sx
+        S = torch.tensor([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+        K = S @ K
     return img, K
 
 

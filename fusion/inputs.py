@@ -48,8 +48,10 @@ class ImageWarp:
         """Intrinsics ``[3, 3]`` of the model image from the input's."""
         x0, y0, w, h = self.crop
         H, W = self.out_size
-        S = np.diag([W / w, H / h, 1.0])
-        S[0, 2], S[1, 2] = -x0 * W / w, -y0 * H / h
+        sx, sy = W / w, H / h
+        # pixel centres at integer coordinates (OpenCV): u_out + 0.5 = (u_in + 0.5 - x0) * sx
+        S = np.diag([sx, sy, 1.0])
+        S[0, 2], S[1, 2] = (0.5 - x0) * sx - 0.5, (0.5 - y0) * sy - 0.5
         return S @ np.asarray(K_in, np.float64)
 
     def image(self, img: np.ndarray) -> torch.Tensor:

@@ -214,7 +214,7 @@ class MapBuilder:
         z = pc[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             uv = pc @ cal.K.T
-            u, v = np.floor(uv[:, 0] / z), np.floor(uv[:, 1] / z)
+            u, v = np.floor(uv[:, 0] / z + 0.5), np.floor(uv[:, 1] / z + 0.5)   # nearest pixel centre
         ok = (z > 0.1) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         rgb = np.zeros((len(pts), 3), np.uint8)
         rgb[ok] = frame.image[v[ok].astype(np.int64), u[ok].astype(np.int64)]

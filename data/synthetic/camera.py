@@ -30,9 +30,12 @@ class Camera:
     def __init__(self, width: int, height: int, hfov_deg: float):
         self.width, self.height = int(width), int(height)
         f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2)
-        self.K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
-        xn = (np.arange(width) + 0.5 - width / 2) / f
-        yn = (np.arange(height) + 0.5 - height / 2) / f
+        # OpenCV convention: pixel (i, j) has its centre at (u, v) = (i, j), so the
+        # principal point of a centred sensor is (W - 1) / 2, (H - 1) / 2
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        self.K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
+        xn = (np.arange(width) - cx) / f
+        yn = (np.arange(height) - cy) / f
         # [H, W, 3] rays with z = 1, so hit t equals z-depth; each pixel row is one fan
         self.dirs_cam = np.stack(np.broadcast_arrays(xn[None, :], yn[:, None], 1.0), -1).astype(np.float32)
         norm = np.sqrt(1.0 + yn * yn)[:, None]

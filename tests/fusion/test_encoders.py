@@ -65,7 +65,9 @@ def test_image_warp_crop_for_kitti_and_stretch_for_4_3():
     uv_in = (K @ X)[:2] / X[2]
     Km = kitti.K(K)
     uv_m = (Km @ X)[:2] / X[2]
-    assert uv_m[0] == pytest.approx((uv_in[0] - 58) * 192 / 1125) and uv_m[1] == pytest.approx(uv_in[1] * 64 / 375)
+    # pixel centres at integer coordinates (OpenCV): u_m + 0.5 = (u_in + 0.5 - x0) * scale
+    assert uv_m[0] == pytest.approx((uv_in[0] + 0.5 - 58) * 192 / 1125 - 0.5)
+    assert uv_m[1] == pytest.approx((uv_in[1] + 0.5) * 64 / 375 - 0.5)
     img = np.zeros((375, 1242, 3), np.uint8)
     img[:, 600:] = 255
     t = kitti.image(img)
