@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fuse4d.data.classes import ROAD, UNLABELED, colorize
+from fuse4d.data.classes import GROUND, ROAD, UNLABELED, colorize
 from fuse4d.data.types import Calibration, Frame, Sequence
 from fuse4d.errors import DataError
 from fuse4d.mapping.config import MappingConfig
@@ -166,9 +166,10 @@ class MapBuilder:
         self._prev = (frame.timestamp, T_wl) if n else self._prev
         return {"ground": self._integrate(frame, T, point_semantics, point_dynamic, depth, motion).astype(np.uint8)}
 
-    def _ground(self, pts: np.ndarray) -> np.ndarray:
+    def _ground(self, pts: np.ndarray, return_height: bool = False):
         cfg = self.config
-        return segment_ground(pts, cfg.ground_cell, cfg.ground_window, cfg.ground_max_slope, cfg.ground_height)
+        return segment_ground(pts, cfg.ground_cell, cfg.ground_window, cfg.ground_max_slope, cfg.ground_height,
+                              return_height)
 
     def _integrate(self, frame: Frame, T: np.ndarray, point_semantics, point_dynamic, depth, motion) -> np.ndarray:
         """Integrate a frame whose sweep moved by ``motion = (T_prev_cur, dt)`` (None = no deskew);
@@ -184,7 +185,7 @@ class MapBuilder:
             if motion is not None:
                 local = deskew_constant_velocity(local, frame.point_time, *motion)
             pts = _transform(T_wl, local)
-            ground = self._ground(pts)
+            ground, above = self._ground(pts, True)
             static = np.ones(n, bool) if point_dynamic is None else ~(np.asarray(point_dynamic, np.float32) > 0.5)
             if point_semantics is not None:
                 labels = np.asarray(point_semantics, np.uint8)
@@ -194,7 +195,15 @@ class MapBuilder:
             ps, gs, ls = pts[static], ground[static], labels[static]
             rng = np.linalg.norm(ps - origin, axis=1)
             keep = (rng >= cfg.min_range) & np.isfinite(rng)
-            self.occupancy.integrate(origin, ps[keep], ls[keep], gs[keep], cfg.max_range, cfg.min_range)
+            normals = None
+            if cfg.normals:
+                from fuse4d.mapping.normals import scan_normals
+                normals = scan_normals(ps[keep], cfg.normal_neighbours, 1.5, 0.2, 0.3)
+            og = gs[keep]
+            if point_semantics is not None:  # a point the model calls a wall is no ground surface for the voxels
+                og = og & np.isin(ls[keep], (UNLABELED,) + GROUND)
+            self.occupancy.integrate(origin, ps[keep], ls[keep], og, cfg.max_range, cfg.min_range, normals,
+                                     np.maximum(above[static][keep], 0.0))
             near = keep & (rng <= cfg.max_range)
             el = keep & (rng <= cfg.elevation_max_range)
             self.elevation.integrate(ps[el], rng[el], ls[el], gs[el])
@@ -300,9 +309,9 @@ class _ShiftedOccupancy:
     def __init__(self, occ: OccupancyMap, anchor: np.ndarray):
         self.map, self.anchor = occ, np.asarray(anchor, np.float64)
 
-    def integrate(self, origin, points, labels, ground, max_range, min_range) -> None:
+    def integrate(self, origin, points, labels, ground, max_range, min_range, normals=None, clearance=None) -> None:
         self.map.integrate(np.asarray(origin) - self.anchor, np.asarray(points) - self.anchor, labels, ground,
-                           max_range, min_range)
+                           max_range, min_range, normals, clearance)
 
     def occupancy_at(self, points: np.ndarray) -> np.ndarray:
         """Occupancy probability ``[N]`` at world points ``[N, 3]`` (0.5 unknown)."""

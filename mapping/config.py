@@ -34,6 +34,8 @@ class MappingConfig:
     l_min: float = -2.0
     l_max: float = 3.5
     occupied_threshold: float = 0.0
+    normals: bool = True
+    normal_neighbours: int = 10
     max_range: float = 80.0
     min_range: float = 1.0
     ground_cell: float = 1.0

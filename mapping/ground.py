@@ -15,7 +15,7 @@ import numpy as np
 
 
 def segment_ground(points: np.ndarray, cell: float = 1.0, window: int = 5, max_slope: float = 0.3,
-                   height: float = 0.25) -> np.ndarray:
+                   height: float = 0.25, return_height: bool = False):
     """Ground mask of one scan.
 
     Args:
@@ -24,16 +24,17 @@ def segment_ground(points: np.ndarray, cell: float = 1.0, window: int = 5, max_s
         max_slope: rise per metre the ground may have between cells.
         height: m above the local ground estimate a ground point may lie.
     Returns:
-        ``[N]`` bool, True = ground.
+        ``[N]`` bool, True = ground; with ``return_height`` also ``[N]`` float64, each
+        point's height above its cell's ground estimate (m).
     """
     p = np.asarray(points, np.float64).reshape(-1, 3)
     if len(p) == 0:
-        return np.zeros(0, bool)
+        return (np.zeros(0, bool), np.zeros(0)) if return_height else np.zeros(0, bool)
     finite = np.isfinite(p).all(1)
     if not finite.all():
-        out = np.zeros(len(p), bool)
-        out[finite] = segment_ground(p[finite], cell, window, max_slope, height)
-        return out
+        out, above = np.zeros(len(p), bool), np.full(len(p), np.nan)
+        out[finite], above[finite] = segment_ground(p[finite], cell, window, max_slope, height, True)
+        return (out, above) if return_height else out
     ij = np.floor(p[:, :2] / cell).astype(np.int64)
     lo = ij.min(0)
     ij -= lo
@@ -52,7 +53,8 @@ def segment_ground(points: np.ndarray, cell: float = 1.0, window: int = 5, max_s
             rise = max_slope * cell * np.hypot(di, dj)
             nb = pad[r + di:r + di + shape[0], r + dj:r + dj + shape[1]]
             np.minimum(ground_h, nb + rise, out=ground_h)
-    return p[:, 2] - ground_h.reshape(-1)[flat] < height
+    above = p[:, 2] - ground_h.reshape(-1)[flat]
+    return (above < height, above) if return_height else above < height
 
 
 def ground_f1(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:

@@ -39,6 +39,8 @@ _OFF = 1 << 20             # key offset: indices in [-2^20, 2^20) per axis
 _MASK = (1 << 21) - 1
 _MIN_SIN = 0.02            # grazing-angle floor of the ground carving margin
 _SHIFT = 0.75              # voxels a non-ground endpoint is pushed behind its surface
+_SKIM = 1.5               # voxels above the ground under which a ray stops carving
+_EPS = 0.02               # voxels beyond the exact shift behind the surface
 _HIST_MAX = np.iinfo(np.uint16).max
 
 
@@ -170,7 +172,8 @@ class OccupancyMap:
 
     # -- integration -------------------------------------------------------------------
     def integrate(self, origin: np.ndarray, points: np.ndarray, labels: np.ndarray | None = None,
-                  ground: np.ndarray | None = None, max_range: float = np.inf, min_range: float = 0.0) -> None:
+                  ground: np.ndarray | None = None, max_range: float = np.inf, min_range: float = 0.0,
+                  normals: np.ndarray | None = None, clearance: np.ndarray | None = None) -> None:
         """Integrate one scan.
 
         Args:
@@ -191,23 +194,41 @@ class OccupancyMap:
             p, d, r = p[ok], d[ok], r[ok]
             labels = None if labels is None else np.asarray(labels)[ok]
             ground = None if ground is None else np.asarray(ground, bool)[ok]
+            normals = None if normals is None else np.asarray(normals)[ok]
+            clearance = None if clearance is None else np.asarray(clearance)[ok]
         if len(p) == 0:
             return
         u = d / r[:, None]
         res = self.res
         is_hit = r <= max_range
         g = np.zeros(len(p), bool) if ground is None else np.asarray(ground, bool)
-        # endpoints: non-ground ones pushed behind the surface along the horizontal ray direction
+        # endpoints: non-ground ones pushed behind the surface
         uh = u.copy()
         uh[:, 2] = 0.0
         uh /= np.maximum(np.linalg.norm(uh, axis=1), 1e-9)[:, None]
-        ph = p + np.where(g, 0.0, _SHIFT * res)[:, None] * uh
+        push = _SHIFT * res * uh
+        cos_inc = np.where(g, np.abs(u[:, 2]), 1.0)
+        if normals is not None:
+            nrm = np.asarray(normals, np.float64).reshape(-1, 3)
+            good = np.isfinite(nrm).all(1)
+            nrm = np.where(good[:, None], nrm, 0.0)
+            c = np.einsum("ij,ij->i", nrm, u)
+            nrm *= -np.sign(c)[:, None]          # towards the sensor
+            # any voxel holding p - s n, s = res (|n|_1 / 2 + eps), has its centre behind the plane
+            s_n = res * (0.5 * np.abs(nrm).sum(1) + _EPS)
+            push = np.where(good[:, None], -s_n[:, None] * nrm, push)
+            cos_inc = np.where(good & ~g, np.abs(c), cos_inc)
+        ph = p + np.where(g[:, None], 0.0, push)
         hit_ijk = np.floor(ph[is_hit] / res).astype(np.int64)
         # one ray per endpoint voxel
         rc = np.minimum(r, max_range)
         ekey = pack(np.floor((o + u * rc[:, None]) / res).astype(np.int64))
         _, first = np.unique(ekey, return_index=True)
-        margin = np.where(g[first], res / np.maximum(np.abs(u[first, 2]), _MIN_SIN), res)
+        margin = np.where(g[first] | (normals is not None), res / np.maximum(cos_inc[first], _MIN_SIN), res)
+        if clearance is not None:  # the last stretch of a descending ray skims the ground: no carving there
+            h = np.asarray(clearance, np.float64)[first]
+            skim = np.where(u[first, 2] < 0, np.maximum(_SKIM * res - h, 0.0) / np.maximum(-u[first, 2], _MIN_SIN), 0.0)
+            margin = np.maximum(margin, skim)
         margin = np.where(is_hit[first], margin, 0.0)
         n = np.maximum(np.floor((rc[first] - margin) / res).astype(np.int64), 0)
         pre = None
