@@ -256,6 +256,7 @@ def train(
     from_: Optional[Path] = typer.Option(None, "--from", help="with --data: checkpoint to adapt (default: the shipped one)"),
     frames: Optional[str] = typer.Option(None, help="with --data: frames a:b of the log (its last 2 are held out)"),
     drive: Optional[str] = typer.Option(None, help="with --data: KITTI raw drive when the folder holds several"),
+    distill_from: Optional[Path] = typer.Option(None, "--distill-from", help="train a smaller student (--config, e.g. configs/student.yaml) on this teacher checkpoint's outputs"),
 ) -> None:
     """Train the fusion model on synthetic training seeds; resumes from OUT/last.pt.
 
@@ -266,7 +267,7 @@ def train(
             adapt_main(data, from_, out, frames=frames, steps=steps, echo=typer.echo, **({"drive": drive} if drive else {}))
             return
         from fuse4d.fusion.train import main as train_main
-        path = train_main(config, out, steps=steps, echo=typer.echo)
+        path = train_main(config, out, steps=steps, echo=typer.echo, distill_from=distill_from)
         typer.echo(f"weights: {path}")
     _guarded(go)
 

@@ -138,8 +138,10 @@ def plot_losses(history: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | None = None) -> Path:
-    """Train (or resume) into folder ``out``; returns the path of ``model.pt``.
+def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | None = None,
+          distill_from: str | Path | None = None) -> Path:
+    """Train (or resume) into folder ``out``; returns the path of ``model.pt``. With
+    ``distill_from`` (a checkpoint) the model is a student of that teacher (``fusion/distill.py``).
 
     Raises:
         DataError: ``out/last.pt`` exists but cannot be read.
@@ -151,6 +153,12 @@ def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | Non
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     model = FusionModel(setup.model).to(device)
+    dist, step_fn = None, train_step
+    if distill_from is not None:
+        from fuse4d.fusion.distill import Distiller
+        dist = Distiller.load(distill_from, device)
+        echo(f"student of {distill_from}: teacher weights copied into {dist.prepare(model)}")
+        step_fn = dist.train_step
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01)
     start, history = 0, []
     last = out / "last.pt"
@@ -163,14 +171,15 @@ def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | Non
         except Exception as e:
             raise DataError(last, f"cannot resume from this checkpoint ({str(e).splitlines()[0][:160]})") from None
         echo(f"resuming from {last} at step {start}")
-    pool = build_pool(tc, setup.model, echo=echo)
+    pool = build_pool(tc, setup.model if dist is None else dist.pool_config, echo=echo)
     meta = {"config": {"model": setup.model.to_dict(), "train": {k: getattr(tc, k) for k in tc.__dataclass_fields__}},
-            "config_path": config_path, "device": str(device)}
+            "config_path": config_path, "device": str(device),
+            **({} if distill_from is None else {"distill_from": str(distill_from)})}
     model.train()
     t0, cpu0 = time.perf_counter(), time.process_time()
     with open(out / "train_log.jsonl", "a") as logf:
         for step in range(start, tc.steps):
-            rec = train_step(model, opt, pool, setup, step, device)
+            rec = step_fn(model, opt, pool, setup, step, device)
             rec["time_s"] = time.perf_counter() - t0
             history.append(rec)
             logf.write(json.dumps(rec) + "\n")
@@ -193,7 +202,9 @@ def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | Non
     return out / "model.pt"
 
 
-def main(config: str | Path | None, out: str | Path, steps: int | None = None, echo=print) -> Path:
-    """CLI entry: read the YAML, optionally override ``train.steps``, train."""
+def main(config: str | Path | None, out: str | Path, steps: int | None = None, echo=print,
+         distill_from: str | Path | None = None) -> Path:
+    """CLI entry: read the YAML, optionally override ``train.steps``, train (a student of
+    ``distill_from`` when given)."""
     setup = load_train_config(config, **({} if steps is None else {"steps": steps}))
-    return train(setup, out, echo=echo, config_path=None if config is None else str(config))
+    return train(setup, out, echo=echo, config_path=None if config is None else str(config), distill_from=distill_from)
