@@ -183,7 +183,8 @@ class Pipeline:
                 warnings.filterwarnings("ignore", message=".*camera-only log; poses need the fusion model")
             est = Estimator(EstimationConfig.from_dict(self.config.estimation), seq.calibration, seq.sensors,
                             seq.imu, seq.path, lidar_timing=seq.metadata.get("lidar_timing"),
-                            depth_sensor=bool(seq.metadata.get("depth_sensor", False)))
+                            depth_sensor=bool(seq.metadata.get("depth_sensor", False)),
+                            lidar_deskewed=bool(seq.metadata.get("lidar_deskewed", False)))
         T_out_body = np.eye(4) if est.frame == "body" else np.linalg.inv(seq.calibration.T_body_lidar)
         bar = _progress(progress, len(seq), f"{'model + ' if predictor else ''}estimating {seq.name}")
         state, pos = None, 0

@@ -22,9 +22,12 @@ def test_av2_two_sweeps_motion_matches_dataset_poses(shared, tmp_path):
     gt = load_sequence(shared(*AV2)).gt_poses
     est_rel = np.linalg.inv(res.T_world_body[0]) @ res.T_world_body[1]
     gt_rel = np.linalg.inv(gt[0]) @ gt[1]
-    # the car creeps 6.6 cm between the sweeps; float16 points limit precision to ~2 cm at range
+    # the car creeps 6.6 cm between the sweeps; float16 points limit precision to ~2 cm at range.
+    # The sweeps are motion-compensated upstream, so they are not deskewed again: measured 1.15 cm, 0.010°
     assert np.linalg.norm(gt_rel[:3, 3]) == pytest.approx(0.066, abs=0.002)
-    assert np.linalg.norm(est_rel[:3, 3] - gt_rel[:3, 3]) < 0.03
+    err = np.linalg.inv(gt_rel) @ est_rel
+    assert np.linalg.norm(err[:3, 3]) < 0.02
+    assert np.degrees(np.arccos(np.clip((np.trace(err[:3, :3]) - 1) / 2, -1, 1))) < 0.03
     assert res.metrics["align_mode"] == "first_pose" and res.metrics["n_poses"] == 2
 
 

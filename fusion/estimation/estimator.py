@@ -45,6 +45,8 @@ class Estimator:
             (``seq.metadata["depth_sensor"]``): without LiDAR, frames are posed by RGB-D
             odometry (:mod:`~fuse4d.fusion.estimation.rgbd_odometry`), fused with the IMU
             and network factors when present. Otherwise depth is ground truth and never used.
+        lidar_deskewed: the log's sweeps are already motion-compensated (``seq.metadata["lidar_deskewed"]``,
+            e.g. Argoverse 2): their point times are ignored, so the motion is not removed twice.
 
     Raises:
         DataError: neither LiDAR nor IMU nor camera; bad IMU stream (NaN, non-monotonic time).
@@ -52,7 +54,8 @@ class Estimator:
 
     def __init__(self, config: EstimationConfig | None = None, calibration: Calibration | None = None,
                  sensors: set[str] | frozenset[str] = frozenset({"lidar"}), imu: ImuSamples | None = None,
-                 path=None, lidar_timing: dict | None = None, depth_sensor: bool = False):
+                 path=None, lidar_timing: dict | None = None, depth_sensor: bool = False,
+                 lidar_deskewed: bool = False):
         self.config = config or EstimationConfig()
         calib = calibration or Calibration()
         sensors = set(sensors)
@@ -74,7 +77,7 @@ class Estimator:
         X = calib.T_body_lidar if self.has_imu else np.eye(4)
         self.imu_noise = ImuNoise.from_dict(calib.imu_noise)
         self.frontend = Frontend(self.config, X, imu, use_imu=self.has_imu and self.config.use_imu,
-                                 lidar_timing=lidar_timing)
+                                 lidar_timing=lidar_timing, lidar_deskewed=lidar_deskewed)
         self.t: list[float] = []
         self._tic = time.perf_counter()
 
@@ -289,7 +292,7 @@ def estimate_trajectory(seq: Sequence, config: EstimationConfig | None = None,
     """
     check_sequence(seq)
     est = Estimator(config, seq.calibration, seq.sensors, seq.imu, seq.path, seq.metadata.get("lidar_timing"),
-                    bool(seq.metadata.get("depth_sensor", False)))
+                    bool(seq.metadata.get("depth_sensor", False)), bool(seq.metadata.get("lidar_deskewed", False)))
     frames = range(len(seq))
     if progress:
         from tqdm import tqdm

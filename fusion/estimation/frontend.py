@@ -53,11 +53,15 @@ class Frontend:
         T_body_lidar: ``[4, 4]`` LiDAR → body extrinsics (identity without IMU).
         imu: the whole IMU stream when known up front; else samples are taken from each frame.
         imu_noise: ``Calibration.imu_noise`` dict, for preintegration covariances.
+        lidar_timing: azimuth timing model for sweeps without per-point times.
+        lidar_deskewed: the sweeps are already motion-compensated (never deskewed again).
     """
 
     def __init__(self, config: EstimationConfig, T_body_lidar: np.ndarray, imu: ImuSamples | None,
-                 use_imu: bool, lidar_timing: dict | None = None):
+                 use_imu: bool, lidar_timing: dict | None = None, lidar_deskewed: bool = False):
         c = config
+        #: sweeps are motion-compensated upstream (e.g. Argoverse 2): their point times are not used again
+        self.lidar_deskewed = bool(lidar_deskewed)
         #: azimuth timing model for sweeps without per-point times (see deskew.azimuth_time)
         self.lidar_timing = lidar_timing if c.deskew else None
         self.cfg = c
@@ -104,7 +108,7 @@ class Frontend:
         if not self.use_imu or self.imu is None or len(self.imu) < 2:
             return False
         ts = self.imu.t
-        inside = ts[(ts >= t0 - 0.15) & (ts <= t1 + 0.15)]
+        inside = ts[np.searchsorted(ts, t0 - 0.15, "left"):np.searchsorted(ts, t1 + 0.15, "right")]
         return (ts[0] <= t0 + 0.02 and ts[-1] >= t1 - 0.02
                 and (len(inside) < 2 or np.diff(inside).max() < 0.25))
 
@@ -125,8 +129,8 @@ class Frontend:
         prev = self.records[-1] if self.records else None
         if prev is None and (frame.points is None or len(frame.points) < 100):
             self._static_start(t)
-        tau = frame.point_time
-        if tau is None and self.lidar_timing is not None and frame.points is not None and len(frame.points):
+        tau = None if self.lidar_deskewed else frame.point_time
+        if tau is None and not self.lidar_deskewed and self.lidar_timing is not None and frame.points is not None and len(frame.points):
             tau = azimuth_time(frame.points, self.lidar_timing)
         T_pred = v_pred = motion = delta = None
         if prev is not None and self.gravity is not None and self._imu_covers(prev.t, t):
@@ -137,6 +141,11 @@ class Frontend:
             if tau is not None and len(tk) >= 2:
                 motion = trajectory_motion(tk, Tp @ self.X, t)
         rec = self._register(frame, tau, t, prev, T_pred, motion)
+        if self.lo.first_deskewed is not None:  # the first sweep, deskewed now that the motion is known
+            first = next(iter(self.kf_lidar.items()), None)
+            if first is not None and first[0] == 0:
+                self.loops_db.replace_points(first[1], self.lo.first_deskewed)
+            self.lo.first_deskewed = None
         if rec is None:  # no usable LiDAR
             if T_pred is not None:
                 rec = FrameRecord(frame.index, t, T_pred, "imu_only")

@@ -121,11 +121,14 @@ def segments(imu: ImuSamples, t0: float, t1: float) -> tuple[np.ndarray, np.ndar
         raise DataError(None, "no IMU samples to integrate")
     if not t1 > t0:
         raise DataError(None, f"IMU interval must have t1 > t0, got [{t0}, {t1}]")
-    inner = imu.t[(imu.t > t0) & (imu.t < t1)]
-    knots = np.concatenate([[t0], inner, [t1]])
+    # the samples around [t0, t1] only (binary search): the cost does not grow with the log's length
+    lo, hi = np.searchsorted(imu.t, t0, "right"), np.searchsorted(imu.t, t1, "left")
+    knots = np.concatenate([[t0], imu.t[lo:hi], [t1]])
     mid = 0.5 * (knots[1:] + knots[:-1])
-    gyro = np.stack([np.interp(mid, imu.t, imu.gyro[:, k]) for k in range(3)], -1)
-    acc = np.stack([np.interp(mid, imu.t, imu.acc[:, k]) for k in range(3)], -1)
+    a, b = max(lo - 1, 0), min(hi + 1, len(imu.t))  # neighbours bracket every midpoint: interp is unchanged
+    ts = imu.t[a:b]
+    gyro = np.stack([np.interp(mid, ts, imu.gyro[a:b, k]) for k in range(3)], -1)
+    acc = np.stack([np.interp(mid, ts, imu.acc[a:b, k]) for k in range(3)], -1)
     return np.diff(knots), gyro, acc
 
 

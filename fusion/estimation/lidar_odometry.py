@@ -85,6 +85,9 @@ class LidarOdometry:
         self.point_weight = 0.0
         self.min_threshold, self.refine, self.refine_threshold = 1.0, False, 1.0
         self._first: tuple | None = None  # first sweep, re-deskewed once the motion is known
+        #: ``[M, 3]`` the first sweep as re-deskewed by the second registration (None until then): the
+        #: sweep returned for the first frame had no motion to deskew with, so keyframe stores replace it
+        self.first_deskewed: np.ndarray | None = None
         #: seconds spent per stage (preprocess, registration, map_update), summed over sweeps
         self.timings: dict[str, float] = {}
 
@@ -188,6 +191,7 @@ class LidarOdometry:
             frame = deskew(frame, tau, motion)
         self.map.clear()
         self.map.add(f0 @ T0[:3, :3].T + T0[:3, 3], origin=T0[:3, 3])
+        self.first_deskewed = f0
         source = voxel_downsample(frame, 1.5 * self.voxel_size)
         # information (and fitness) of the result against the voxel map, without moving it
         res = register_to_map(source, self.map, T, self.voxel_size, self.voxel_size / 3.0, self.point_to_plane,

@@ -81,7 +81,9 @@ class LoopDetector:
     Args:
         voxel_size: submap voxel size for verification (m).
         search_radius: trajectory-radius candidates within this distance (m) …
-        drift_fraction: … plus this fraction of the path length between the two keyframes.
+        drift_fraction: … plus this fraction of the path length between the two keyframes; a verified
+            loop whose correction of the odometry exceeds this fraction of the path (+1 m), or
+            0.02°/m of path (+1°) in rotation, is rejected as implausible drift.
         min_separation: path length (m) that must separate two keyframes to form a loop.
         sc_threshold: Scan Context distance below which a keyframe is a candidate.
         min_fitness / max_rmse: verification acceptance (fraction, m).
@@ -95,6 +97,8 @@ class LoopDetector:
         self.min_separation, self.sc_threshold = min_separation, sc_threshold
         self.min_fitness, self.max_rmse, self.submap_frames = min_fitness, max_rmse, submap_frames
         self.point_sigma = point_sigma
+        #: drift bound on a loop's correction (see :meth:`correction`)
+        self.min_drift_m, self.min_drift_deg, self.rotation_drift_deg_per_m = 1.0, 1.0, 0.02
         self.points: list[np.ndarray] = []
         self.descriptors: list[np.ndarray] = []
         self.ring_keys: list[np.ndarray] = []  # [rings] occupied fraction per ring
@@ -113,6 +117,12 @@ class LoopDetector:
         self.ring_keys.append((self.descriptors[-1] > 0).mean(1))
         self.poses.append(T)
         return len(self.poses) - 1
+
+    def replace_points(self, k: int, points: np.ndarray) -> None:
+        """Replace keyframe ``k``'s sweep ``[N, 3]`` (sensor frame), e.g. once it could be deskewed."""
+        self.points[k] = voxel_downsample(np.asarray(points, np.float32)[:, :3], 0.5 * self.voxel_size)
+        self.descriptors[k] = scan_context(points)
+        self.ring_keys[k] = (self.descriptors[k] > 0).mean(1)
 
     def update_poses(self, poses: np.ndarray) -> None:
         """Replace the stored keyframe poses ``[K, 4, 4]`` (after an optimisation)."""
@@ -165,10 +175,31 @@ class LoopDetector:
         if res is None or res.fitness < self.min_fitness or res.rmse > self.max_rmse:
             log.debug("loop %d-%d rejected: fitness %.2f rmse %.2f", i, j, res.fitness, res.rmse)
             return None
+        dt, dr, (max_t, max_r) = self.correction(i, j, T)
+        if dt > max_t or dr > max_r:  # more than odometry can have drifted over the path between them
+            log.debug("loop %d-%d rejected: correction %.2f m %.2f deg exceeds the drift bound %.2f m %.2f deg",
+                      i, j, dt, np.degrees(dr), max_t, np.degrees(max_r))
+            return None
         # Hessian is for a left perturbation in i's frame; express it in j's frame (pose-graph residual frame)
         Ad = _adjoint(T)
         info = Ad.T @ res.hessian @ Ad / self.point_sigma ** 2
         return LoopClosure(i, j, T, info, res.fitness, res.rmse)
+
+    def correction(self, i: int, j: int, T_i_j: np.ndarray) -> tuple[float, float, tuple[float, float]]:
+        """How far a loop ``T_i_j [4, 4]`` moves ``j`` from its odometry pose relative to ``i``, and the bound.
+
+        Returns:
+            translation (m) and rotation (rad) of the correction, and the most odometry can
+            plausibly have drifted over the path between the keyframes: ``(max_m, max_rad)``
+            = (``drift_fraction`` × path + ``min_drift_m``, ``rotation_drift_deg_per_m`` × path
+            + ``min_drift_deg``).
+        """
+        E = invert(invert(self.poses[i]) @ self.poses[j]) @ np.asarray(T_i_j, float)
+        path = abs(self.path[j] - self.path[i])
+        angle = float(np.arccos(np.clip((np.trace(E[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        bound = (self.drift_fraction * path + self.min_drift_m,
+                 np.radians(self.rotation_drift_deg_per_m * path + self.min_drift_deg))
+        return float(np.linalg.norm(E[:3, 3])), angle, bound
 
     def detect(self, j: int) -> LoopClosure | None:
         """Best verified loop for keyframe ``j`` (highest fitness), or None."""

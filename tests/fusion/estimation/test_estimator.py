@@ -87,17 +87,24 @@ def _in_odom(est: Estimator, gt: np.ndarray, j: int, i: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_loop_closure_reduces_end_point_error(synthetic):
-    """The full 237 m synthetic loop, LiDAR only with a short local map so the map cannot close it."""
+def test_loop_closure_reduces_trajectory_error(synthetic):
+    """The synthetic road driven once and a bit (192 m), LiDAR only with a short local map so the map
+    cannot close it: the revisit is found and closing it brings the two ends of the loop together."""
     seq = synthetic(200)
     cfg = dict(use_imu=False, max_range=40.0, voxel_size=1.0)
     with_loops = estimate_trajectory(seq, EstimationConfig(**cfg))
     without = estimate_trajectory(seq, EstimationConfig(loop_closure=False, **cfg))
     gt = seq.gt_poses
-    end = [np.linalg.norm(r.T_world_body[-1, :3, 3] - gt[-1, :3, 3]) for r in (with_loops, without)]
     assert with_loops.loops and not without.loops
-    assert end[0] < end[1]
-    assert metrics.ate(with_loops.T_world_body, gt)["rmse"] < 0.005 * _path_length(gt)
+    for lc in with_loops.loops:  # the two ends of each loop, relative to each other, against ground truth
+        i, j = lc["i"], lc["j"]
+        assert j - i > 100
+        rel = [np.linalg.norm((np.linalg.inv(r.T_world_body[i]) @ r.T_world_body[j])[:3, 3]
+                              - (np.linalg.inv(gt[i]) @ gt[j])[:3, 3]) for r in (with_loops, without)]
+        assert rel[0] < 0.05 and rel[0] < rel[1]
+    ate = [metrics.ate(r.T_world_body, gt)["rmse"] for r in (with_loops, without)]
+    assert ate[0] < ate[1]  # measured 0.027 m against 0.040 m (val seed 1: 0.030/0.033, train 2: 0.036/0.047)
+    assert ate[0] < 0.005 * _path_length(gt)
 
 
 def test_kitti_raw_sample(shared):
