@@ -156,7 +156,11 @@ class DynamicsStage:
         starts = np.searchsorted(objects[order], ids)
         ends = np.searchsorted(objects[order], ids, side="right")
         members = [order[a:b] for a, b in zip(starts, ends)]
-        vel = self.tracker.update(t, [pts[m] for m in members])
+        times = None
+        if frame.point_time is not None and not self.lidar_deskewed and len(frame.point_time) == len(pts):
+            pt = np.asarray(frame.point_time, np.float64)
+            times = [float(pt[m].mean()) for m in members]
+        vel = self.tracker.update(t, [pts[m] for m in members], times)
         for m, v in zip(members, vel):
             velocity[m] = v
         self._prev, self._prev_velocity = (t, T_wl), velocity
@@ -198,6 +202,11 @@ class DynamicsStage:
         table = self._table if self._table is not None else self.finish()
         store.write_map("dynamics/tracks", table, attrs={"columns": list(TRACK_COLUMNS), "frame": "world",
                                                          "units": "m, s, m/s, rad"})
+        self.flush_cues(store)
+
+    def flush_cues(self, store) -> None:
+        """Write the camera cue masks computed so far (``dynamics/pixel_<cue>``, see :meth:`write`) and
+        drop them from memory: a pipeline calls it every few frames so long logs stay in bounded memory."""
         if not self._cue_frames:
             return
         stamps = np.asarray(store.read("timestamps"), np.float64)
@@ -208,3 +217,4 @@ class DynamicsStage:
                 continue
             for name, arr in cues.items():
                 store.write_frames(f"dynamics/pixel_{name}", int(rows[0]), arr[None])
+        self._cue_frames.clear()

@@ -5,8 +5,10 @@ become detections with a centroid and an oriented box in the ground plane.
 Tracks predict their centroid at constant velocity, are matched to detections
 by the Hungarian method on centroid distance (gated), and are updated: the
 centroid is replaced, the velocity is Kalman-filtered from the translation that
-registers the object's previous points onto its new ones (ICP); unmatched detections start tentative tracks, which are
-confirmed after ``track_min_hits`` matches. The table of confirmed track states
+registers the object's previous points onto its new ones (ICP), between the objects'
+capture times (a spinning LiDAR sees an object up to one sweep before the stamp), with
+its heading carried forward by the fitted turn rate (CTRV); unmatched detections start
+tentative tracks, which are confirmed after ``track_min_hits`` matches. The table of confirmed track states
 (one row per track and frame) is what the store's ``dynamics/tracks`` holds.
 """
 
@@ -23,6 +25,10 @@ from scipy.optimize import linear_sum_assignment
 
 from fuse4d.dynamics.config import DynamicsConfig
 from fuse4d.errors import DataError
+
+_VHIST = 6               # velocity measurements (at their mid-times) the turn-rate fit keeps
+_MIN_TURN_SPEED = 2.0    # m/s: slower objects' headings are too noisy to extrapolate
+_MAX_TURN_RATE = 1.5     # rad/s
 
 #: columns of the tracks table, in CSV order (m, s, m/s, rad; world frame)
 TRACK_COLUMNS = ("track_id", "t", "x", "y", "z", "vx", "vy", "vz", "l", "w", "h", "yaw")
@@ -123,6 +129,7 @@ class Track:
     rejected: int = 0
     first: list = field(default_factory=list)
     history: deque = field(default_factory=deque)
+    vhist: deque = field(default_factory=lambda: deque(maxlen=_VHIST))
 
     @property
     def velocity(self) -> np.ndarray:
@@ -150,8 +157,13 @@ class Tracker:
             tr.x[:3] += tr.x[3:] * dt
             tr.P = tr.P + np.eye(3) * q
 
-    def update(self, t: float, objects: list[np.ndarray]) -> np.ndarray:
+    def update(self, t: float, objects: list[np.ndarray], times: list[float] | np.ndarray | None = None) -> np.ndarray:
         """Advance to time ``t`` (s) with the moving objects' points (each ``[N_k, 3]``, world, m).
+
+        ``times`` ``[K]`` (s, ≤ 0): when each object was captured relative to ``t`` (a spinning
+        LiDAR sees an object when its beam sweeps past it, up to one sweep before the stamp;
+        the mean ``point_time`` of its points). Velocities are measured between capture times
+        and the reported positions are moved on to ``t``. None = captured at ``t``.
 
         Returns:
             ``[K, 3]`` velocity (m/s) assigned to each object (0 for a new or unconfirmed track).
@@ -160,8 +172,10 @@ class Tracker:
         dt = 0.0 if self._t is None else max(t - self._t, 0.0)
         self._t = t
         self._predict(dt)
-        dets = [o for o in objects if len(o) >= cfg.track_min_points]
         keep = [k for k, o in enumerate(objects) if len(o) >= cfg.track_min_points]
+        dets = [objects[k] for k in keep]
+        tau = np.zeros(len(objects)) if times is None else np.asarray(times, np.float64).reshape(-1)
+        tdet = t + tau[keep]
         cents = np.array([d.mean(axis=0) for d in dets]).reshape(-1, 3)
         velocity = np.zeros((len(objects), 3))
         matched_t: set[int] = set()
@@ -175,18 +189,19 @@ class Tracker:
         used = set()
         for a, b in pairs:
             tr = self.tracks[a]
-            v_meas = self._velocity_measurement(tr, dets[b], cents[b], t)
+            v_meas = self._velocity_measurement(tr, dets[b], cents[b], float(tdet[b]), t)
             if v_meas is not None:  # Kalman update of the velocity (random-walk model)
                 K = tr.P @ np.linalg.inv(tr.P + np.eye(3) * cfg.vel_sigma ** 2)
                 tr.x[3:] = tr.x[3:] + K @ (v_meas - tr.x[3:])
                 tr.P = (np.eye(3) - K) @ tr.P
                 tr.measured += 1
-            tr.x[:3] = cents[b]
-            tr.history.append((t, dets[b]))
+            tr.x[:3] = cents[b] + tr.velocity * (t - tdet[b])
+            tr.history.append((float(tdet[b]), dets[b]))
             tr.hits += 1
             tr.missed = 0
             heading = tr.velocity[:2] if np.linalg.norm(tr.velocity[:2]) > 1.0 else None
             tr.centre, tr.size, tr.yaw = oriented_box(dets[b], heading)
+            tr.centre = tr.centre + tr.velocity * (t - tdet[b])  # captured before the stamp
             matched_t.add(a)
             used.add(b)
             if tr.hits >= cfg.track_min_hits and tr.measured >= 2:
@@ -202,12 +217,12 @@ class Tracker:
                 centre, size, yaw = oriented_box(dets[b])
                 self.tracks.append(Track(self._next_id, np.r_[cents[b], 0, 0, 0], P, size=size, yaw=yaw,
                                          centre=centre))
-                self.tracks[-1].history = deque([(t, dets[b])], maxlen=cfg.track_baseline)
+                self.tracks[-1].history = deque([(float(tdet[b]), dets[b])], maxlen=cfg.track_baseline)
                 self._next_id += 1
         return velocity
 
-    def _velocity_measurement(self, tr: Track, points: np.ndarray, centroid: np.ndarray, t: float
-                              ) -> np.ndarray | None:
+    def _velocity_measurement(self, tr: Track, points: np.ndarray, centroid: np.ndarray, t: float,
+                              t_now: float | None = None) -> np.ndarray | None:
         """Velocity ``[3]`` (m/s) from registering the track's oldest kept points (up to
         ``track_baseline`` frames back: a longer baseline divides the registration error) onto the
         detection's, or None when they do not register or disagree with a settled velocity.
@@ -244,9 +259,35 @@ class Tracker:
             tr.rejected += 1
             if tr.rejected >= 3:  # the filter has locked on something wrong: start over
                 tr.measured, tr.rejected, tr.first = 0, 0, []
+                tr.vhist.clear()
             return None
         tr.rejected = 0
-        return v
+        return self._extrapolate(tr, t - span / 2, v, t if t_now is None else t_now)
+
+    @staticmethod
+    def _extrapolate(tr: Track, t_mid: float, v: np.ndarray, t: float) -> np.ndarray:
+        """Velocity ``[3]`` at ``t`` from a registration's mean velocity ``v`` over a span ending at
+        ``t`` and centred at ``t_mid`` (s): constant turn rate, constant speed (CTRV).
+
+        A mean velocity points along the chord of the span, i.e. the heading at its middle; a
+        turning object has turned on since. The turn rate is the slope of the recent mean
+        velocities' headings against their mid-times (least squares), and ``v`` is rotated by
+        ``rate × (t − t_mid)``. Only the heading is extrapolated: the speed along a vehicle's
+        long side is the weakly constrained part of a registration and is left as measured."""
+        tr.vhist.append((t_mid, v))
+        speed = float(np.linalg.norm(v[:2]))
+        if len(tr.vhist) < 3 or speed < _MIN_TURN_SPEED:
+            return v
+        ts = np.array([a for a, _ in tr.vhist])
+        vs = np.array([b for _, b in tr.vhist])
+        if ts.max() - ts.min() < 0.15 or (np.linalg.norm(vs[:, :2], axis=1) < _MIN_TURN_SPEED).any():
+            return v
+        head = np.unwrap(np.arctan2(vs[:, 1], vs[:, 0]))
+        rate = float(np.polyfit(ts, head, 1)[0])
+        rate = float(np.clip(rate, -_MAX_TURN_RATE, _MAX_TURN_RATE))
+        a = rate * (t - t_mid)
+        c, s_ = np.cos(a), np.sin(a)
+        return np.array([c * v[0] - s_ * v[1], s_ * v[0] + c * v[1], v[2]])
 
     def table(self) -> dict[str, np.ndarray]:
         """Confirmed track states, one row per track and frame: columns of :data:`TRACK_COLUMNS`

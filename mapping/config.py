@@ -14,7 +14,9 @@ class MappingConfig:
 
     Occupancy (log-odds, OctoMap-like): voxel_size, l_hit, l_miss, l_min, l_max,
         occupied_threshold (log-odds above it = occupied), max_range (points farther
-        carve free space up to it but add no hit), min_range.
+        carve free space up to it but add no hit), min_range; normals (scan normals place
+        non-ground hits behind the surface; off = a fixed horizontal push),
+        normal_neighbours (k of the normal PCA).
     Ground segmentation: ground_cell (m, grid of the lowest-point filter),
         ground_window (cells, odd), ground_max_slope (rise per metre between cells),
         ground_height (m above the local ground estimate a point may be and stay ground).
@@ -67,6 +69,8 @@ class MappingConfig:
             raise ConfigError(f"MappingConfig.l_miss and l_min must be < 0, got {self.l_miss}, {self.l_min}")
         if self.ground_window < 1 or self.ground_window % 2 == 0:
             raise ConfigError(f"MappingConfig.ground_window must be an odd number >= 1, got {self.ground_window}")
+        if self.normal_neighbours < 4:
+            raise ConfigError(f"MappingConfig.normal_neighbours must be >= 4, got {self.normal_neighbours}")
         if self.mesh_every < 1:
             raise ConfigError(f"MappingConfig.mesh_every must be >= 1, got {self.mesh_every}")
         if self.tsdf_voxel is not None and not self.tsdf_voxel > 0:

@@ -17,12 +17,15 @@ a Python loop over points or rays:
 
 Convention (the one of the synthetic ground truth): a ground voxel is one the
 ground surface passes through; any other voxel is occupied when its *centre* lies
-inside matter, so non-ground endpoints are pushed 0.75 voxel behind the observed
-surface along the horizontal ray direction before they are binned (most non-ground
-surfaces are vertical, so their normal is horizontal; 0.75 rather than 0.5 because
-an oblique ray's component along the normal is shorter). Rays that end on the ground
-stop carving ``voxel_size / max(sin(grazing), 0.02)`` short of their endpoint, so
-grazing rays do not erode the ground voxels that steeper rays mark.
+inside matter. So a non-ground endpoint ``p`` with surface normal ``n`` (from
+:func:`~fuse4d.mapping.normals.scan_normals`, turned towards the sensor) is binned at
+``p − s n`` with ``s = voxel (|n|₁ / 2 + 0.02)``: whatever voxel holds that point has its
+centre behind the local surface plane. Without a normal it is pushed 0.75 voxel
+along the horizontal ray direction (most non-ground surfaces are vertical).
+Carving stops ``voxel / max(cos incidence, 0.02)`` short of the endpoint (incidence on
+the ground for ground points, on the estimated surface for the others), and a
+descending ray stops where it comes within 1.5 voxels of the ground (``clearance``):
+grazing rays do not erode the surface voxels that steeper rays mark.
 
 Voxel ``(i, j, k)`` spans ``[i, i+1) × voxel_size`` etc. from the world origin.
 """
@@ -184,6 +187,8 @@ class OccupancyMap:
                 their grazing angle); None = no point is ground.
             max_range: endpoints farther than this carve up to ``max_range`` and add no hit.
             min_range: points closer than this are ignored.
+            normals: ``[N, 3]`` surface normals (any sign; NaN rows = unknown), or None.
+            clearance: ``[N]`` m each endpoint lies above the ground (0 for ground points), or None.
         """
         o = np.asarray(origin, np.float64).reshape(3)
         p = np.asarray(points, np.float64).reshape(-1, 3)
