@@ -46,3 +46,31 @@ def test_crop_matches_point_queries_and_keys_round_trip():
     assert np.allclose(lo, grid[tuple(idx.T)]) and (grid > 0).sum() > 50
     ijk = np.array([[-5, 7, 1 << 19], [0, 0, 0], [-(1 << 20), (1 << 20) - 1, 3]])
     assert np.array_equal(unpack(pack(ijk)), ijk)
+
+
+def test_scan_normals_of_a_ring_scanned_plane():
+    """A wall scanned by sparse rings (dense along, 0.5 m across): thinning gives its normal."""
+    from fuse4d.mapping.normals import scan_normals
+    a = np.radians(35.0)
+    s, z = np.meshgrid(np.arange(-5, 5, 0.02), np.arange(0, 3, 0.5), indexing="ij")
+    pts = np.stack([10 + s.ravel() * np.cos(a), s.ravel() * np.sin(a), z.ravel()], 1)
+    n_true = np.array([np.sin(a), -np.cos(a), 0.0])
+    raw = scan_normals(pts, 10, 1.5, 0.2)
+    thin = scan_normals(pts, 10, 1.5, 0.2, thin=0.3)
+    assert np.isnan(raw).any(1).mean() > 0.9          # k neighbours on one ring: a line, no normal
+    ok = np.isfinite(thin).all(1)
+    assert ok.mean() > 0.9 and np.median(np.abs(thin[ok] @ n_true)) > 0.999
+
+
+def test_normal_push_puts_voxel_centres_behind_an_oblique_wall():
+    """Hits on a 35° wall land in voxels whose centres lie inside the wall (the GT convention)."""
+    a = np.radians(35.0)
+    n = np.array([-np.sin(a), np.cos(a), 0.0])      # towards the sensor at the origin side
+    s, z = np.meshgrid(np.arange(-4, 4, 0.05), np.arange(0.2, 3, 0.1), indexing="ij")
+    base = np.array([12.0, 3.0, 0.0])
+    pts = base + s.ravel()[:, None] * np.array([np.cos(a), np.sin(a), 0.0]) + z.ravel()[:, None] * [0, 0, 1]
+    m = OccupancyMap(0.5)
+    m.integrate(np.array([0.0, 0.0, 1.5]), pts, np.full(len(pts), 3, np.uint8), normals=np.repeat(n[None], len(pts), 0))
+    v = m.voxels(occupied_only=True)
+    sd = ((v["ijk"] + 0.5) * 0.5 - base) @ n       # signed distance of the centres, > 0 = in front
+    assert len(sd) > 50 and (sd <= 0).all() and (sd > -0.5).mean() > 0.5
