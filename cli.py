@@ -369,7 +369,7 @@ app.add_typer(model_app, name="model")
 @model_app.command("export")
 def model_export(
     onnx: Path = typer.Option(..., "--onnx", help="write the camera+LiDAR+IMU graph (dynamic window size) here"),
-    int8: bool = typer.Option(False, "--int8", help="quantise the graph's weights to int8 (onnxruntime dynamic quantisation)"),
+    int8: bool = typer.Option(False, "--int8", help="int8 convolutions (onnxruntime static quantisation, calibrated on synthetic training frames)"),
     checkpoint: Optional[Path] = typer.Option(None, help="fusion-model checkpoint (default: the one shipped)"),
 ) -> None:
     """Export the fusion model's trunk and heads as ONNX (needs the onnx extra)."""

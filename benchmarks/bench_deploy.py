@@ -1,11 +1,15 @@
 """Deployment variants of the fusion model, measured in one run against fp32 (the anchor).
 
     python benchmarks/bench_deploy.py --quick          # measured: 16 min wall at load 7-11 (bf16 dominates)
-    python benchmarks/bench_deploy.py [--checkpoint PT] [--threads 2] [--seeds 2] [--frames 64]
+    python benchmarks/bench_deploy.py [--checkpoint PT] [--student PT] [--threads 2] [--seeds 2] [--frames 64]
+                                      [--variants fp32,int8,onnx,onnx-int8,student]
 
-Variants: fp32, bf16 (CPU autocast), int8 (torch dynamic quantisation), ONNX fp32 and int8
-(onnxruntime; camera+LiDAR+IMU graph; skipped when onnx/onnxruntime are absent or the model
-cannot be traced), token merging at ratios 0.25 and 0.5. No distilled student exists yet.
+Variants: fp32, bf16 (CPU autocast), int8 (torch dynamic quantisation), ONNX fp32, int8
+(onnxruntime static QDQ: int8 convolutions calibrated on synthetic TRAIN seeds) and
+int8-dyn (onnxruntime dynamic: int8 MatMul weights) (camera+LiDAR+IMU graph; skipped when
+onnx/onnxruntime are absent or the model cannot be traced), token merging at ratios 0.25
+and 0.5, and the distilled student (``--student``, default ``fusion/weights/student.pt``
+when it exists; run at its own, smaller resolution).
 
 Per variant: model frames/s for windows of 8 and 32 frames (median over repetitions; the
 variants are timed round-robin so the machine's load hits them alike; ratio to fp32 of the
@@ -63,23 +67,33 @@ class OnnxModel(torch.nn.Module):
         return out
 
 
-def build_variants(model, threads, tmp: Path) -> tuple[dict, dict]:
-    """``{name: model-like}`` and ``{name: checkpoint bytes}``."""
+#: every variant, in table order
+VARIANTS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "onnx-int8-dyn", "tome0.25", "tome0.5", "student")
+
+
+def build_variants(model, threads, tmp: Path, names=VARIANTS, student=None) -> tuple[dict, dict]:
+    """``{name: model-like}`` and ``{name: checkpoint bytes}`` for the variants in ``names``
+    (``student``: the distilled model, or None)."""
     from fuse4d.fusion.quantize import apply_precision, state_dict_bytes
     from fuse4d.fusion.token_merge import merge_tokens
     fp32_bytes = state_dict_bytes(model)
-    v = {"fp32": model, "bf16": apply_precision(model, "bf16"), "int8": apply_precision(model, "int8"),
-         "tome0.25": merge_tokens(model, 0.25), "tome0.5": merge_tokens(model, 0.5)}
-    size = {"fp32": fp32_bytes, "bf16": fp32_bytes, "int8": state_dict_bytes(v["int8"]),
-            "tome0.25": fp32_bytes, "tome0.5": fp32_bytes}
+    make = {"fp32": lambda: model, "bf16": lambda: apply_precision(model, "bf16"),
+            "int8": lambda: apply_precision(model, "int8"), "tome0.25": lambda: merge_tokens(model, 0.25),
+            "tome0.5": lambda: merge_tokens(model, 0.5), "student": lambda: student}
+    v, size = {}, {}
+    for name in names:
+        if name in make and (name != "student" or student is not None):
+            v[name] = make[name]()
+            size[name] = state_dict_bytes(v[name]) if name in ("int8", "student") else fp32_bytes
     try:
         from fuse4d.fusion.onnx_export import export_onnx
-        for name, q in (("onnx", False), ("onnx-int8", True)):
-            p = export_onnx(model, tmp / f"{name}.onnx", int8=q)
-            v[name], size[name] = OnnxModel(p, model, threads), p.stat().st_size
+        for name, q in (("onnx", False), ("onnx-int8", "static"), ("onnx-int8-dyn", "dynamic")):
+            if name in names:
+                p = export_onnx(model, tmp / f"{name}.onnx", int8=q)
+                v[name], size[name] = OnnxModel(p, model, threads), p.stat().st_size
     except Exception as e:  # onnx absent, or a model version the tracer cannot follow
         print(f"# ONNX variants skipped: {str(e).splitlines()[0][:160]}", file=sys.stderr)
-    return v, size
+    return {k: v[k] for k in VARIANTS if k in v}, size
 
 
 def peak_rss(fn) -> float:
@@ -139,7 +153,13 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, default=2, help="held-out seeds (test and val alternately)")
     ap.add_argument("--frames", type=int, default=64, help="frames per held-out seed")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--student", default=None, help="distilled student checkpoint (default: fusion/weights/student.pt if shipped)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)} (fp32 always)")
     args = ap.parse_args(argv)
+    names = ["fp32"] + [n for n in args.variants.split(",") if n and n != "fp32"]
+    bad = set(names) - set(VARIANTS)
+    if bad:
+        ap.error(f"unknown variants {sorted(bad)}; choose from {', '.join(VARIANTS)}")
     if args.quick:
         args.seeds, args.frames, args.reps = 1, 16, 2
     warnings.simplefilter("ignore")
@@ -148,7 +168,7 @@ def main(argv=None) -> None:
     from fuse4d.data.synthetic import seeds_of, split_of, synthesize
     from fuse4d.errors import DataError
     from fuse4d.fusion.inputs import window_inputs
-    from fuse4d.fusion.predict import Predictor
+    from fuse4d.fusion.predict import SHIPPED_CHECKPOINT, Predictor
     try:
         model, which = Predictor.from_checkpoint(args.checkpoint).model, args.checkpoint or "shipped tiny.pt"
     except DataError as e:
@@ -158,22 +178,35 @@ def main(argv=None) -> None:
         model, which = Predictor.untrained(seed=0).model, "untrained"
     t = seeds_of("test", (args.seeds + 1) // 2) + seeds_of("val", args.seeds // 2)
     assert all(split_of(s) in ("test", "val") for s in t)
+    student = None
+    spath = Path(args.student) if args.student else SHIPPED_CHECKPOINT.with_name("student.pt")
+    if "student" in names and spath.is_file():
+        student = Predictor.from_checkpoint(spath).model
+        which += f"; student {spath}"
     seqs = [in_memory(synthesize(s, frames=max(args.frames, 32))) for s in t]
     with tempfile.TemporaryDirectory() as tmp:
-        variants, size = build_variants(model, args.threads, Path(tmp))
+        variants, size = build_variants(model, args.threads, Path(tmp), names, student)
         s0 = seqs[0]
-        inputs = {S: window_inputs(list(s0[0:S]), s0.calibration, model.cfg, set(s0.sensors))[0] for S in (8, 32)}
+        frames = [s0[i] for i in range(32)]
+        inp = {}     # per resolution: the student runs at its own
+
+        def inputs(v, S):
+            key = (tuple(v.cfg.image_size), tuple(v.cfg.range_size), S)
+            if key not in inp:
+                inp[key] = window_inputs(frames[:S], s0.calibration, v.cfg, set(s0.sensors))[0]
+            return inp[key]
         fps = {k: {8: [], 32: []} for k in variants}
         with torch.no_grad():
             for v in variants.values():                       # warm-up
-                v(inputs[8])
+                v(inputs(v, 8))
             for _ in range(args.reps):
                 for S in (8, 32):
                     for k, v in variants.items():
+                        x = inputs(v, S)
                         t0 = time.perf_counter()
-                        v(inputs[S])
+                        v(x)
                         fps[k][S].append(S / (time.perf_counter() - t0))
-            mem = {k: peak_rss(lambda v=v: v(inputs[32])) for k, v in variants.items()}
+            mem = {k: peak_rss(lambda v=v: v(inputs(v, 32))) for k, v in variants.items()}
         acc = {k: heldout_metrics(v, seqs) for k, v in variants.items()}
     ratio = {k: {S: statistics.median(a / b for a, b in zip(fps[k][S], fps["fp32"][S])) for S in (8, 32)}
              for k in variants}

@@ -11,8 +11,12 @@ Inputs (float32): ``image [1,S,3,H,W]`` (0..1), ``lidar_view [1,S,H,W]`` (m, 0 =
 ``range [1,S,4,rows,cols]``, ``imu [1,S,F]``, ``state_tokens [1,M,D]``, ``last_cam [1,D]``.
 Outputs: see :data:`OUTPUTS` (shapes as ``FusionModel.forward``).
 
-``--int8`` quantises the exported graph with onnxruntime's own dynamic quantisation
-(``onnxruntime.quantization.quantize_dynamic``: int8 weights of MatMul/Gemm).
+``--int8`` quantises the exported graph with onnxruntime's static QDQ quantisation
+(``onnxruntime.quantization.quantize_static``): every convolution runs in int8 (weights
+per output channel, symmetric; activations uint8 per tensor, their ranges calibrated on
+windows of synthetic TRAIN seeds, :func:`calibration_feeds`); attention, MLPs and norms stay
+float32. (Dynamic quantisation of the MatMul weights, ``int8="dynamic"``, is smaller but
+measured slower than the fp32 graph on an AVX2 CPU: ``benchmarks/bench_deploy.py``.)
 """
 
 from __future__ import annotations
@@ -63,12 +67,58 @@ def example_inputs(cfg, S: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
             torch.randn(1, S, 10 + 6 * cfg.imu_bins, generator=g))
 
 
-def export_onnx(model: nn.Module, out: str | Path, int8: bool = False, opset: int = 17) -> Path:
+def calibration_feeds(model: nn.Module, seeds: int = 2, frames: int = 16, window: int = 8) -> list[dict]:
+    """Graph inputs (``INPUTS`` → float32 arrays) of ``frames // window`` consecutive windows of
+    each of the first ``seeds`` synthetic TRAIN seeds, the recurrent state carried by the torch
+    model (what static int8 calibration sees)."""
+    import numpy as np
+
+    from fuse4d.data.synthetic import synthesize
+    from fuse4d.fusion.data_pool import train_seeds
+    from fuse4d.fusion.inputs import window_inputs
+    feeds = []
+    for seed in train_seeds(seeds):
+        seq = synthesize(seed, frames=frames)
+        fr = [seq[i] for i in range(frames)]
+        st = initial_state(model)
+        for a in range(0, frames - window + 1, window):
+            x = window_inputs(fr[a:a + window], seq.calibration, model.cfg, set(EXPORTED))[0]
+            args = (x["image"], x["lidar_view"], x["range"], x["imu"], *st)
+            feeds.append({n: np.asarray(v, np.float32) for n, v in zip(INPUTS, args)})
+            with torch.no_grad():
+                o = ExportableModel(model)(*args)
+            st = (o[-2], o[-1])
+    return feeds
+
+
+def _quantize_static(src: Path, dst: Path, feeds: list[dict]) -> None:
+    """QDQ int8 of every Conv of graph ``src`` into ``dst``, calibrated (min/max) on ``feeds``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    pre = dst.with_name("pre_" + dst.name)
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    extra_options={"WeightSymmetric": True})
+
+
+def export_onnx(model: nn.Module, out: str | Path, int8: bool | str = False, opset: int = 17,
+                calibration: list[dict] | None = None) -> Path:
     """Write the camera + LiDAR + IMU graph of ``model`` (a FusionModel, fp32) to ``out``.
 
     Args:
         model: the float model; out: the ``.onnx`` file (written atomically);
-        int8: quantise the graph's weights with onnxruntime's dynamic quantisation.
+        int8: ``True``/``"static"``: int8 convolutions calibrated on ``calibration`` (graph
+            feeds; default :func:`calibration_feeds` of synthetic TRAIN seeds);
+            ``"dynamic"``: int8 MatMul weights, no calibration.
     Returns:
         ``out``.
     Raises:
@@ -108,7 +158,12 @@ def export_onnx(model: nn.Module, out: str | Path, int8: bool = False, opset: in
             except ImportError:
                 raise ConfigError('--int8 needs onnxruntime: pip install "fuse4d[onnx]"') from None
             src = Path(tmp) / "int8.onnx"
-            quantize_dynamic(str(f32), str(src), weight_type=QuantType.QInt8)
+            if int8 == "dynamic":
+                quantize_dynamic(str(f32), str(src), weight_type=QuantType.QInt8)
+            elif int8 is True or int8 == "static":
+                _quantize_static(f32, src, calibration if calibration is not None else calibration_feeds(model))
+            else:
+                raise ConfigError(f"int8 must be static or dynamic, got {int8!r}")
         os.replace(src, out)
     return out
 

@@ -11,8 +11,8 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from fuse4d.errors import DataError  # noqa: E402
-from fuse4d.fusion.onnx_export import (OUTPUTS, ExportableModel, example_inputs,  # noqa: E402
+from fuse4d.errors import ConfigError, DataError  # noqa: E402
+from fuse4d.fusion.onnx_export import (INPUTS, OUTPUTS, ExportableModel, example_inputs,  # noqa: E402
                                        export_onnx, initial_state, onnx_session, run_onnx)
 from fuse4d.fusion.predict import Predictor  # noqa: E402
 
@@ -57,12 +57,56 @@ def test_onnx_matches_torch(exported, S):
     np.testing.assert_allclose(out2["pose_t"], ref2[OUTPUTS.index("pose_t")].numpy(), atol=ATOL, rtol=RTOL)
 
 
-def test_int8_graph_is_smaller_and_close(exported):
+@pytest.fixture(scope="module")
+def real_window(exported):
+    """Calibration feeds from a TRAIN seed and a held-out (test-split) window to compare on."""
+    from fuse4d.data.synthetic import split_of, synthesize
+    from fuse4d.fusion.inputs import window_inputs
+    from fuse4d.fusion.onnx_export import calibration_feeds
+    model = exported[0]
+    feeds = calibration_feeds(model, seeds=1, frames=4, window=4)
+    seq = synthesize(0, frames=4)
+    assert split_of(0) == "test"
+    x = window_inputs([seq[i] for i in range(4)], seq.calibration, model.cfg, set(seq.sensors))[0]
+    return feeds, (x["image"], x["lidar_view"], x["range"], x["imu"])
+
+
+def test_static_int8_graph_is_quantised(exported):
+    """Mechanics on random windows (fast); closeness on real frames is the slow test below."""
+    import onnx
     model, f32, d = exported
-    q = export_onnx(model, d / "fusion_int8.onnx", int8=True)
+    st = initial_state(model)
+    feeds = [dict(zip(INPUTS, (np.asarray(v, np.float32) for v in (*example_inputs(model.cfg, 2, seed=k), *st))))
+             for k in range(2)]
+    q = export_onnx(model, d / "fusion_int8_rand.onnx", int8=True, calibration=feeds)
+    ops = [n.op_type for n in onnx.load(str(q)).graph.node]
+    n_conv = ops.count("Conv")
+    assert n_conv > 10 and ops.count("DequantizeLinear") > 2 * n_conv      # weights and activations of every conv
+    assert q.stat().st_size < f32.stat().st_size
+    out = run_onnx(onnx_session(q), *example_inputs(model.cfg, 2, seed=9), *st)
+    assert np.isfinite(out["depth"]).all() and out["depth"].shape[:2] == (1, 2)
+
+
+@pytest.mark.slow
+def test_static_int8_graph_is_close_on_real_frames(exported, real_window):
+    model, f32, d = exported
+    feeds, x = real_window
+    q = export_onnx(model, d / "fusion_int8.onnx", int8=True, calibration=feeds)
+    st = initial_state(model)
+    a, b = run_onnx(onnx_session(f32), *x, *st), run_onnx(onnx_session(q), *x, *st)
+    rel = np.abs(a["depth"] - b["depth"]) / a["depth"]
+    assert np.median(rel) < 0.05 and 0 < rel.max()
+    assert np.mean(a["sem_logits"].argmax(2) == b["sem_logits"].argmax(2)) > 0.9
+
+
+def test_dynamic_int8_graph_is_smaller_and_close(exported):
+    model, f32, d = exported
+    q = export_onnx(model, d / "fusion_int8_dyn.onnx", int8="dynamic")
     assert q.stat().st_size < 0.6 * f32.stat().st_size
     x, st = example_inputs(model.cfg, 3, seed=7), initial_state(model)
     a, b = run_onnx(onnx_session(f32), *x, *st), run_onnx(onnx_session(q), *x, *st)
     rel = np.abs(a["depth"] - b["depth"]) / a["depth"]
     assert np.median(rel) < 0.02 and 0 < rel.max()
     assert np.mean(a["sem_logits"].argmax(2) == b["sem_logits"].argmax(2)) > 0.9
+    with pytest.raises(ConfigError, match="static or dynamic"):
+        export_onnx(model, d / "x.onnx", int8="int4")
