@@ -97,7 +97,7 @@ def synth(
     index: int = typer.Option(0, help="with --split: take the split's INDEX-th seed (0-based)"),
     frames: int = typer.Option(200, help="number of frames (10 Hz)"),
     scenario: str = typer.Option("default", help="default, dense_traffic, camera_dark, lidar_dropout, imu_burst, degraded"),
-    format: str = typer.Option("zarr", "--format", "-f", help="zarr (fuse4d log), kitti (KITTI odometry layout), rosbag (ROS 1 .bag), ros2 (ROS 2 sqlite3), mcap (ROS 2 MCAP)"),
+    format: str = typer.Option("zarr", "--format", "-f", help="zarr (fuse4d log), kitti (KITTI odometry layout), kitti-raw (KITTI raw drive, OXTS at 10 Hz), rosbag (ROS 1 .bag), ros2 (ROS 2 sqlite3), mcap (ROS 2 MCAP)"),
     overwrite: bool = typer.Option(False, help="replace an existing log at OUT"),
     calib_error: Optional[str] = typer.Option(None, "--calib-error", help="write calib.yaml off by a seeded error, e.g. rot_deg=2,trans_m=0.1,time_ms=20 (truth in calib_true.yaml)"),
 ) -> None:

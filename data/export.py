@@ -52,7 +52,7 @@ from fuse4d.fileio import atomic_write_text
 from fuse4d.geometry import invert
 
 log = logging.getLogger(__name__)
-FORMATS = ("zarr", "kitti", "rosbag", "ros2", "mcap")
+FORMATS = ("zarr", "kitti", "kitti-raw", "rosbag", "ros2", "mcap")
 
 
 def _rebase(poses: np.ndarray) -> np.ndarray:
@@ -223,7 +223,7 @@ def _log_index(log_path: Path, n: int) -> tuple[np.ndarray | None, dict[str, lis
 
 def export_sequence(seq: Sequence, out_dir: str | Path, format: str = "zarr", progress: bool = False,
                     overwrite: bool = False) -> Path:
-    """Write ``seq`` as ``format`` (``zarr``, ``kitti``, or a ROS bag: ``rosbag``, ``ros2``, ``mcap``) plus sidecars into ``out_dir``.
+    """Write ``seq`` as ``format`` (``zarr``, ``kitti``, ``kitti-raw``, or a ROS bag: ``rosbag``, ``ros2``, ``mcap``) plus sidecars into ``out_dir``.
 
     Returns:
         ``out_dir``, the path to give :func:`fuse4d.data.registry.load_sequence`.
@@ -236,6 +236,11 @@ def export_sequence(seq: Sequence, out_dir: str | Path, format: str = "zarr", pr
     if format in ("rosbag", "ros2", "mcap"):  # a bag beside the sidecars (see fuse4d.data.rosbag_writer)
         from fuse4d.data.rosbag_writer import write_bag
         write_bag(seq, out, format, progress=progress, overwrite=overwrite)
+        write_sidecars(seq, out)
+        return out
+    if format == "kitti-raw":  # a KITTI raw day folder beside the sidecars (see fuse4d.data.export_kitti_raw)
+        from fuse4d.data.export_kitti_raw import write_kitti_raw
+        write_kitti_raw(seq, out, progress=progress, overwrite=overwrite)
         write_sidecars(seq, out)
         return out
     other = {"zarr": [out / "sequences", out / "poses"], "kitti": [out / LOG_NAME]}[format]
