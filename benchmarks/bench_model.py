@@ -147,7 +147,7 @@ def gate_spans(pred: Predictor, seed: int, frames: int) -> list[str]:
     return lines
 
 
-def speed_memory(pred: Predictor, seq: Sequence) -> list[str]:
+def speed_memory(pred: Predictor, seq: Sequence, checkpoint: str | None = None) -> list[str]:
     """Frames/s for windows of 8 (model only and whole predict), peak RSS growth per S."""
     lines = []
     w = seq[0:8]
@@ -161,17 +161,40 @@ def speed_memory(pred: Predictor, seq: Sequence) -> list[str]:
     lines.append(f"windows of 8, {torch.get_num_threads()} threads: model+heads {8 / np.median(models):.1f} frames/s, "
                  f"whole predict (inputs, model, outputs at input resolution) {8 / np.median(walls):.1f} frames/s wall, "
                  f"{np.median(cpus) / 8 * 1000:.0f} ms CPU per frame")
-    cfg = pred.cfg
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for S in (8, 16, 32, 64):
-        H, W = cfg.image_size
-        inp = {"image": torch.rand(1, S, 3, H, W), "lidar_view": torch.rand(1, S, H, W) * 30,
-               "range": torch.rand(1, S, 4, *cfg.range_size), "imu": torch.randn(1, S, 10 + 6 * cfg.imu_bins)}
-        with torch.no_grad():
-            pred.model(inp, attn=True)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        lines.append(f"S = {S:3d}: peak RSS growth {(peak - base) / 1024:.0f} MiB")
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:      # a fresh process per S: peaks do not carry over
+        for S in (8, 16, 32, 64):
+            base, peak = pool.apply(_peak_rss, (checkpoint, S))
+            lines.append(f"S = {S:3d}: peak RSS of the forward pass {(peak - base) / 1024:.0f} MiB "
+                         f"({(peak - base) / 1024 / S:.1f} MiB per frame; process baseline {base / 1024:.0f} MiB)")
     return lines
+
+
+def _peak_rss(checkpoint, S: int) -> tuple[int, int]:
+    """In a fresh process: (RSS peak KiB after loading the model, peak after one forward of S frames)."""
+    torch.set_num_threads(1)
+    pred = Predictor.from_checkpoint(checkpoint)
+    cfg = pred.cfg
+    H, W = cfg.image_size
+    inp = {"image": torch.rand(1, S, 3, H, W), "lidar_view": torch.rand(1, S, H, W) * 30,
+           "range": torch.rand(1, S, 4, *cfg.range_size), "imu": torch.randn(1, S, 10 + 6 * cfg.imu_bins)}
+    with torch.no_grad():
+        pred.model({k: v[:, :1] for k, v in inp.items()})      # warm the allocator and kernels
+    base = _rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:                # reset the high-water mark (Linux)
+        f.write("5")
+    with torch.no_grad():
+        pred.model(inp, attn=True)
+    return base, _rss_kib("VmHWM")
+
+
+def _rss_kib(field: str) -> int:
+    """``VmRSS`` / ``VmHWM`` of this process from /proc (KiB)."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:
@@ -208,7 +231,7 @@ def main() -> None:
             print("  " + line)
     if "speed" not in skip:
         print("\nspeed and memory:")
-        for line in speed_memory(pred, logs[0]):
+        for line in speed_memory(pred, logs[0], a.checkpoint):
             print("  " + line)
 
 

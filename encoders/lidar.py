@@ -130,6 +130,19 @@ class RangeEncoder(nn.Module):
         return tok + self.pos, [s1, s2]
 
 
+def occlusion_filter(depth: torch.Tensor, k: int = 5, tau: float = 0.2) -> torch.Tensor:
+    """Drop projected points that lie behind a nearer point close by in the image.
+
+    A LiDAR mounted away from the camera sees surfaces the camera does not; projected,
+    those points land between the (sparser) points of the occluding foreground. A point
+    is kept when its inverse depth is within ``1 + tau`` of the largest inverse depth in
+    its ``k × k`` neighbourhood. ``depth [N, H, W]`` (m, 0 = none) → same shape.
+    """
+    inv = torch.where(depth > 0, 1.0 / depth.clamp(min=1e-3), torch.zeros_like(depth))
+    near = F.max_pool2d(inv[:, None], k, 1, k // 2)[:, 0]
+    return torch.where((depth > 0) & (inv * (1.0 + tau) >= near), depth, torch.zeros_like(depth))
+
+
 def depth_channels(depth: torch.Tensor, max_depth: float) -> torch.Tensor:
     """Sparse depth ``[N, H, W]`` (m, 0 = none) → ``[N, 4, H, W]``: normalised log depth,
     mask, and a densified version (normalised convolution over 5 and 15 px) with its support."""
@@ -149,7 +162,8 @@ def depth_channels(depth: torch.Tensor, max_depth: float) -> torch.Tensor:
 
 class DepthViewEncoder(nn.Module):
     """Sparse depth in the camera view ``[N, H, W]`` (m) → patch tokens ``[N, P_d, D]``, a
-    half-resolution skip ``[N, 16, H/2, W/2]`` and prior ``[N, 2, H/2, W/2]`` for the dense head."""
+    half-resolution skip ``[N, 16, H/2, W/2]`` and the full-resolution depth channels
+    ``[N, 4, H, W]`` (:func:`depth_channels` of the occlusion-filtered depth) for the dense head."""
 
     def __init__(self, dim: int, size: tuple[int, int], patch: int, max_depth: float):
         super().__init__()
@@ -160,10 +174,11 @@ class DepthViewEncoder(nn.Module):
 
     def forward(self, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``depth [N, H, W]`` → tokens ``[N, P_d, D]``, skip ``[N, 16, H/2, W/2]``, and the
-        densified prior ``[N, 2, H/2, W/2]`` (normalised log depth, support; see :func:`depth_channels`)."""
-        x = depth_channels(depth, self.max_depth)
+        full-resolution channels ``[N, 4, H, W]`` (normalised log depth, mask, densified
+        normalised log depth, its support; see :func:`depth_channels`)."""
+        x = depth_channels(occlusion_filter(depth), self.max_depth)
         h = F.avg_pool2d(x, 2)
         h = torch.cat([h[:, :1] / h[:, 1:2].clamp(min=1e-4), (h[:, 1:2] > 0).float(),
                        h[:, 2:3] / h[:, 3:4].clamp(min=1e-4), (h[:, 3:4] > 0).float()], 1)
         tok = self.down(x).flatten(2).transpose(1, 2)
-        return tok + self.pos, self.skip(h), h[:, 2:4]
+        return tok + self.pos, self.skip(h), x

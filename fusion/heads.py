@@ -2,8 +2,9 @@
 
 - :class:`PoseHead`: relative motion of consecutive frames (metric translation, axis-angle
   rotation) and a diagonal log-variance (→ 6×6 covariance), from camera tokens.
-- :class:`DenseHead`: per-pixel depth + confidence (DUSt3R's ``1 + exp``), semantics,
-  dynamic logit, and L2-normalised matching descriptors (MASt3R's idea) at stride 4.
+- :class:`DenseHead`: per-pixel depth + confidence (DUSt3R's ``1 + exp``), semantics and
+  dynamic logit at the model's full image resolution, and L2-normalised matching
+  descriptors (MASt3R's idea) at stride 4.
 - :class:`RangeHead`: per range-image pixel semantics and dynamics, read back per LiDAR point.
 """
 
@@ -34,8 +35,12 @@ class PoseHead(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(3 * dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim), nn.GELU(),
                                  nn.Linear(dim, 12))
 
-    def forward(self, cam: torch.Tensor, prev_last: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """``cam [B, S, D]``, ``prev_last [B, D]`` (previous window's last frame, or None).
+    def forward(self, cam: torch.Tensor, prev_last: torch.Tensor | None,
+                imu_rot: torch.Tensor | None = None, imu_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``cam [B, S, D]``, ``prev_last [B, D]`` (previous window's last frame, or None);
+        ``imu_rot [B, S, 3]`` the gyro-preintegrated rotation of each frame's interval (axis-angle,
+        rad, reference frame) and ``imu_weight [B, S]`` its gate (0 where absent): the rotation is
+        then predicted as a residual on the IMU's, so a clean gyro gives its accuracy directly.
 
         Returns ``pose_t [B, S, 3]`` m, ``pose_r [B, S, 3]`` rad, ``pose_logvar [B, S, 6]``
         (t then r); row 0 is meaningful only when ``prev_last`` is given.
@@ -44,13 +49,15 @@ class PoseHead(nn.Module):
         first = torch.zeros_like(c[:, :1]) if prev_last is None else self.norm(prev_last)[:, None]
         prev = torch.cat([first, c[:, :-1]], 1)
         out = self.mlp(torch.cat([prev, c, c - prev], -1))
-        return {"pose_t": out[..., :3], "pose_r": out[..., 3:6] * 0.1,
-                "pose_logvar": out[..., 6:].clamp(-14.0, 6.0)}
+        r = out[..., 3:6] * 0.1
+        if imu_rot is not None:
+            r = r + imu_weight[..., None] * imu_rot
+        return {"pose_t": out[..., :3], "pose_r": r, "pose_logvar": out[..., 6:].clamp(-14.0, 6.0)}
 
 
 class DenseHead(nn.Module):
-    """Image tokens + stem skips → depth, confidence, semantics, dynamic (at half the model
-    resolution) and descriptors (at a quarter).
+    """Image tokens + stem skips → depth, confidence, semantics, dynamic (at the model's full
+    image resolution) and descriptors (at a quarter).
 
     Args:
         dim: token width; classes: semantic classes; desc_dim: descriptor channels;
@@ -65,33 +72,40 @@ class DenseHead(nn.Module):
         self.up4 = _conv(64 + 32 + 16, 48)
         self.desc = nn.Conv2d(48, desc_dim, 1)
         self.up2 = _conv(48 + 16 + 16, 32)
-        self.out = nn.Conv2d(32, 3 + classes, 1)
+        self.up1 = nn.Sequential(_conv(32 + 8 + 4, 24), _conv(24, 24))
+        self.out = nn.Conv2d(24, 3 + classes, 1)
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int], skips: list[torch.Tensor],
-                depth_skip: torch.Tensor | None, depth_prior: torch.Tensor | None) -> dict[str, torch.Tensor]:
+                depth_skip: torch.Tensor | None, depth_full: torch.Tensor | None,
+                depth_prior: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Decode one batch of frames.
 
         Args:
             tokens: ``[N, P, D]`` image tokens; grid: ``(h, w)`` patches.
-            skips: RGB stem ``[s2 [N,16,H/2,W/2], s4 [N,32,H/4,W/4], s8 [N,48,H/8,W/8]]``.
+            skips: RGB stem ``[s1 [N,8,H,W], s2 [N,16,H/2,W/2], s4 [N,32,H/4,W/4], s8 [N,48,H/8,W/8]]``.
             depth_skip: ``[N, 16, H/2, W/2]`` sparse-depth features (gated), or None.
-            depth_prior: ``[N, 2, H/2, W/2]`` densified log-depth prior (log m) and its weight
+            depth_full: ``[N, 4, H, W]`` sparse-depth channels at full resolution (gated), or None.
+            depth_prior: ``[N, 2, H, W]`` densified log-depth prior (log m) and its weight
                 in [0, 1] (support × gate), or None.
 
-        Returns (at ``H/2 × W/2``) ``depth [N,h,w]`` m, ``depth_conf [N,h,w]`` (> 1),
-        ``sem_logits [N,C,h,w]``, ``dyn_logit [N,h,w]``; ``desc [N,desc_dim,H/4,W/4]`` (unit length).
+        Returns (at ``H × W``) ``depth [N,H,W]`` m, ``depth_conf [N,H,W]`` (> 1),
+        ``sem_logits [N,C,H,W]``, ``dyn_logit [N,H,W]``; ``desc [N,desc_dim,H/4,W/4]`` (unit length).
         """
-        s2, s4, s8 = skips
+        s1, s2, s4, s8 = skips
         N = s2.shape[0]
         if depth_skip is None:
             depth_skip = s2.new_zeros(N, 16, *s2.shape[-2:])
+        if depth_full is None:
+            depth_full = s1.new_zeros(N, 4, *s1.shape[-2:])
         x = F.interpolate(_grid(self.proj(tokens), grid), size=s8.shape[-2:], mode="bilinear", align_corners=False)
         x = self.up8(torch.cat([x, s8], 1))
         x = F.interpolate(x, size=s4.shape[-2:], mode="bilinear", align_corners=False)
         x = self.up4(torch.cat([x, s4, F.avg_pool2d(depth_skip, 2)], 1))
         desc = F.normalize(self.desc(x), dim=1)
         x = F.interpolate(x, size=s2.shape[-2:], mode="bilinear", align_corners=False)
-        o = self.out(self.up2(torch.cat([x, s2, depth_skip], 1)))
+        x = self.up2(torch.cat([x, s2, depth_skip], 1))
+        x = F.interpolate(x, size=s1.shape[-2:], mode="bilinear", align_corners=False)
+        o = self.out(self.up1(torch.cat([x, s1, depth_full], 1)))
         log_d = o[:, 0] + math.log(10.0)
         if depth_prior is not None:
             w = depth_prior[:, 1]

@@ -111,7 +111,7 @@ class FusionModel(nn.Module):
         Returns:
             ``gate_logits [B,S,4]`` and ``gates [B,S,4]`` (rgb, lidar, imu, depth; NaN =
             absent), ``pose_t/pose_r [B,S,3]``, ``pose_logvar [B,S,6]``, and when a camera is
-            present ``depth, depth_conf, dyn_logit [B,S,H,W]``, ``sem_logits [B,S,C,H,W]``,
+            present ``depth, depth_conf, dyn_logit [B,S,H,W]`` (model image resolution), ``sem_logits [B,S,C,H,W]``,
             ``desc [B,S,Cd,H/4,W/4]``; with LiDAR ``point_sem_logits [B,S,C,rows,cols]``,
             ``point_dyn_logit [B,S,rows,cols]``; ``attn_tokens`` (list of ``[B,S,P,D]``) when
             ``attn``; ``state`` (dict ``tokens [B,M,D]``, ``last_cam [B,D]``); ``token_spans``
@@ -169,7 +169,10 @@ class FusionModel(nn.Module):
         out["state"] = {"tokens": st, "last_cam": x[:, -1, 0]}
         out["token_spans"] = {"camera": (0, 1 + cfg.registers), **spans}
         out["attn_tokens"] = attn_tokens
-        out.update(self.pose_head(x[:, :, 0], None if state is None else state["last_cam"]))
+        imu_rot = imu_w = None
+        if "imu" in gate_w:
+            imu_rot, imu_w = inputs["imu"][..., :3], gate_w["imu"]        # features start with ΔR (axis-angle)
+        out.update(self.pose_head(x[:, :, 0], None if state is None else state["last_cam"], imu_rot, imu_w))
         if "rgb" in spans:
             out.update(self._dense(x, spans, skips, gate_w, B, S))
         if "lidar_range" in spans:
@@ -183,14 +186,16 @@ class FusionModel(nn.Module):
         a, b = spans["rgb"]
         g_rgb = gate_w["rgb"].flatten()[:, None, None, None]
         sk = [s * g_rgb for s in skips["rgb"]]
-        depth_skip = prior = None
+        depth_skip = depth_full = prior = None
         for name, m in (("lidar_view", "lidar"), ("depth_view", "depth")):
             if name in skips:
                 g = gate_w[m].flatten()[:, None, None, None]
-                feat, (fill, support) = skips[name][0] * g, skips[name][1].split(1, 1)
+                feat, full = skips[name][0] * g, skips[name][1]
+                fill, support = full[:, 2:3], full[:, 3:4]
                 w = support * g
                 p = torch.cat([fill * math.log(self.cfg.max_depth), w], 1)
                 depth_skip = feat if depth_skip is None else depth_skip + feat
+                depth_full = full * g if depth_full is None else torch.where(w > prior[:, 1:], full * g, depth_full)
                 prior = p if prior is None else torch.where(w > prior[:, 1:], p, prior)
-        d = self.dense_head(x[:, :, a:b].flatten(0, 1), self.cfg.patch_grid, sk, depth_skip, prior)
+        d = self.dense_head(x[:, :, a:b].flatten(0, 1), self.cfg.patch_grid, sk, depth_skip, depth_full, prior)
         return {k: v.view(B, S, *v.shape[1:]) for k, v in d.items()}

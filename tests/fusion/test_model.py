@@ -69,8 +69,8 @@ def test_output_shapes(model):
     with torch.no_grad():
         out = model(make_inputs({"camera", "lidar", "imu"}, B=2, S=3), attn=True)
     H, W = SMALL.image_size
-    assert out["depth"].shape == (2, 3, H // 2, W // 2)
-    assert out["sem_logits"].shape == (2, 3, SMALL.classes, H // 2, W // 2)
+    assert out["depth"].shape == (2, 3, H, W)                  # full model resolution
+    assert out["sem_logits"].shape == (2, 3, SMALL.classes, H, W)
     assert out["point_sem_logits"].shape == (2, 3, SMALL.classes, *SMALL.range_size)
     assert out["pose_t"].shape == (2, 3, 3) and out["pose_logvar"].shape == (2, 3, 6)
     assert len(out["attn_tokens"]) == SMALL.blocks and out["attn_tokens"][0].shape == (2, 3, 12, SMALL.dim)
