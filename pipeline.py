@@ -173,6 +173,12 @@ class Pipeline:
         return self._finish(seq, est, store, out, predictor)
 
     # -- pass 1 + 2: model windows and estimation ---------------------------------------------
+    def estimate(self, seq: Sequence, progress: bool = False):
+        """Poses only (passes 1 and 2, nothing written): ``seq`` after :meth:`select` → the
+        estimator's result (``T_world_body [S, 4, 4]`` metres, per-frame status), with the
+        fusion model's pose factors when :meth:`predictor` gives a model."""
+        return self._estimate(self.select(seq), self.predictor(), None, progress)
+
     def _estimate(self, seq: Sequence, predictor, store, progress: bool):
         from fuse4d.fusion.estimation.config import EstimationConfig
         from fuse4d.fusion.estimation.estimator import Estimator, check_sequence
@@ -190,9 +196,11 @@ class Pipeline:
         state, pos = None, 0
         for window in seq.windows(self.config.run.window):
             wp = None
-            if predictor is not None and pos + len(window) <= store.frames_done:  # resumed: committed window
-                wp = read_prediction(store, pos, pos + len(window))
+            if predictor is not None and store is not None and pos + len(window) <= store.frames_done:
+                wp = read_prediction(store, pos, pos + len(window))     # resumed: a committed window
                 state = load_state(store, pos + len(window))
+            elif predictor is not None and store is None:               # poses only (estimate())
+                wp, state = predictor.predict(window, state=state)
             elif predictor is not None:
                 wp, state = predictor.predict(window, state=state)
                 write_prediction(store, pos, wp)

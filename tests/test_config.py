@@ -53,6 +53,7 @@ def test_set_overrides_after_the_file():
     (["run.use_model=3"], r"'run.use_model' must be bool, got 3"),
     (["run.on_error=ignore"], r"run.on_error must be stop or skip, got 'ignore'"),
     (["estimation.mode=fast"], r"EstimationConfig.mode must be 'batch' or 'window'"),
+    (["estimation.network_factors=some"], r"EstimationConfig.network_factors must be 'gaps' or 'all'"),
     (["mapping.voxel=0.2"], r"unknown key 'mapping.voxel'; did you mean 'mapping.(voxel_size|point_voxel)'\?"),
     (["window=8"], r"expected section.key=value"),
     (["run.window"], r"expected section.key=value"),

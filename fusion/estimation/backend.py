@@ -55,7 +55,8 @@ def _prior_information(R0: np.ndarray, gravity: np.ndarray | None) -> np.ndarray
     return info
 
 
-def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int) -> BackendOutput:
+def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int,
+             network: str = "gaps") -> BackendOutput:
     """Build and solve the keyframe graph of a finished :class:`Frontend`; recover every frame.
 
     Raises:
@@ -67,7 +68,10 @@ def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int)
     db_to_pos = {v: k for k, v in fe.kf_lidar.items()}
     loop_pos = {db_to_pos[lc.i] for lc in fe.loops} | {db_to_pos[lc.j] for lc in fe.loops}
     boundary = {k for k in fe.keyframes if k > 0 and (recs[k].status == "ok") != (recs[k - 1].status == "ok")}
-    net_pos = {k for f in fe.network for k in f[:2]}
+    # fusion-model factors: across every step (``all``), or only across steps the LiDAR odometry
+    # did not register (``gaps``: dropouts, rejected scans), where they replace dead reckoning
+    net = [f for f in fe.network if network == "all" or recs[f[0]].status != "ok" or recs[f[1]].status != "ok"]
+    net_pos = {k for f in net for k in f[:2]}
     nodes = _thin(sorted(set(fe.keyframes) | net_pos), loop_pos | boundary | net_pos, max_nodes)
     node_of = {k: n for n, k in enumerate(nodes)}
     T0 = np.stack([recs[k].T for k in nodes])
@@ -108,7 +112,7 @@ def optimise(fe: Frontend, imu_noise: ImuNoise, iterations: int, max_nodes: int)
         Ad_inv = _adjoint(X_inv)
         graph.add_relative(a, b, X @ lc.T_i_j @ X_inv, Ad_inv.T @ lc.information @ Ad_inv, "loop")
         loop_rows.append((n, len(graph.relative) - 1))
-    for i, j, T_ij, cov in fe.network:  # fusion-model predictions (body frame) with their covariance
+    for i, j, T_ij, cov in net:  # fusion-model predictions (body frame) with their covariance
         graph.add_network_factor(node_of[i], node_of[j], T_ij, cov)
     sol = graph.optimize(max_iterations=iterations)
     used = [n for n, _ in loop_rows]

@@ -25,6 +25,8 @@ class EstimationConfig:
         inflated over the sensor noise because residuals of one sweep are correlated),
         mode (``batch``: one optimisation at the end; ``window``: also a sliding
         window of ``window_size`` keyframes while streaming).
+    Fusion-model factors (logs with LiDAR): network_factors ``gaps`` (only across steps the
+        LiDAR odometry did not register) or ``all``.
     Loop closure: loop_closure, loop_search_radius, loop_drift_fraction,
         loop_min_separation, loop_sc_threshold, loop_min_fitness, loop_max_rmse.
     """
@@ -58,6 +60,7 @@ class EstimationConfig:
     loop_sc_threshold: float = 0.25
     loop_min_fitness: float = 0.6
     loop_max_rmse: float = 0.35
+    network_factors: str = "gaps"
 
     def __post_init__(self) -> None:
         if self.voxel_size is None:
@@ -66,6 +69,8 @@ class EstimationConfig:
                      "lidar_point_sigma"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"EstimationConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.network_factors not in ("gaps", "all"):
+            raise ConfigError(f"EstimationConfig.network_factors must be 'gaps' or 'all', got {self.network_factors!r}")
         if self.mode not in ("batch", "window"):
             raise ConfigError(f"EstimationConfig.mode must be 'batch' or 'window', got {self.mode!r}")
         if self.keyframe_max_frames < 1 or self.max_graph_nodes < 2 or self.window_size < 2:

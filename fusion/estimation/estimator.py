@@ -157,7 +157,7 @@ class Estimator:
                                     [set() for _ in range(S)], needs_model=True)
         fe, cfg = self.frontend, self.config
         tic = time.perf_counter()
-        out = optimise(fe, self.imu_noise, cfg.graph_iterations, cfg.max_graph_nodes)
+        out = optimise(fe, self.imu_noise, cfg.graph_iterations, cfg.max_graph_nodes, cfg.network_factors)
         timings = dict(fe.timings)
         timings.update(fe.lo.timings)
         timings["pose_graph"] = time.perf_counter() - tic

@@ -201,7 +201,8 @@ def test_network_factor_pulls_the_trajectory(box_world):
     gt = np.linalg.inv(seq.gt_poses[0]) @ seq.gt_poses
 
     def run(with_factor: bool):
-        est = Estimator(EstimationConfig(loop_closure=False), seq.calibration, seq.sensors)
+        # ``all``: the default (``gaps``) would leave out a factor whose ends both registered
+        est = Estimator(EstimationConfig(loop_closure=False, network_factors="all"), seq.calibration, seq.sensors)
         for i in range(len(seq)):
             f = seq[i]
             if i == 19:  # a bad last sweep: most points gone, registration rejected or poor
@@ -216,3 +217,26 @@ def test_network_factor_pulls_the_trajectory(box_world):
     assert end[1] < 0.05 and end[1] < end[0]
     with pytest.raises(ValueError, match="both must be stepped"):
         Estimator().add_network_factor(0, 1, np.eye(4), np.eye(6))
+
+
+def test_network_factors_only_bridge_steps_the_lidar_did_not_register(box_world):
+    """Default ``network_factors: gaps``: a (confident, 0.5 m wrong) model factor between two
+    LiDAR-registered frames is left out (the trajectory is the one without it); with ``all``
+    it enters and moves the trajectory."""
+    seq = box_world.sequence(12)
+    gt = np.linalg.inv(seq.gt_poses[0]) @ seq.gt_poses
+
+    def run(network: str | None):
+        est = Estimator(EstimationConfig(loop_closure=False, network_factors=network or "gaps"),
+                        seq.calibration, seq.sensors)
+        for i in range(len(seq)):
+            est.step(seq[i])
+        if network:
+            bad = np.linalg.inv(gt[5]) @ gt[6]
+            bad[0, 3] += 0.5
+            est.add_network_factor(5, 6, bad, np.diag([1e-6] * 3 + [1e-8] * 3))
+        return est.finish().T_world_body
+
+    plain, gaps, every = run(None), run("gaps"), run("all")
+    assert np.abs(gaps - plain).max() < 1e-9
+    assert np.abs(every - plain)[:, :3, 3].max() > 0.01
