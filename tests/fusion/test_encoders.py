@@ -74,3 +74,15 @@ def test_image_warp_crop_for_kitti_and_stretch_for_4_3():
     assert t.shape == (3, 64, 192) and float(t.max()) == pytest.approx(1.0)
     back = kitti.unwarp(torch.ones(2, 1, 64, 192), fill=0.0)
     assert back.shape == (2, 1, 375, 1242) and float(back[0, 0, :, :58].sum()) == 0 and float(back[0, 0, :, 100].min()) == 1
+
+
+def test_occlusion_filter_drops_points_seen_past_a_nearer_surface():
+    from fuse4d.encoders.lidar import occlusion_filter
+    d = torch.zeros(1, 20, 20)
+    d[0, 5:15:2, 5:15:2] = 5.0           # a sparse foreground surface at 5 m
+    d[0, 8, 9] = 30.0                    # a background return landing between its points
+    d[0, 2, 18] = 30.0                   # background far from any foreground point
+    d[0, 6, 5] = 5.5                     # the foreground's own relief (10 %) stays
+    out = occlusion_filter(d, k=5, tau=0.2)
+    assert out[0, 8, 9] == 0 and out[0, 2, 18] == 30.0 and out[0, 6, 5] == 5.5
+    assert int((out[0] == 5.0).sum()) == 25

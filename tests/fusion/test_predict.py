@@ -109,3 +109,20 @@ def test_depth_camera_log(shared, small):
     assert wp.depth.shape == (2, 480, 640)                      # 4:3 is stretched, not cropped
     assert np.isfinite(wp.gates[:, 0]).all() and np.isnan(wp.gates[:, 1:]).all()
     assert wp.extras["gate_depth"].shape == (2,) and np.isfinite(wp.extras["gate_depth"]).all()
+
+
+def test_shipped_model_rotation_follows_the_gyro_on_a_held_out_seed():
+    """With an IMU the pose head corrects the gyro's rotation: the median frame-to-frame
+    rotation error on held-out seed 10 is below the camera-only one (measured 0.038° vs 0.069°;
+    the camera-only mean over held-out seeds is 1.7°, from occasional gross failures)."""
+    from fuse4d.geometry import rotation_angle
+    s = synthesize(10, frames=9)
+    pred = Predictor.from_checkpoint()
+    err = {}
+    for sensors in ({"camera", "imu"}, {"camera"}):
+        wp, state = pred.predict(s[0:1], sensors)
+        wp, _ = pred.predict(s[1:9], sensors, state)
+        gt = [np.linalg.inv(s.gt_poses[i - 1]) @ s.gt_poses[i] for i in range(1, 9)]
+        err[len(sensors)] = np.degrees(np.median([rotation_angle(np.linalg.inv(g) @ T)
+                                                  for g, T in zip(gt, wp.T_prev_cur)]))
+    assert err[2] < 0.1 and err[2] < 0.8 * err[1], err
