@@ -1,6 +1,7 @@
 """Mapping: occupancy integration speed against Open3D, ground segmentation against Patchwork++.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_mapping.py [--frames 20] [--seed 0] [--voxel 0.5]
+    python benchmarks/bench_mapping.py --quality 1,10,20,0 [--quality-frames 60]
 
 1. Occupancy: the static points of ``--frames`` synthetic frames (test seed, GT poses)
    are integrated into fuse4d's log-odds map *with free-space carving along every ray*,
@@ -11,6 +12,10 @@
    ``pypatchworkpp``): F1 against the synthetic point labels (ground = road,
    sidewalk, terrain), and on the real KITTI raw scans (../shared/data) F1 of
    fuse4d against Patchwork++ (no labels there), with median ms per scan of each.
+3. ``--quality SEEDS``: map quality on held-out seeds only (val/test): every 2nd of
+   ``--quality-frames`` frames with GT poses, GT point labels and GT moving masks fed to
+   ``MapBuilder.for_sequence``; prints ``occ_iou``, ``occ_miou``, ``ghost_ratio``,
+   ``elev_rmse_m``, ``trav_agreement`` per seed (``fuse4d.mapping.evaluation``).
 Medians over frames of CPU time (process_time); the machine is shared and noisy.
 """
 
@@ -129,12 +134,35 @@ def bench_ground(scans) -> None:
           f"{1e3 * np.median(t_o):.1f} vs {1e3 * np.median(t_p):.1f} ms/scan")
 
 
+def map_quality(seeds: list[int], frames: int) -> None:
+    from fuse4d.data.synthetic import split_of, synthesize
+    from fuse4d.mapping import MapBuilder, MappingConfig
+    from fuse4d.mapping.evaluation import evaluate_maps
+    keys = ("occ_iou", "occ_miou", "ghost_ratio", "elev_rmse_m", "trav_agreement")
+    print(f"{'seed':>5} {'split':>5} " + " ".join(f"{k:>14}" for k in keys))
+    for seed in seeds:
+        if split_of(seed) == "train":
+            raise SystemExit(f"seed {seed} is a training seed; use test (%10==0) or val (%10==1) seeds")
+        drive = synthesize(seed=seed, frames=frames)
+        b = MapBuilder.for_sequence(drive, MappingConfig(mesh=False))
+        for i in range(0, frames, 2):
+            f = drive[i]
+            b.add_frame(f, f.T_world_body, f.point_semantics, f.point_dynamic.astype(np.float32))
+        m = evaluate_maps(b.finish(), drive.gt_maps)
+        print(f"{seed:>5} {split_of(seed):>5} " + " ".join(f"{m[k]:>14.4f}" for k in keys))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--voxel", type=float, default=0.5)
+    ap.add_argument("--quality", default="", help="comma-separated held-out seeds: map quality only")
+    ap.add_argument("--quality-frames", type=int, default=60)
     args = ap.parse_args()
+    if args.quality:
+        map_quality([int(s) for s in args.quality.split(",")], args.quality_frames)
+        return
     scans = _scans(args.seed, args.frames)
     bench_occupancy(scans, args.voxel)
     bench_ground(scans)

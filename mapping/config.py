@@ -16,7 +16,8 @@ class MappingConfig:
         occupied_threshold (log-odds above it = occupied), max_range (points farther
         carve free space up to it but add no hit), min_range; normals (scan normals place
         non-ground hits behind the surface; off = a fixed horizontal push),
-        normal_neighbours (k of the normal PCA).
+        normal_neighbours (k of the normal PCA), carve_core (a ray frees a voxel only through
+        the central fraction of its edge, 1 = anywhere).
     Ground segmentation: ground_cell (m, grid of the lowest-point filter),
         ground_window (cells, odd), ground_max_slope (rise per metre between cells),
         ground_height (m above the local ground estimate a point may be and stay ground).
@@ -37,7 +38,8 @@ class MappingConfig:
     l_max: float = 3.5
     occupied_threshold: float = 0.0
     normals: bool = True
-    normal_neighbours: int = 10
+    carve_core: float = 0.5
+    normal_neighbours: int = 12
     max_range: float = 80.0
     min_range: float = 1.0
     ground_cell: float = 1.0
@@ -69,6 +71,8 @@ class MappingConfig:
             raise ConfigError(f"MappingConfig.l_miss and l_min must be < 0, got {self.l_miss}, {self.l_min}")
         if self.ground_window < 1 or self.ground_window % 2 == 0:
             raise ConfigError(f"MappingConfig.ground_window must be an odd number >= 1, got {self.ground_window}")
+        if not 0 < self.carve_core <= 1:
+            raise ConfigError(f"MappingConfig.carve_core must be in (0, 1], got {self.carve_core}")
         if self.normal_neighbours < 4:
             raise ConfigError(f"MappingConfig.normal_neighbours must be >= 4, got {self.normal_neighbours}")
         if self.mesh_every < 1:

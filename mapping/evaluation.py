@@ -17,7 +17,9 @@ Keys (registered with :func:`fuse4d.evaluation.register_run_evaluator`):
 
 Map and ground truth are compared cell by cell: each map voxel/cell is looked up in
 the ground-truth grid at its centre (exact when both share the lattice, see
-``MapBuilder.for_sequence``).
+``MapBuilder.for_sequence``). A run's maps are first moved into the ground-truth world
+by the trajectory alignment of its ATE (``align``, se3 by default): with estimated
+poses the run's world is the odometry's, not the log's.
 """
 
 from __future__ import annotations
@@ -37,21 +39,28 @@ def _gt_index(centres: np.ndarray, origin: np.ndarray, res: float, shape: tuple[
     return idx, ok
 
 
-def occupancy_metrics(occ: dict, gt: dict) -> dict[str, float]:
+def _apply(T: np.ndarray | None, p: np.ndarray) -> np.ndarray:
+    return p if T is None else p @ np.asarray(T)[:3, :3].T + np.asarray(T)[:3, 3]
+
+
+def occupancy_metrics(occ: dict, gt: dict, T_gt_map: np.ndarray | None = None) -> dict[str, float]:
     """``occ_iou``, ``occ_miou``, ``ghost_ratio``, ``occ_observed_voxels`` of a map.
 
     Args:
         occ: ``ijk [N, 3]``, ``log_odds [N]``, ``labels [N]``, ``origin [3]``, ``resolution``,
             optional ``threshold`` (default 0), as :meth:`MapBuilder.finish` returns.
         gt: ``labels [X, Y, Z]`` uint8 (0 free), ``origin [3]``, ``resolution``.
+        T_gt_map: ``[4, 4]`` map world → ground-truth world (None = the same frame); each
+            map voxel is then compared with the ground-truth voxel holding its moved centre.
     """
     from scipy.ndimage import binary_dilation
     res = float(occ["resolution"])
-    centres = np.asarray(occ["origin"], np.float64) + (np.asarray(occ["ijk"], np.float64) + 0.5) * res
+    centres = _apply(T_gt_map, np.asarray(occ["origin"], np.float64) + (np.asarray(occ["ijk"], np.float64) + 0.5) * res)
     labels_gt = np.asarray(gt["labels"])
     idx, ok = _gt_index(centres, gt["origin"], float(gt["resolution"]), labels_gt.shape)
     idx = idx[ok]
-    shift = (np.asarray(occ["origin"], np.float64) - np.asarray(gt["origin"], np.float64)) / float(gt["resolution"])
+    shift = (_apply(T_gt_map, np.asarray(occ["origin"], np.float64)[None])[0] - np.asarray(gt["origin"], np.float64)) \
+        / float(gt["resolution"])
     offset = float(np.abs(shift - np.round(shift)).max()) * float(gt["resolution"])
     lo = np.asarray(occ["log_odds"], np.float32)[ok]
     pred_occ = lo > float(occ.get("threshold", 0.0))
@@ -77,18 +86,23 @@ def occupancy_metrics(occ: dict, gt: dict) -> dict[str, float]:
 
 
 def elevation_metrics(el: dict, gt: dict, max_slope_deg: float = 20.0, max_step: float = 0.25,
-                      max_roughness: float = 0.1) -> dict[str, float]:
+                      max_roughness: float = 0.1, T_gt_map: np.ndarray | None = None) -> dict[str, float]:
     """``elev_rmse_m``, ``trav_agreement``, ``elev_observed_cells`` of an elevation map.
 
     Args:
         el: ``height``, ``traversable``, ``semantics`` ``[H, W]``, ``origin [2]``, ``resolution``.
         gt: ``height [X, Y]`` (NaN unknown), optional ``semantics``, ``origin [2]``, ``resolution``.
         max_slope_deg, max_step, max_roughness: the traversability rule for the ground truth.
+        T_gt_map: ``[4, 4]`` map world → ground-truth world (None = the same frame): cell centres
+            at their heights are moved, then looked up.
     """
-    h = np.asarray(el["height"], np.float64)
+    h = np.asarray(el["height"], np.float64).copy()
     res = float(el["resolution"])
     ii, jj = np.nonzero(np.isfinite(h))
     centres = np.asarray(el["origin"], np.float64) + (np.stack([ii, jj], -1) + 0.5) * res
+    if T_gt_map is not None:
+        moved = _apply(T_gt_map, np.column_stack([centres, h[ii, jj]]))
+        centres, h[ii, jj] = moved[:, :2], moved[:, 2]
     gh = np.asarray(gt["height"], np.float64)
     gres = float(gt["resolution"])
     idx, ok = _gt_index(centres, gt["origin"], gres, gh.shape)
@@ -111,23 +125,24 @@ def elevation_metrics(el: dict, gt: dict, max_slope_deg: float = 20.0, max_step:
             "trav_agreement": agree, "elev_observed_cells": int(len(ii))}
 
 
-def evaluate_maps(maps: dict, gt_maps: dict | None, config=None) -> dict[str, float]:
+def evaluate_maps(maps: dict, gt_maps: dict | None, config=None, T_gt_map: np.ndarray | None = None) -> dict[str, float]:
     """Every map metric the ground truth allows (``{}`` without ground truth).
 
     Args:
         maps: ``{"occupancy": ..., "elevation": ...}`` as :meth:`MapBuilder.finish` returns
             or :func:`read_maps` reads.
         gt_maps: ``Sequence.gt_maps``. config: :class:`MappingConfig` for the traversability rule.
+        T_gt_map: ``[4, 4]`` map world → ground-truth world (None = the same frame).
     """
     from fuse4d.mapping.config import MappingConfig
     cfg = config or MappingConfig()
     out: dict[str, float] = {}
     gt_maps = gt_maps or {}
     if "occupancy" in gt_maps and maps.get("occupancy") is not None:
-        out.update(occupancy_metrics(maps["occupancy"], gt_maps["occupancy"]))
+        out.update(occupancy_metrics(maps["occupancy"], gt_maps["occupancy"], T_gt_map))
     if "elevation" in gt_maps and maps.get("elevation") is not None:
         out.update(elevation_metrics(maps["elevation"], gt_maps["elevation"], cfg.max_slope_deg, cfg.max_step,
-                                     cfg.max_roughness))
+                                     cfg.max_roughness, T_gt_map))
     return out
 
 
@@ -161,7 +176,28 @@ def _register() -> None:
         if seq is None or not seq.gt_maps:
             return {}
         cfg = store.meta.get("config", {}).get("mapping") or {}
-        return evaluate_maps(maps, seq.gt_maps, MappingConfig.from_dict(cfg) if isinstance(cfg, dict) else None)
+        return evaluate_maps(maps, seq.gt_maps, MappingConfig.from_dict(cfg) if isinstance(cfg, dict) else None,
+                             _run_to_gt(store, seq, align))
+
+
+def _run_to_gt(store, seq, align: str) -> np.ndarray | None:
+    """``[4, 4]`` run world → the log's ground-truth world: the trajectory alignment of the ATE
+    (``align`` se3/sim3 over the run's poses against the log's), None when there is nothing to align."""
+    from fuse4d.fusion.evaluation import source_indices
+    from fuse4d.metrics import align as align_poses
+    if align == "none" or seq.gt_poses is None or "poses" not in store:
+        return None
+    P = np.asarray(store.read("poses"), np.float64)
+    idx = source_indices(store, seq)[:len(P)]
+    G = np.asarray(seq.gt_poses, np.float64)
+    ok = (idx >= 0) & np.isfinite(P).all((1, 2))
+    ok[ok] &= np.isfinite(G[idx[ok]]).all((1, 2))
+    if ok.sum() < 3:
+        return None
+    try:
+        return align_poses(P[ok], G[idx[ok]], "se3" if align == "scale" else align)[1]
+    except Exception:  # degenerate positions (a standing sensor): compare in the run's frame
+        return None
 
 
 _register()

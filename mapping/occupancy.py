@@ -25,7 +25,9 @@ along the horizontal ray direction (most non-ground surfaces are vertical).
 Carving stops ``voxel / max(cos incidence, 0.02)`` short of the endpoint (incidence on
 the ground for ground points, on the estimated surface for the others), and a
 descending ray stops where it comes within 1.5 voxels of the ground (``clearance``):
-grazing rays do not erode the surface voxels that steeper rays mark.
+grazing rays do not erode the surface voxels that steeper rays mark. A ray sample frees
+its voxel only when it passes the voxel's core (``carve_core``, the central half of its
+edge by default): a ray clipping a corner says nothing about the voxel's centre.
 
 Voxel ``(i, j, k)`` spans ``[i, i+1) × voxel_size`` etc. from the world origin.
 """
@@ -98,13 +100,18 @@ class OccupancyMap:
         l_min, l_max: clamping bounds of the log-odds.
         threshold: log-odds above which a voxel is occupied.
         num_classes: length of the class histogram.
+        carve_core: a ray sample frees its voxel only when it lies within the central
+            ``carve_core`` fraction of the voxel's edge on every axis (1 = anywhere): a ray that
+            clips a voxel's corner says nothing about its centre.
     """
 
     def __init__(self, voxel_size: float = 0.5, l_hit: float = 0.85, l_miss: float = -0.4,
-                 l_min: float = -2.0, l_max: float = 3.5, threshold: float = 0.0, num_classes: int = NUM_CLASSES):
+                 l_min: float = -2.0, l_max: float = 3.5, threshold: float = 0.0, num_classes: int = NUM_CLASSES,
+                 carve_core: float = 1.0):
         self.res = float(voxel_size)
         self.l_hit, self.l_miss, self.l_min, self.l_max = float(l_hit), float(l_miss), float(l_min), float(l_max)
         self.threshold = float(threshold)
+        self.carve_core = float(carve_core)
         self.num_classes = int(num_classes)
         self._bkeys = np.zeros(0, np.int64)     # sorted block keys
         self._bslot = np.zeros(0, np.int64)     # their slots in the pools
@@ -279,11 +286,19 @@ class OccupancyMap:
         shape = ((base + reach) >> 3) - bmin + 1
         off = (base - bmin * _B).astype(np.int32)  # sensor voxel relative to the table's first voxel
         cells = []
+        core = np.ones(total, bool) if self.carve_core < 1.0 else None
         for a in range(3):
             c = np.repeat(u[:, a].astype(np.float32), n)
             c *= k
             c += np.float32(frac[a] + off[a])  # >= 0 inside the table: truncation is floor
-            cells.append(c.astype(np.int32))
+            ci = c.astype(np.int32)
+            if core is not None:  # the sample must pass the voxel's core, not clip a corner
+                core &= np.abs(c - ci - np.float32(0.5)) < np.float32(0.5 * self.carve_core)
+            cells.append(ci)
+        if core is not None:
+            cells = [ci[core] for ci in cells]
+            if not len(cells[0]):
+                return np.zeros(0, np.int64)
         ci, cj, ck = cells
         loc = ((ci & 7) << 6) | ((cj & 7) << 3) | (ck & 7)
         lb = ((ci >> 3) * int(shape[1]) + (cj >> 3)) * int(shape[2]) + (ck >> 3)
