@@ -33,13 +33,6 @@ class CalibResult:
     frames: list = field(default_factory=list)
 
 
-def pixel_centre(seq: Sequence) -> float:
-    """Pixel-centre convention of the log's K: 0.5 for the synthetic renderer (pixel i
-    spans [i, i+1) in K's coordinates), 0.0 (OpenCV: centre at i) otherwise."""
-    return 0.5 if seq.metadata.get("format") == "synthetic" or str(seq.metadata.get("source", "")).startswith(
-        "synthetic") else 0.0
-
-
 def calibrate_sequence(seq: Sequence, config: CalibConfig | None = None, truth: Calibration | None = None,
                        dynamic: dict | None = None) -> CalibResult:
     """Estimate time offset, IMU–LiDAR rotation and LiDAR–camera extrinsic of ``seq``.
@@ -80,24 +73,24 @@ def calibrate_sequence(seq: Sequence, config: CalibConfig | None = None, truth: 
         from fuse4d.calib.frames import edge_frames
         from fuse4d.calib.lidar_camera import refine_extrinsic
         frames = edge_frames(seq, cfg.frames, track, dynamic=dynamic)
-        K = cal0.K.copy()
-        K[:2, 2] -= pixel_centre(seq)
-        est = refine_extrinsic(frames, K, cal0.T_cam_lidar, cfg, src)
+        est = refine_extrinsic(frames, cal0.K, cal0.T_cam_lidar, cfg, src)
         rep.update(lidar_camera_seconds=est.seconds, lidar_camera_compile_seconds=est.compile_seconds,
                    lidar_camera_frames=len(frames), lidar_camera_points=est.n_points,
                    lidar_camera_std_rot_deg=est.std_rot_deg, lidar_camera_std_trans_m=est.std_trans_m,
-                   lidar_camera_excited=est.excited, lidar_camera_cost_before=est.cost_init,
+                   lidar_camera_excited=est.excited, lidar_camera_rot_excited=est.rot_excited,
+                   lidar_camera_trans_excited=est.trans_excited, lidar_camera_std_method=est.std_method,
+                   lidar_camera_cost_before=est.cost_init,
                    lidar_camera_cost_after=est.cost,
                    rot_change_deg=rotation_error_deg(cal0.T_cam_lidar[:3, :3], est.T_cam_lidar[:3, :3]),
                    trans_change_m=float(np.linalg.norm(cal0.T_cam_lidar[:3, 3] - est.T_cam_lidar[:3, 3])))
         rep["notes"] += est.notes
         far = rep["rot_change_deg"] > cfg.search_deg + 1.0 or rep["trans_change_m"] > 0.3
         if far:  # the edge cost has spurious minima on texture; a big jump is not trusted
-            est.excited = False
-            rep["lidar_camera_excited"] = False
+            est.excited = est.rot_excited = False
+            rep["lidar_camera_excited"] = rep["lidar_camera_rot_excited"] = False
             rep["notes"].append(f"LiDAR-camera estimate moved {rep['rot_change_deg']:.1f} deg / "
                                 f"{rep['trans_change_m']:.2f} m from the start: not trusted, start kept")
-        if est.excited:
+        if est.rot_excited:  # an unexcited translation is already the start's (see refine_extrinsic)
             cal = replace(cal, T_body_cam=cal.T_body_lidar @ np.linalg.inv(est.T_cam_lidar))
         else:
             cal = replace(cal, T_body_cam=cal.T_body_lidar @ np.linalg.inv(cal0.T_cam_lidar))

@@ -37,7 +37,7 @@ def run_calib(input: Path, out: Path | None, config: Path | None, as_json: bool,
     Returns:
         the report dict (errors against ``calib_true.yaml`` when it sits beside the log).
     """
-    from fuse4d.calib.calibrate import calibrate_sequence, pixel_centre
+    from fuse4d.calib.calibrate import calibrate_sequence
     from fuse4d.calib.io import read_calibration, write_calibration
     from fuse4d.data.registry import load_sequence
     cfg = _config(config)
@@ -54,9 +54,7 @@ def run_calib(input: Path, out: Path | None, config: Path | None, as_json: bool,
         if res.extrinsic is not None and res.frames:
             from fuse4d.calib.plots import plot_before_after
             f = max(res.frames, key=lambda fr: len(fr.points))
-            K = seq.calibration.K.copy()
-            K[:2, 2] -= pixel_centre(seq)
-            png = plot_before_after(f.image, f.all_points, K, res.extrinsic.T_init, res.calibration.T_cam_lidar,
+            png = plot_before_after(f.image, f.all_points, seq.calibration.K, res.extrinsic.T_init, res.calibration.T_cam_lidar,
                                     out.with_suffix(".png"), titles=(f"before (frame {f.index})", "after"))
             rep["plot"] = str(png)
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rep.items()}

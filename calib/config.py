@@ -21,7 +21,21 @@ class CalibConfig:
         search_deg: half-width (degrees) of the coarse rotation search around the start.
         search_step_deg: step of that grid (degrees).
         truncate_deg: distance-transform truncations of the coarse-to-fine local
-            solver, as angles (degrees; converted to pixels with the focal length).
+            solver, as angles (degrees; converted to pixels with the focal length);
+            each level's distance map is blurred by a quarter of its truncation.
+        rotation_only_levels: the first levels solve the rotation alone (wide basins
+            would let the translation drift onto dense texture).
+        density_weights: weight each LiDAR edge point by ``1 / (1 + ρ/ρ̄)``, ρ the
+            image-edge density around it, so cluttered areas do not dominate.
+        horizontal_min_range: horizontal-silhouette LiDAR edges (jumps across beams)
+            nearer than this many LiDAR-camera baselines are dropped (parallax: the
+            top of an object is a different edge from the two viewpoints).
+        translation_prior_m / translation_prior_px2: a Gaussian prior keeps the
+            translation near the start: moving it by ``translation_prior_m`` costs
+            ``translation_prior_px2`` px² per edge point (translation is weakly observable
+            from edges at a distance and would otherwise drift onto texture); 0 = none.
+        bootstrap: bootstrap draws (frames, or image tiles for one frame) for the
+            std; 0 or 1 = Gauss-Newton std (optimistic).
         max_points: LiDAR edge points kept per frame (strongest first).
         min_edge_points: fewer edge points in view than this over all frames = "no
             structure in view" (a DataError).
@@ -41,7 +55,13 @@ class CalibConfig:
     max_frames_motion: int = 0
     search_deg: float = 2.0
     search_step_deg: float = 1.0
-    truncate_deg: tuple[float, ...] = (6.0, 3.0, 1.5)
+    truncate_deg: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
+    rotation_only_levels: int = 1
+    density_weights: bool = True
+    horizontal_min_range: float = 10.0
+    translation_prior_m: float = 0.1
+    translation_prior_px2: float = 0.25
+    bootstrap: int = 20
     max_points: int = 4000
     min_edge_points: int = 150
     lm_iterations: int = 15

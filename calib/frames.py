@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fuse4d.calib.features import image_edges, lidar_edges, scan_rows
+from fuse4d.calib.features import lidar_edges, oriented_edges, scan_rows
 from fuse4d.calib.lidar_camera import EdgeFrame
 from fuse4d.calib.motion import LidarTrack, deskew_to_stamp
 from fuse4d.data.types import Calibration, Frame, Sequence
@@ -28,11 +28,11 @@ def edge_frame(frame: Frame, calibration: Calibration, delta: tuple[np.ndarray, 
     if point_mask is not None:
         pts = pts[~np.asarray(point_mask, bool)]
     rows = scan_rows(pts, calibration.lidar_beams, calibration.lidar_fov_deg)
-    idx, w, xyz = lidar_edges(pts, rows)
+    _, w, xyz, kind = lidar_edges(pts, rows)
     r = np.linalg.norm(xyz, axis=1)
     order = np.lexsort((r, -w))
-    return EdgeFrame(xyz[order].astype(np.float32), w[order], image_edges(frame.image, mask=pixel_mask, min_slope=0.5),
-                     np.asarray(frame.image), pts[:, :3], frame.index)
+    return EdgeFrame(xyz[order].astype(np.float32), w[order], oriented_edges(frame.image, mask=pixel_mask),
+                     np.asarray(frame.image), pts[:, :3], frame.index, kind[order])
 
 
 def pick_frames(seq: Sequence, count: int) -> list[int]:
