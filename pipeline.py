@@ -224,12 +224,16 @@ class Pipeline:
         Maps = _stage("fuse4d.mapping", "MapBuilder")
         if Dynamics is None and Maps is None:
             return
+        if store.meta.get("pass3_done"):  # resumed after pass 3 was complete: its outputs are in the store
+            _swap_staged(store)
+            return
         dyn = None if Dynamics is None else Dynamics.for_sequence(seq, getattr(self.config, "dynamics", None))
         maps = None if Maps is None else Maps.for_sequence(seq, getattr(self.config, "mapping", None))
-        lidar = store.root["lidar"] if "lidar" in store else None
+        lidar = store.root["lidar"] if "lidar" in store else None  # the model's per-point outputs (read lazily)
         model_sem = store.read_points("semantics") if lidar is not None and "semantics" in lidar else None
         model_dyn = store.read_points("dynamic") if lidar is not None and "dynamic" in lidar else None
         depth = store.root["frames/depth"] if "frames/depth" in store else None
+        pixel_dyn = store.root["frames/dynamic"] if "frames/dynamic" in store else None
         win, wp = self.config.run.window, None
         bar = _progress(progress, len(seq), "dynamics and maps")
         for i in range(len(seq)):
@@ -237,7 +241,7 @@ class Pipeline:
             frame = seq[i]
             n = 0 if frame.points is None else len(frame.points)
             p_dyn = None if model_dyn is None or i >= len(model_dyn) else model_dyn[i]
-            ground = None
+            ground = px = None
             if np.isfinite(T).all():
                 if dyn is not None:
                     row = {} if p_dyn is None else {"point_dynamic": p_dyn}
@@ -249,16 +253,21 @@ class Pipeline:
                     if r.get("point_dynamic") is not None:
                         p_dyn = np.asarray(r["point_dynamic"], np.float32)
                     if r.get("pixel_dynamic") is not None:
-                        store.write_frames("frames/dynamic", i, np.asarray(r["pixel_dynamic"], np.float32)[None])
+                        px = np.asarray(r["pixel_dynamic"], np.float32)
                 if maps is not None:
                     sem = None if model_sem is None or i >= len(model_sem) else model_sem[i]
                     d = None if depth is None else np.asarray(depth[i])
                     r = maps.add_frame(frame, T, sem, p_dyn, d)
                     if r and r.get("ground") is not None:
                         ground = np.asarray(r["ground"], np.uint8)
+            if dyn is not None and i % win == win - 1:
+                dyn.flush_cues(store)  # camera cue masks go to the store as they come
+            if dyn is not None and depth is not None and (px is not None or pixel_dyn is not None):
+                px = np.asarray(pixel_dyn[i], np.float32) if px is None else px  # the model's where not refined
+                store.write_frames("frames/dynamic" + _STAGED, i, px[None])
             # every frame gets its values (NaN / 0 when unknown), so the shared lidar/offsets stay complete
             if dyn is not None and "lidar" in seq.sensors:
-                store.write_points("dynamic", i, [_values(p_dyn, n, np.float32, np.nan)])
+                store.write_points("dynamic" + _STAGED, i, [_values(p_dyn, n, np.float32, np.nan)])
             if maps is not None and "lidar" in seq.sensors:
                 store.write_points("ground", i, [_values(ground, n, np.uint8, 0)])
             bar.update(1)
@@ -267,6 +276,8 @@ class Pipeline:
             if stage is not None:
                 stage.finish()
                 stage.write(store)
+        store.update_meta(pass3_done=True)  # a kill from here on resumes without re-running this pass
+        _swap_staged(store)
 
     # -- run folder -------------------------------------------------------------------------------
     def _finish(self, seq: Sequence, est, store, out: Path, predictor) -> Result:
@@ -330,6 +341,19 @@ class Pipeline:
 def _values(a: np.ndarray | None, n: int, dtype, fill) -> np.ndarray:
     """``a`` as ``[n]`` of ``dtype``, or ``n`` fill values when there is none."""
     return np.full(n, fill, dtype) if a is None or len(a) != n else np.asarray(a, dtype)
+
+
+#: suffix of pass 3's dynamic arrays while it runs: the model's ``lidar/dynamic`` and ``frames/dynamic`` stay
+#: intact until the pass is complete, so a pass 3 re-run after a kill reads the model's values, not its own
+_STAGED = ".pass3"
+
+
+def _swap_staged(store) -> None:
+    """Move pass 3's staged ``lidar/dynamic`` and ``frames/dynamic`` over the model's (each a folder rename)."""
+    from fuse4d.data.zarr_log import swap_into_place
+    for name in ("lidar/dynamic", "frames/dynamic"):
+        if (store.path / (name + _STAGED)).is_dir():
+            swap_into_place(store.path / (name + _STAGED), store.path / name)
 
 
 def _name(predictor) -> str | None:

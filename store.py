@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -293,25 +295,15 @@ class RunStore:
         if not known.all():
             g["offsets"][...] = offsets  # after the values: a crash in between leaves the old offsets
 
-    def read_points(self, name: str) -> list[np.ndarray]:
-        """``lidar/<name>`` split per frame ``[N_i]`` over the frames with a known point count.
+    def read_points(self, name: str) -> "PointsView":
+        """``lidar/<name>`` split per frame ``[N_i]`` over the frames with a known point count,
+        read lazily (a frame at a time, so long runs are read in bounded memory).
 
         Raises DataError when the run has no such array.
         """
         if "lidar" not in self.root or name not in self.root["lidar"]:
             raise DataError(self.path, f"no 'lidar/{name}' in this run")
-        offsets = self.root["lidar/offsets"][...]
-        n = int(np.argmax(offsets < 0)) if (offsets < 0).any() else len(offsets)
-        arr = self.root[f"lidar/{name}"]
-        values = arr[:min(int(offsets[n - 1]), arr.shape[0])]
-        out = []
-        for i in range(n - 1):
-            a, b = int(offsets[i]), int(offsets[i + 1])
-            v = values[a:b]
-            if len(v) < b - a:  # never written for this frame: the fill value
-                v = np.concatenate([v, np.full(b - a - len(v), arr.fill_value, dtype=arr.dtype)])
-            out.append(v)
-        return out
+        return PointsView(self.root[f"lidar/{name}"], self.root["lidar/offsets"][...])
 
     def write_map(self, name: str, value: np.ndarray | dict[str, np.ndarray], attrs: dict[str, Any] | None = None) -> None:
         """Write a whole map (``maps/occupancy``) or a group of arrays (``maps/elevation``) atomically.
@@ -369,3 +361,43 @@ class RunStore:
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r}, frames_done={self.frames_done}/{self.n_frames}, status={self._meta.get('status')!r})"
+
+
+class PointsView(Sequence):
+    """A per-point array ``[P]`` seen per frame: ``view[i]`` is frame ``i``'s ``[N_i]`` values.
+
+    Reads one chunk-aligned block at a time (memory stays bounded however long the run);
+    a frame whose values were never written reads as the array's fill value (0, or NaN).
+    """
+
+    def __init__(self, values: zarr.Array, offsets: np.ndarray):
+        n = int(np.argmax(offsets < 0)) if (offsets < 0).any() else len(offsets)
+        self._values, self._offsets, self._len = values, np.asarray(offsets[:n], np.int64), max(n - 1, 0)
+        self._block: tuple[int, int, np.ndarray | None] = (0, 0, None)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self._len))]
+        i = operator.index(i)
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(f"frame {i} out of range [0, {self._len})")
+        arr = self._values
+        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        have = min(b, arr.shape[0])  # values past the array's end were never written
+        v = np.zeros(0, arr.dtype)
+        if have > a:
+            lo, hi, block = self._block
+            if block is None or a < lo or have > hi:
+                c = int(arr.chunks[0])
+                lo, hi = a // c * c, min(-(-have // c) * c, arr.shape[0])
+                block = arr[lo:hi]
+                self._block = (lo, hi, block)
+            v = block[a - lo:have - lo]
+        if len(v) < b - a:  # never written for this frame: the fill value
+            v = np.concatenate([v, np.full(b - a - len(v), arr.fill_value, dtype=arr.dtype)])
+        return v

@@ -28,16 +28,41 @@ def _fuse4d() -> list[str]:
     return [sys.executable, "-m", "fuse4d"]
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[int, float, float]:
-    """Run ``cmd``; return (exit code, peak RSS in MiB of that process, wall seconds)."""
+def _rss_mib(pid: int) -> float:
+    """Current resident set size (MiB) of process ``pid``, or NaN once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmRSS")) / 1024.0
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def run_measured(cmd: list[str], env: dict | None = None, every: float = 60.0) -> tuple[int, float, float]:
+    """Run ``cmd``; return (exit code, peak RSS in MiB of that process, wall seconds).
+
+    While it runs, prints its current and highest sampled RSS every ``every`` seconds, so a
+    long run that is cut short still shows whether its memory levels off.
+    """
+    import tempfile
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.stderr.write(out.decode(errors="replace")[-3000:])
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        high, last = 0.0, t0
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            rss = _rss_mib(p.pid)
+            high = max(high, rss) if rss == rss else high
+            if time.perf_counter() - last >= every:
+                last = time.perf_counter()
+                print(f"    {last - t0:7.0f} s  RSS {rss:7.1f} MiB  highest so far {high:7.1f} MiB", flush=True)
+            time.sleep(0.5)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            out.seek(0)
+            sys.stderr.write(out.read().decode(errors="replace")[-3000:])
     return p.returncode, usage.ru_maxrss / 1024.0, wall  # ru_maxrss is KiB on Linux
 
 

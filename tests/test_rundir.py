@@ -44,17 +44,30 @@ STUB = textwrap.dedent('''
                     f.write(f"{int(window.indices[0])}\\n")
             time.sleep(self.delay)
             S = len(window)
-            H, W = window[0].image.shape[:2]
+            frames = [window[k] for k in range(S)]
+            H, W = frames[0].image.shape[:2]
             sem = np.stack([np.full((H, W), i, np.uint8) for i in window.indices])
+            # per-point and dense outputs from the synthetic truth, so pass 3 (dynamics, maps) reads the model's
+            soft = lambda m: (0.1 + 0.8 * np.asarray(m, np.float32)).astype(np.float32)
             return WindowPrediction(indices=np.asarray(window.indices), T_prev_cur=np.full((S, 4, 4), np.nan),
                                     pose_cov=np.full((S, 6, 6), np.nan), gates=np.full((S, 3), 0.5, np.float32),
-                                    semantics=sem), (state or 0) + 1
+                                    semantics=sem, depth=np.stack([f.depth for f in frames]).astype(np.float32),
+                                    dynamic=np.stack([soft(f.dynamic_mask) for f in frames]),
+                                    point_semantics=[f.point_semantics.astype(np.uint8) for f in frames],
+                                    point_dynamic=[soft(f.point_dynamic) for f in frames]), (state or 0) + 1
 ''')
 
 
+#: tests that compare whole results (trajectory, maps, tracks, per-point outputs) run all three passes
+WHOLE_RUN = {"test_sigkill_mid_run_resumes_from_last_window_and_matches_uninterrupted",
+             "test_killed_in_or_after_pass_3_resumes_to_identical_results"}
+
+
 @pytest.fixture(autouse=True)
-def geometry_passes_only(monkeypatch):
-    """These tests are about the folder and the store: pass 3 (dynamics, maps) is left out."""
+def geometry_passes_only(request, monkeypatch):
+    """Tests about the folder and the store leave pass 3 (dynamics, maps) out; see WHOLE_RUN."""
+    if request.node.originalname in WHOLE_RUN:
+        return
     from fuse4d.pipeline import Pipeline
     monkeypatch.setattr(Pipeline, "_dynamics_and_maps", lambda self, *a, **k: None)
 
@@ -87,9 +100,46 @@ def _run(world, out, predictor=None, overwrite=False):
     return Pipeline(_cfg(predictor is not None), predictor=predictor).run(load_sequence(world), out, overwrite=overwrite)
 
 
-def test_sigkill_mid_run_resumes_from_last_window_and_matches_uninterrupted(world, stub_module, tmp_path):
+@pytest.fixture(scope="module")
+def reference(world, stub_module, tmp_path_factory):
+    """An uninterrupted run of all three passes with the stub model."""
     from stub_predictor import StubPredictor
-    ref = _run(world, tmp_path / "ref", StubPredictor())
+    return _run(world, tmp_path_factory.mktemp("ref") / "run", StubPredictor())
+
+
+def assert_same_results(ref_dir: Path, run_dir: Path) -> None:
+    """Two finished runs hold the same results: trajectory, model outputs, per-point and pixel dynamics,
+    ground, maps and tracks (floats to 1e-9: the pose graph is solved again on resume)."""
+    from fuse4d.data.trajectory import read_tum
+    a, b = RunStore.open(ref_dir / "run.zarr"), RunStore.open(run_dir / "run.zarr")
+    assert a.finished and b.finished and b.frames_done == a.frames_done
+    ta, tb = read_tum(ref_dir / "trajectory.txt"), read_tum(run_dir / "trajectory.txt")
+    np.testing.assert_array_equal(ta.t, tb.t)
+    np.testing.assert_allclose(ta.poses, tb.poses, rtol=0, atol=1e-9)
+    names = ["poses", "timestamps", "gates", "frames/semantics", "frames/dynamic", "lidar/semantics",
+             "lidar/dynamic", "lidar/ground", "maps/occupancy", "maps/elevation", "maps/points", "dynamics/tracks"]
+    for name in names:
+        assert name in a, name
+        x, y = a.read(name), b.read(name)
+        if isinstance(x, np.ndarray):
+            x, y = {"": x}, {"": y}
+        if isinstance(x, list):
+            x, y = dict(enumerate(x)), dict(enumerate(y))
+        assert x.keys() == y.keys(), name
+        for k in x:
+            if np.issubdtype(x[k].dtype, np.floating):
+                np.testing.assert_allclose(x[k], y[k], rtol=0, atol=1e-9, err_msg=f"{name} {k}")
+            else:
+                np.testing.assert_array_equal(x[k], y[k], err_msg=f"{name} {k}")
+    for name in ("occupancy", "elevation"):
+        assert a.attrs(f"maps/{name}") == b.attrs(f"maps/{name}")
+    assert len(a.read("dynamics/tracks")["t"]) > 0 and np.isfinite(a.read("lidar/dynamic")).all()
+    staged = [p.name for p in (run_dir / "run.zarr").rglob("*.pass3")]
+    assert not staged, staged
+
+
+def test_sigkill_mid_run_resumes_from_last_window_and_matches_uninterrupted(world, stub_module, reference, tmp_path):
+    from stub_predictor import StubPredictor
 
     out, calls = tmp_path / "run", tmp_path / "calls.txt"
     script = textwrap.dedent(f'''
@@ -98,7 +148,6 @@ def test_sigkill_mid_run_resumes_from_last_window_and_matches_uninterrupted(worl
         from fuse4d.config import load_config
         from fuse4d.data.registry import load_sequence
         from fuse4d.pipeline import Pipeline
-        Pipeline._dynamics_and_maps = lambda self, *a, **k: None
         cfg = load_config("fast", run={{"window": {WINDOW}, "write_plots": False, "use_model": True}})
         Pipeline(cfg, predictor=StubPredictor(delay=1.0)).run(load_sequence({str(world)!r}), {str(out)!r})
     ''')
@@ -124,17 +173,52 @@ def test_sigkill_mid_run_resumes_from_last_window_and_matches_uninterrupted(worl
     res = _run(world, out, StubPredictor(calls=calls))  # the same call again: resumes
     predicted = [int(x) for x in calls.read_text().split()]
     assert predicted == list(range(killed.frames_done, FRAMES, WINDOW))  # only the windows not committed
-    a, b = RunStore.open(ref.store_path), RunStore.open(res.store_path)
-    assert b.finished and b.frames_done == FRAMES
-    for name in ("timestamps", "gates", "frames/semantics"):
-        np.testing.assert_array_equal(a.read(name), b.read(name), err_msg=name)
-    # the pose graph is solved again on resume; threaded registration may move its last bits (~1e-12 m)
-    np.testing.assert_allclose(a.read("poses"), b.read("poses"), rtol=0, atol=1e-9, err_msg="poses")
-    from fuse4d.data.trajectory import read_tum
-    ta, tb = read_tum(tmp_path / "ref" / "trajectory.txt"), read_tum(out / "trajectory.txt")
-    np.testing.assert_array_equal(ta.t, tb.t)
-    np.testing.assert_allclose(ta.poses, tb.poses, rtol=0, atol=1e-9)
-    assert b.read("frames/semantics")[:, 0, 0].tolist() == list(range(FRAMES))
+    assert_same_results(reference.out_dir, res.out_dir)
+    assert res.store().read("frames/semantics")[:, 0, 0].tolist() == list(range(FRAMES))
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL inside the process: nothing after it runs, no handler catches it."""
+
+
+@pytest.mark.slow  # four runs of all three passes: ~60 CPU-s
+def test_killed_in_or_after_pass_3_resumes_to_identical_results(world, stub_module, reference, tmp_path, monkeypatch):
+    """Pass 3 (dynamics, maps) is re-run after a kill inside it, from the model's untouched outputs
+    (its own dynamic values are staged and swapped in at its end); after a kill once it is complete,
+    it is not re-run. Either way the results equal an uninterrupted run's."""
+    from stub_predictor import StubPredictor
+    from fuse4d.mapping import MapBuilder
+    from fuse4d.pipeline import Pipeline
+    add_frame, finish = MapBuilder.add_frame, Pipeline._finish
+
+    def kill_at_frame_7(self, frame, *a, **k):
+        if self.frames == 7:
+            raise _Killed
+        return add_frame(self, frame, *a, **k)
+
+    def kill_before_finish(self, *a, **k):
+        raise _Killed
+
+    for name, where, patch in (("in_pass3", MapBuilder, ("add_frame", kill_at_frame_7)),
+                               ("after_pass3", Pipeline, ("_finish", kill_before_finish))):
+        out, calls = tmp_path / name, tmp_path / f"{name}.txt"
+        with monkeypatch.context() as m:
+            m.setattr(where, *patch)
+            with pytest.raises(_Killed):
+                _run(world, out, StubPredictor())
+        killed = RunStore.open(out / "run.zarr")
+        assert killed.meta["status"] == "running" and killed.frames_done == FRAMES
+        assert bool(killed.meta.get("pass3_done")) == (name == "after_pass3")
+        if name == "in_pass3":  # the model's per-point values are still there, pass 3's are staged
+            assert (out / "run.zarr" / "lidar" / "dynamic.pass3").is_dir()
+        redone = []
+        with monkeypatch.context() as m:
+            m.setattr(MapBuilder, "add_frame", lambda self, *a, **k: redone.append(1) or add_frame(self, *a, **k))
+            res = _run(world, out, StubPredictor(calls=calls))
+        assert not calls.exists()  # every window was committed: the model is not run again
+        assert len(redone) == (FRAMES if name == "in_pass3" else 0)
+        assert_same_results(reference.out_dir, res.out_dir)
+    assert finish is Pipeline._finish
 
 
 def test_failed_overwrite_leaves_previous_run_whole(world, stub_module, tmp_path):

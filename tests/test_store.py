@@ -75,6 +75,34 @@ def test_ragged_rewrite_discards_stale_tail(tmp_path):
         store.write_ragged("lidar/dynamic", 0, [np.ones((2, 2), bool)])
 
 
+def test_read_points_is_lazy_per_frame_and_matches_what_was_written(tmp_path, monkeypatch):
+    """Per-point arrays read back a frame at a time (bounded memory on long runs), in any order,
+    across chunk boundaries; a frame never written reads as the fill value."""
+    import fuse4d.store as store_mod
+    monkeypatch.setattr(store_mod, "_RAGGED_CHUNK_ROWS", 16)  # frames straddle chunks
+    rng = np.random.default_rng(3)
+    store = RunStore.create(tmp_path / "r.zarr", {}, "x", n_frames=7)
+    want = [rng.random(int(rng.integers(0, 40))).astype(np.float32) for _ in range(6)]
+    store.write_points("dynamic", 0, want[:4])
+    store.write_points("ground", 0, [np.ones(len(a), np.uint8) for a in want[:4]])
+    store.write_points("ground", 4, [np.ones(len(a), np.uint8) for a in want[4:]])  # counts of frames 4, 5 only
+    view = store.read_points("dynamic")
+    assert len(view) == 6 and store.root["lidar/dynamic"].chunks == (16,)
+    for i in (5, 0, 3, 1, 4, 2, -1):
+        got = view[i]
+        assert got.dtype == np.float32 and len(got) == len(want[i])
+        if i in (4, 5, -1):  # counted but never written: NaN
+            assert np.isnan(got).all()
+        else:
+            np.testing.assert_array_equal(got, want[i])
+    assert [len(a) for a in view[1:3]] == [len(want[1]), len(want[2])]
+    np.testing.assert_array_equal(np.concatenate(list(view)[:4]), np.concatenate(want[:4]))
+    with pytest.raises(IndexError):
+        view[6]
+    with pytest.raises(DataError, match="no 'lidar/semantics'"):
+        store.read_points("semantics")
+
+
 def test_overwrite_refused_and_bad_writes(tmp_path):
     path = tmp_path / "run.zarr"
     store = RunStore.create(path, {"a": 1}, "src", n_frames=3)
