@@ -19,7 +19,7 @@ from fuse4d.errors import DataError
 from fuse4d.fusion.estimation.backend import optimise, refine_window
 from fuse4d.fusion.estimation.config import EstimationConfig
 from fuse4d.fusion.estimation.frontend import FrameRecord, Frontend
-from fuse4d.fusion.estimation.imu import ImuNoise, check_imu
+from fuse4d.fusion.estimation.imu import ImuNoise, check_imu, with_sampling_noise
 from fuse4d.fusion.estimation.imu_startup import dead_reckon, imu_startup
 from fuse4d.fusion.estimation.network_backend import solve_network
 from fuse4d.fusion.estimation.lie import so3_exp
@@ -75,7 +75,7 @@ class Estimator:
         imu = check_imu(imu, path)
         self.frame = "body" if self.has_imu or self.needs_model else "lidar"  # camera-only: body = camera
         X = calib.T_body_lidar if self.has_imu else np.eye(4)
-        self.imu_noise = ImuNoise.from_dict(calib.imu_noise)
+        self.imu_noise = with_sampling_noise(imu, ImuNoise.from_dict(calib.imu_noise))  # 10 Hz OXTS: wider
         self.frontend = Frontend(self.config, X, imu, use_imu=self.has_imu and self.config.use_imu,
                                  lidar_timing=lidar_timing, lidar_deskewed=lidar_deskewed)
         self.t: list[float] = []

@@ -84,6 +84,7 @@ class Frontend:
         self.bg, self.ba = np.zeros(3), np.zeros(3)
         self.timings: dict[str, float] = {}
         self._last_loop_kf = -10 ** 9
+        self._T_map_odom = np.eye(4)  # odometry → loop-store frame, from the latest verified loop
         self._refined = False  # gravity re-estimated over a longer span
 
     # -- IMU stream -------------------------------------------------------------
@@ -267,11 +268,15 @@ class Frontend:
             if c.loop_closure and len(self.keyframes) - self._last_loop_kf > 5:
                 lc = self.loops_db.detect(self.kf_lidar[pos])
                 if lc is not None:
+                    db = self.loops_db
+                    self._T_map_odom = db.poses[lc.i] @ lc.T_i_j @ invert(db.poses[lc.j])
                     self.loops.append(lc)
                     self._last_loop_kf = len(self.keyframes)
                     rec.flags.add("loop")
                     log.info("loop closure: frame %d ↔ keyframe %d (fitness %.2f, rmse %.3f m)",
                              frame.index, lc.i, lc.fitness, lc.rmse)
+            # a revisited place keeps the older sweep only: the store grows with the area, not the log
+            self.loops_db.prune(self.kf_lidar[pos], self._T_map_odom, 0.5 * c.keyframe_distance)
             self._tick("loop_closure", tic)
 
     def _tick(self, name: str, tic: float) -> None:

@@ -46,6 +46,39 @@ class ImuNoise:
         return cls(**{k: float(d[k]) for k in ("gyro_noise", "acc_noise", "gyro_walk", "acc_walk") if k in d})
 
 
+#: below this sampling rate (Hz) preintegration accounts for the motion between samples
+LOW_RATE_HZ = 50.0
+
+
+def with_sampling_noise(imu: ImuSamples | None, noise: ImuNoise) -> ImuNoise:
+    """``noise`` widened by what a low-rate stream leaves out between its samples.
+
+    Preintegration holds the measurement linear between samples. At 200 Hz that is exact
+    to well under the sensor noise, but a 10 Hz stream (KITTI's OXTS) misses how the
+    motion changes within each 0.1 s. The sample-to-sample differences measure it: their
+    mean square, less the part white noise explains (``2 σ² / Δt``), is taken as extra
+    white noise over the sampling interval ``Δt``. A stream at :data:`LOW_RATE_HZ` or more
+    is left as it is (there the differences are mostly sensor noise and vibration).
+
+    Args:
+        imu: the stream (``t [N]`` s, ``acc``/``gyro [N, 3]``), or None.
+        noise: the sensor's noise densities.
+    Returns:
+        densities with ``acc_noise``/``gyro_noise`` widened (walks unchanged).
+    """
+    if imu is None or len(imu) < 10:
+        return noise
+    dt = float(np.median(np.diff(imu.t)))
+    if not dt > 1.0 / LOW_RATE_HZ:
+        return noise
+    out = {}
+    for name, x, density in (("acc_noise", imu.acc, noise.acc_noise), ("gyro_noise", imu.gyro, noise.gyro_noise)):
+        ms = float(np.mean(np.diff(x, axis=0) ** 2))  # per axis, (unit)²
+        extra = max(ms - 2.0 * density ** 2 / dt, 0.0)  # what white noise of this density does not explain
+        out[name] = float(np.sqrt(density ** 2 + extra * dt))
+    return ImuNoise(out["gyro_noise"], out["acc_noise"], noise.gyro_walk, noise.acc_walk)
+
+
 @dataclass
 class Preintegration:
     """Preintegrated IMU measurements between two times.

@@ -99,7 +99,7 @@ class LoopDetector:
         self.point_sigma = point_sigma
         #: drift bound on a loop's correction (see :meth:`correction`)
         self.min_drift_m, self.min_drift_deg, self.rotation_drift_deg_per_m = 1.0, 1.0, 0.02
-        self.points: list[np.ndarray] = []
+        self.points: list[np.ndarray | None] = []  # None: pruned (its place is held by an older keyframe)
         self.descriptors: list[np.ndarray] = []
         self.ring_keys: list[np.ndarray] = []  # [rings] occupied fraction per ring
         self.ring_key_candidates = 10
@@ -124,6 +124,27 @@ class LoopDetector:
         self.descriptors[k] = scan_context(points)
         self.ring_keys[k] = (self.descriptors[k] > 0).mean(1)
 
+    def prune(self, k: int, T_map_odom: np.ndarray, radius: float, max_angle_deg: float = 30.0) -> bool:
+        """Drop keyframe ``k``'s sweep when an older stored keyframe holds the same place.
+
+        Positions are compared after mapping ``k``'s pose by ``T_map_odom [4, 4]`` (the drift
+        correction of the latest verified loop), so a revisit is recognised after long drift.
+        With the sweeps of revisited places dropped, the store grows with the area mapped,
+        not with the length of the log. Returns True when pruned.
+        """
+        Tk = np.asarray(T_map_odom, float) @ self.poses[k]
+        old = [i for i in range(k) if self.points[i] is not None
+               and self.path[k] - self.path[i] > self.min_separation]  # an earlier pass, not this one
+        if not old:
+            return False
+        P = np.stack([self.poses[i] for i in old])
+        near = np.linalg.norm(P[:, :3, 3] - Tk[:3, 3], axis=1) < radius
+        cos = (np.einsum("kab,ab->k", P[:, :3, :3], Tk[:3, :3]) - 1.0) / 2.0  # trace(R_iᵀ R_k)
+        if (near & (cos > np.cos(np.radians(max_angle_deg)))).any():
+            self.points[k] = None
+            return True
+        return False
+
     def update_poses(self, poses: np.ndarray) -> None:
         """Replace the stored keyframe poses ``[K, 4, 4]`` (after an optimisation)."""
         self.poses = [np.asarray(p, float) for p in poses]
@@ -132,6 +153,7 @@ class LoopDetector:
         """Old keyframes that may see the same place as ``j``, with an initial guess ``T_i_j``."""
         path = np.asarray(self.path)
         old = np.flatnonzero(path[j] - path[: j + 1] > self.min_separation)
+        old = old[[self.points[i] is not None for i in old]]
         if len(old) == 0:
             return []
         P = np.stack([self.poses[i][:3, 3] for i in old])
@@ -158,6 +180,8 @@ class LoopDetector:
         vm = VoxelMap(self.voxel_size, max_points_per_voxel=20, max_distance=1e9)
         Ti_inv = invert(self.poses[i])
         for k in range(max(0, i - self.submap_frames), min(len(self.poses), i + self.submap_frames + 1)):
+            if self.points[k] is None:
+                continue
             T = Ti_inv @ self.poses[k]
             vm.add(self.points[k].astype(np.float64) @ T[:3, :3].T + T[:3, 3])
         return vm

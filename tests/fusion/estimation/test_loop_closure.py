@@ -57,3 +57,35 @@ def test_no_loop_in_a_different_place(box_world):
     det.add(np.zeros((0, 3)) + [[0, 0, 0]], make_T(np.eye(3), [20.0, 0, 0]))
     j = det.add(_static(box_world, far), make_T(np.eye(3), [60.0, 0, 0]))
     assert det.detect(j) is None
+
+
+def test_correction_beyond_the_drift_bound_is_rejected(box_world):
+    """The revisit with 1.2 m / 2° of drift after 157 m is within the drift bound; with the bound
+    tightened to 1 m / 1° the same (correct) registration is more than odometry could have drifted."""
+    times = np.linspace(0, 2 * np.pi * box_world.radius / box_world.speed, 13)[:-1]
+    poses = box_world.circle_pose(times)
+    T_back = box_world.circle_pose(np.array([0.3]))[0]
+    det = LoopDetector(voxel_size=1.0, min_separation=40.0)
+    for T in poses:
+        det.add(_static(box_world, T), T)
+    j = det.add(_static(box_world, T_back), se3_exp(np.array([0.8, -0.9, 0.1, 0.0, 0.0, np.radians(2.0)])) @ T_back)
+    lc = det.detect(j)
+    assert lc is not None
+    dt, dr, (max_t, max_r) = det.correction(lc.i, j, lc.T_i_j)
+    assert 1.0 < dt < max_t and dr < max_r  # 1.2 m / 2° after 157 m: within 5 % + 1 m, 0.02°/m + 1°
+    det.drift_fraction, det.rotation_drift_deg_per_m = 0.0, 0.0  # a bound of 1 m / 1°
+    assert det.verify(lc.i, j, lc.T_i_j) is None
+
+
+def test_revisited_place_keeps_only_the_older_sweep(box_world):
+    """A second pass over the first keyframes: their sweeps are dropped (memory grows with the area)."""
+    det = LoopDetector(voxel_size=1.0, min_separation=40.0)
+    times = np.linspace(0, 2 * np.pi * box_world.radius / box_world.speed, 13)[:-1]
+    poses = box_world.circle_pose(times)
+    for T in poses:
+        det.add(_static(box_world, T), T)
+        assert not det.prune(len(det.poses) - 1, np.eye(4), 2.5)  # first pass: nothing to replace it
+    drift = make_T(np.eye(3), [3.0, 0.0, 0.0])  # 3 m of drift, known from an earlier loop
+    k = det.add(_static(box_world, poses[1]), drift @ poses[1])
+    assert not det.prune(k, np.eye(4), 2.5)  # uncorrected, the revisit looks like a new place
+    assert det.prune(k, invert(drift), 2.5) and det.points[k] is None
