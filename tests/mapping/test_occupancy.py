@@ -74,3 +74,22 @@ def test_normal_push_puts_voxel_centres_behind_an_oblique_wall():
     v = m.voxels(occupied_only=True)
     sd = ((v["ijk"] + 0.5) * 0.5 - base) @ n       # signed distance of the centres, > 0 = in front
     assert len(sd) > 50 and (sd <= 0).all() and (sd > -0.5).mean() > 0.5
+
+
+def test_ray_clipping_a_corner_does_not_free_the_voxel():
+    """A wall voxel whose centre is inside matter survives rays that only clip its corner."""
+    m = OccupancyMap(1.0, carve_core=0.5)
+    wall = np.array([[10.5, 0.5, 0.5]])                        # voxel (10, 0, 0)
+    for _ in range(3):
+        m.integrate(np.zeros(3), wall + [-0.2, 0, 0], np.array([3], np.uint8), normals=np.array([[1.0, 0, 0]]))
+    # rays towards a far wall, passing 0.45 voxel from the centre of voxel (10, 0, 0): its corner
+    far = np.array([[30.0, 30 * 0.95 / 10.5, 30 * 0.95 / 10.5]])
+    for _ in range(10):
+        m.integrate(np.zeros(3), far, np.array([3], np.uint8))
+    assert m.log_odds_at(np.array([[10, 0, 0]]))[0] > 0
+    full = OccupancyMap(1.0, carve_core=1.0)
+    for _ in range(3):
+        full.integrate(np.zeros(3), wall + [-0.2, 0, 0], np.array([3], np.uint8), normals=np.array([[1.0, 0, 0]]))
+    for _ in range(10):
+        full.integrate(np.zeros(3), far, np.array([3], np.uint8))
+    assert full.log_odds_at(np.array([[10, 0, 0]]))[0] < 0   # carving anywhere erodes it
