@@ -54,7 +54,8 @@ def run_calib(input: Path, out: Path | None, config: Path | None, as_json: bool,
         if res.extrinsic is not None and res.frames:
             from fuse4d.calib.plots import plot_before_after
             f = max(res.frames, key=lambda fr: len(fr.points))
-            png = plot_before_after(f.image, f.all_points, seq.calibration.K, res.extrinsic.T_init, res.calibration.T_cam_lidar,
+            png = plot_before_after(f.image, f.all_points, seq.calibration.K, res.extrinsic.T_init,
+                                    res.calibration.T_cam_lidar,
                                     out.with_suffix(".png"), titles=(f"before (frame {f.index})", "after"))
             rep["plot"] = str(png)
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rep.items()}
