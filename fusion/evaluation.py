@@ -4,7 +4,8 @@ Registered with :func:`fuse4d.evaluation.register_run_evaluator`, so
 ``fuse4d eval RUN --json`` reports, when the run holds the array and the
 source log has the ground truth (keys are absent otherwise):
 
-- ``depth_absrel``: ``frames/depth`` vs the log's ``Frame.depth``, pooled over pixels;
+- ``depth_absrel``: ``frames/depth`` vs the log's ground-truth ``Frame.depth``, pooled over
+  pixels (not on RGB-D logs: there ``Frame.depth`` is a sensor input, kept in the output);
   ``depth_absrel_lidar``: vs the LiDAR points projected into the camera (real logs);
 - ``sem_miou`` / ``sem_miou_points``: ``frames/semantics`` / ``lidar/semantics`` vs
   ``Frame.semantics`` / ``Frame.point_semantics`` (class 0 = unlabeled not scored);
@@ -160,7 +161,7 @@ def _frame_metrics(store, seq: Sequence, idx: np.ndarray) -> dict:
         f = seq[int(idx[k])]
         if "frames/depth" in arr:
             d = np.asarray(arr["frames/depth"][k], np.float64)
-            if f.depth is not None:
+            if f.depth is not None and depth_is_gt:   # a depth camera's depth is the run's own input
                 pool.depth("depth_absrel", d, np.asarray(f.depth))
             if not depth_is_gt or f.depth is None:
                 gt = frame_lidar_depth(f.points, seq.calibration, d.shape if f.image is None else f.image.shape[:2])

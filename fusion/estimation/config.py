@@ -25,8 +25,8 @@ class EstimationConfig:
         inflated over the sensor noise because residuals of one sweep are correlated),
         mode (``batch``: one optimisation at the end; ``window``: also a sliding
         window of ``window_size`` keyframes while streaming).
-    Fusion-model factors (logs with LiDAR): network_factors ``gaps`` (only across steps the
-        LiDAR odometry did not register) or ``all``.
+    Fusion-model factors: network_factors ``gaps`` (only across steps the LiDAR or depth-camera
+        odometry did not register) or ``all``.
     Loop closure: loop_closure, loop_search_radius, loop_drift_fraction,
         loop_min_separation, loop_sc_threshold, loop_min_fitness, loop_max_rmse.
     """

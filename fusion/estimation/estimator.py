@@ -186,7 +186,11 @@ class Estimator:
         fe, cfg = self.frontend, self.config
         tic = time.perf_counter()
         use_imu = fe.use_imu and fe.imu is not None
-        sol = solve_network(t, fe.network + self.depth_factors, fe.imu if use_imu else None, fe._imu_covers if use_imu else None,
+        net = fe.network
+        if cfg.network_factors == "gaps" and self.depth_factors:   # depth odometry registered these steps
+            covered = {(i, j) for i, j, _, _ in self.depth_factors}
+            net = [f for f in net if (f[0], f[1]) not in covered]
+        sol = solve_network(t, net + self.depth_factors, fe.imu if use_imu else None, fe._imu_covers if use_imu else None,
                             self.imu_noise, cfg.gravity, max(2.0 * cfg.imu_init_time, 2.0),
                             max(cfg.graph_iterations, 20))
         first = int(np.flatnonzero(sol.reached)[0])

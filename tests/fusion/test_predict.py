@@ -109,6 +109,9 @@ def test_depth_camera_log(shared, small):
     assert wp.depth.shape == (2, 480, 640)                      # 4:3 is stretched, not cropped
     assert np.isfinite(wp.gates[:, 0]).all() and np.isnan(wp.gates[:, 1:]).all()
     assert wp.extras["gate_depth"].shape == (2,) and np.isfinite(wp.extras["gate_depth"]).all()
+    d = seq[1].depth                                             # the camera's depth kept, holes filled
+    assert wp.extras["depth_from_sensor"] and np.array_equal(wp.depth[1][d > 0], d[d > 0])
+    assert (wp.depth[1][d == 0] > 0).all() and (d == 0).any()
 
 
 def test_shipped_model_rotation_follows_the_gyro_on_a_held_out_seed():
