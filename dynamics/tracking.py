@@ -57,18 +57,40 @@ def oriented_box(points: np.ndarray, heading: np.ndarray | None = None) -> tuple
     return centre, hi - lo, float(np.arctan2(axis[1], axis[0]))
 
 
-def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, iterations: int = 8,
-                    inlier: float = 0.5) -> tuple[np.ndarray, float]:
-    """Translation ``d [3]`` (m) that moves ``target [M, 3]`` (earlier scan) onto ``source [N, 3]``
-    (point-to-point ICP, trimmed at ``inlier`` m, run from each start in ``init [3]`` or ``[K, 3]``;
-    the start ending with the most inliers, then the smallest residual, wins).
+def _normals(points: np.ndarray, tree, k: int = 8) -> np.ndarray:
+    """Unit normals ``[M, 3]`` of points ``[M, 3]`` from their k nearest neighbours (PCA; NaN when < 4)."""
+    k = min(k, len(points))
+    d, j = tree.query(points, k=k, distance_upper_bound=1.0)
+    ok = np.isfinite(d)
+    j = np.where(ok, j, np.arange(len(points))[:, None])
+    nb = points[j] - points[:, None]
+    w = ok[..., None].astype(np.float64)
+    cnt = np.maximum(ok.sum(1), 1)[:, None]
+    c = nb - (nb * w).sum(1)[:, None] / cnt[..., None]
+    cov = np.einsum("mki,mkj->mij", c * w, c) / cnt[..., None]
+    _, vec = np.linalg.eigh(cov)
+    out = vec[:, :, 0].copy()
+    out[ok.sum(1) < 4] = np.nan
+    return out
 
-    Returns ``(d, inlier_share)``; along a direction the shapes do not constrain (a car's flat
-    side), the nearest-neighbour residuals cancel and ``d`` stays near ``init``.
+
+def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, iterations: int = 8,
+                    inlier: float = 0.5, prior: float = 0.01) -> tuple[np.ndarray, float]:
+    """Translation ``d [3]`` (m) that moves ``target [M, 3]`` (earlier scan) onto ``source [N, 3]``
+    (point-to-plane ICP on the target's normals, trimmed at ``inlier`` m, run from each start in
+    ``init [3]`` or ``[K, 3]``; the start ending with the most inliers, then the smallest residual, wins).
+
+    Point-to-plane, because consecutive scans sample a car's faces at different places: a
+    point-to-point fit slides along the faces with the sampling (a lateral velocity bias); the
+    plane residuals constrain only the faces' normals. Along a direction no face constrains (a
+    car's flat side) a weak pull (``prior`` × inliers) keeps ``d`` at its start.
+
+    Returns ``(d, inlier_share)``.
     """
     from scipy.spatial import cKDTree
 
     tree = cKDTree(target)
+    nrm = _normals(target, tree)
     best = (np.asarray(init, np.float64).reshape(-1, 3)[0], -1.0, np.inf)
     for start in np.asarray(init, np.float64).reshape(-1, 3):
         d = start.copy()
@@ -80,7 +102,16 @@ def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, it
             if ok.sum() < 5:
                 break
             resid = float(dist[ok].mean())
-            step = np.median(source[ok] - d - target[j[ok]], axis=0)
+            n = nrm[j[ok]]
+            good = np.isfinite(n).all(1)
+            if good.sum() < 5:
+                break
+            n = n[good]
+            r = np.einsum("ij,ij->i", source[ok][good] - d - target[j[ok]][good], n)
+            w = np.minimum(1.0, 0.1 / np.maximum(np.abs(r), 1e-9))  # Huber weights, 10 cm
+            lam = prior * len(r)
+            A = (n * w[:, None]).T @ n + lam * np.eye(3)
+            step = np.linalg.solve(A, (n * (w * r)[:, None]).sum(0) + lam * (start - d))
             d = d + step
             if np.linalg.norm(step) < 1e-3:
                 break
