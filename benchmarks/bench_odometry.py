@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python benchmarks/bench_odometry.py                  # 200-frame default + dense_traffic, KITTI sample
     python benchmarks/bench_odometry.py --frames 120 --scenarios default --profile
+    python benchmarks/bench_odometry.py --scenarios --hd64-frames 100 --profile   # full-size scans only
 
 Rows:
 
@@ -14,6 +15,9 @@ Rows:
   ``fuse4d.data.export.export_sequence(..., format="kitti")`` (what ``fuse4d synth
   --format kitti`` writes) and read back with ``fuse4d.load_sequence``; both
   systems get exactly those scans (no per-point times, no IMU).
+* ``64x2048 LiDAR-only`` / ``LiDAR+IMU``: the default world seen by a 64-beam × 2048
+  LiDAR (~130 k points a sweep, a KITTI HDL-64 scan's size): throughput on full-size
+  scans; both systems get the per-point times (KISS-ICP's column is the same run in both rows).
 * ``kitti_raw sample``: the six real HDL-64 scans of ``../shared/data`` (no ground
   truth: the end-point difference between the two is printed instead).
 
@@ -139,6 +143,27 @@ def synthetic_rows(scenario: str, frames: int, seed: int, work: Path, profiles: 
     return rows
 
 
+def hd64_rows(frames: int, seed: int, profiles: dict) -> list[dict]:
+    """Full-size scans: the synthetic world seen by a 64-beam × 2048 LiDAR (~130 k points a sweep, like
+    a KITTI HDL-64 scan), LiDAR only (both systems get the per-point times), and LiDAR+IMU for fuse4d."""
+    from fuse4d.data.synthetic import SynthConfig, synthesize
+    seq = preload(synthesize(seed, frames, config=SynthConfig(lidar_beams=64, lidar_azimuth_steps=2048)))
+    n = np.median([len(seq[i].points) for i in range(len(seq))])
+    print(f"64-beam x 2048 synthetic LiDAR: median {n:.0f} points a sweep, {len(seq)} frames")
+    gt = seq.gt_poses @ seq.calibration.T_body_lidar
+    gt = invert(gt[0]) @ gt
+    dist = float(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1).sum())
+    lidar = Sequence(seq.timestamps, lambda i: seq[i], seq.calibration, {"lidar"}, None, seq.gt_poses, seq.metadata,
+                     seq.name, seq.path)
+    kiss, kfps = run_kiss(seq, use_times=True)
+    rows = []
+    for name, s in (("64x2048 LiDAR-only", lidar), ("64x2048 LiDAR+IMU", seq)):
+        est, fps, prof = run_fuse4d(s)
+        profiles[name] = prof
+        rows.append(row(name, dist, (*errors(est, gt), fps), (*errors(kiss, gt), kfps)))
+    return rows
+
+
 def kitti_row(path: Path, profiles: dict) -> dict | None:
     """The real KITTI sample: no ground truth, so only frames/s and the end-point gap between the two."""
     if not path.exists():
@@ -159,8 +184,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=200, help="synthetic frames (200 = one lap and a bit)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--scenarios", nargs="+", default=["default", "dense_traffic"])
+    ap.add_argument("--scenarios", nargs="*", default=["default", "dense_traffic"])
     ap.add_argument("--kitti", type=Path, default=KITTI_SAMPLE, help="a KITTI raw drive folder")
+    ap.add_argument("--hd64-frames", type=int, default=100,
+                    help="frames of the 64-beam x 2048 synthetic LiDAR rows (0 = skip them)")
     ap.add_argument("--profile", action="store_true", help="print where fuse4d's time goes")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -170,6 +197,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_odometry_") as tmp:
         for scenario in args.scenarios:
             rows += synthetic_rows(scenario, args.frames, args.seed, Path(tmp), profiles)
+    if args.hd64_frames:
+        rows += hd64_rows(args.hd64_frames, args.seed, profiles)
     k = kitti_row(args.kitti, profiles)
     if k is not None:
         rows.append(k)
