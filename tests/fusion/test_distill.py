@@ -163,3 +163,15 @@ def test_cli_distill_from_missing_teacher_is_one_line(tmp_path):
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "s"), "--distill-from", str(tmp_path / "none.pt")])
     assert r.exit_code != 0
     assert "none.pt" in r.output and "not found" in r.output and "Traceback" not in r.output
+
+
+def test_shipped_student_is_smaller_than_its_teacher_and_loads():
+    from fuse4d.fusion.predict import SHIPPED_CHECKPOINT, Predictor, load_checkpoint
+    path = SHIPPED_CHECKPOINT.with_name("student.pt")
+    if not path.is_file():
+        pytest.skip("no distilled student shipped")
+    ck = load_checkpoint(path)
+    s, t = (ModelConfig.from_dict(c["model_config"]) for c in (ck, load_checkpoint(SHIPPED_CHECKPOINT)))
+    assert s.blocks < t.blocks and s.image_size[0] * s.image_size[1] < t.image_size[0] * t.image_size[1]
+    assert ck["meta"]["distill_from"].endswith("tiny.pt") and path.stat().st_size < 20 * 2 ** 20
+    assert Predictor.from_checkpoint(path).cfg == s
