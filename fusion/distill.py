@@ -40,8 +40,6 @@ KD_WEIGHTS = {"kd_depth": 2.0, "kd_sem": 1.0, "kd_dyn": 1.0, "kd_desc": 0.5, "kd
               "kd_point_dyn": 0.5, "kd_pose": 0.2, "kd_pose_var": 0.01, "kd_gate": 0.5}
 #: weight of the ground-truth terms in a distillation step
 GT_WEIGHT = 0.5
-#: pose error scales (m, rad) of ``kd_pose`` (as ``train.POSE_SCALE``)
-POSE_SCALE = (0.1, 0.01)
 
 
 # ---------------------------------------------------------------------------------- resampling
@@ -188,6 +186,7 @@ def kd_losses(out: dict, teacher: dict, first_has_prev: bool) -> dict[str, torch
             out["point_dyn_logit"], torch.sigmoid(_resize_maps(teacher["point_dyn_logit"], size)))
     rows = slice(0 if first_has_prev else 1, None)
     if out["pose_t"][:, rows].numel():
+        from fuse4d.fusion.train import POSE_SCALE     # the supervised pose term's scales (m, rad)
         e_t = (out["pose_t"] - teacher["pose_t"])[:, rows].abs().mean() / POSE_SCALE[0]
         e_r = (out["pose_r"] - teacher["pose_r"])[:, rows].abs().mean() / POSE_SCALE[1]
         terms["kd_pose"] = w["kd_pose"] * (e_t + e_r)
@@ -307,7 +306,7 @@ class Distiller:
     def train_step(self, model, opt, pool, setup: TrainSetup, step: int, device) -> dict[str, float]:
         """One optimiser step of the student (same contract and randomness as ``train.train_step``)."""
         from fuse4d.fusion.augment import make_batch
-        from fuse4d.fusion.train import lr_at
+        from fuse4d.fusion.train import optimiser_step
         tc = setup.train
         rng = np.random.default_rng([tc.seed, step])
         torch.manual_seed(tc.seed * 1_000_003 + step)
@@ -315,13 +314,7 @@ class Distiller:
         inputs = {k: v.to(device) for k, v in inputs.items()}
         tgt = {k: v.to(device) for k, v in tgt.items()}
         terms = self.losses(model, inputs, tgt, setup, rng.random() < tc.split_prob and tc.window >= 4)
-        loss = sum(terms.values())
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, setup)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = optimiser_step(model, opt, terms, step, setup)
         rec = {k: float(v.detach()) for k, v in terms.items()}
         rec.update(loss=float(loss.detach()), kd=float(sum(v.detach() for k, v in terms.items() if k.startswith("kd_"))),
                    step=step, sensors="+".join(sorted(sensors)))

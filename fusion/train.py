@@ -95,6 +95,16 @@ def train_step(model, opt, pool, setup: TrainSetup, step: int, device) -> dict[s
         terms = {k: 0.5 * (t1.get(k, 0) + t2.get(k, 0)) for k in set(t1) | set(t2)}
     else:
         terms = compute_losses(model(inputs), tgt, setup, False)
+    loss = optimiser_step(model, opt, terms, step, setup)
+    rec = {k: float(v.detach()) for k, v in terms.items()}
+    rec.update(loss=float(loss.detach()), step=step, sensors="+".join(sorted(sensors)))
+    return rec
+
+
+def optimiser_step(model: FusionModel, opt: torch.optim.Optimizer, terms: dict[str, torch.Tensor], step: int,
+                   setup: TrainSetup) -> torch.Tensor:
+    """Sum the loss ``terms``, set the learning rate of ``step`` (:func:`lr_at`), back-propagate,
+    clip the gradient norm at 1 and step ``opt``; returns the summed loss (scalar)."""
     loss = sum(terms.values())
     for g in opt.param_groups:
         g["lr"] = lr_at(step, setup)
@@ -102,9 +112,7 @@ def train_step(model, opt, pool, setup: TrainSetup, step: int, device) -> dict[s
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    rec = {k: float(v.detach()) for k, v in terms.items()}
-    rec.update(loss=float(loss.detach()), step=step, sensors="+".join(sorted(sensors)))
-    return rec
+    return loss
 
 
 def save_weights(model: FusionModel, path: Path, meta: dict) -> None:
