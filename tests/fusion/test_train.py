@@ -60,7 +60,7 @@ def test_a_few_steps_lower_the_loss(pool, cache):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert set(terms) >= {"depth", "sem", "dyn", "point_sem", "point_dyn", "pose", "gate"}
     assert losses[-1] < 0.8 * losses[0]
 
