@@ -15,6 +15,12 @@ def _static(world, T):
     return voxel_downsample(pts[:, :3].astype(np.float64), 1.0)
 
 
+def _lap_keyframes(world):
+    """``[12, 4, 4]`` keyframe poses every 30° around the box world's loop."""
+    times = np.linspace(0, 2 * np.pi * world.radius / world.speed, 13)[:-1]
+    return world.circle_pose(times)
+
+
 def test_scan_context_is_yaw_invariant(box_world):
     T = box_world.circle_pose(np.array([0.0]))[0]
     pts = _static(box_world, T)
@@ -30,8 +36,7 @@ def test_scan_context_is_yaw_invariant(box_world):
 def test_revisit_is_found_and_verified(box_world):
     """Keyframes every 30° around the 157 m loop; the last one is back at the start with 1.2 m / 2° of drift."""
     det = LoopDetector(voxel_size=1.0, min_separation=40.0)
-    times = np.linspace(0, 2 * np.pi * box_world.radius / box_world.speed, 13)[:-1]
-    poses = box_world.circle_pose(times)
+    poses = _lap_keyframes(box_world)
     for T in poses:
         det.add(_static(box_world, T), T)
     T_back = box_world.circle_pose(np.array([0.3]))[0]  # 2.4 m after the start
@@ -62,8 +67,7 @@ def test_no_loop_in_a_different_place(box_world):
 def test_correction_beyond_the_drift_bound_is_rejected(box_world):
     """The revisit with 1.2 m / 2° of drift after 157 m is within the drift bound; with the bound
     tightened to 1 m / 1° the same (correct) registration is more than odometry could have drifted."""
-    times = np.linspace(0, 2 * np.pi * box_world.radius / box_world.speed, 13)[:-1]
-    poses = box_world.circle_pose(times)
+    poses = _lap_keyframes(box_world)
     T_back = box_world.circle_pose(np.array([0.3]))[0]
     det = LoopDetector(voxel_size=1.0, min_separation=40.0)
     for T in poses:
@@ -80,8 +84,7 @@ def test_correction_beyond_the_drift_bound_is_rejected(box_world):
 def test_revisited_place_keeps_only_the_older_sweep(box_world):
     """A second pass over the first keyframes: their sweeps are dropped (memory grows with the area)."""
     det = LoopDetector(voxel_size=1.0, min_separation=40.0)
-    times = np.linspace(0, 2 * np.pi * box_world.radius / box_world.speed, 13)[:-1]
-    poses = box_world.circle_pose(times)
+    poses = _lap_keyframes(box_world)
     for T in poses:
         det.add(_static(box_world, T), T)
         assert not det.prune(len(det.poses) - 1, np.eye(4), 2.5)  # first pass: nothing to replace it
