@@ -193,21 +193,30 @@ class Pipeline:
                             lidar_deskewed=bool(seq.metadata.get("lidar_deskewed", False)))
         T_out_body = np.eye(4) if est.frame == "body" else np.linalg.inv(seq.calibration.T_body_lidar)
         bar = _progress(progress, len(seq), f"{'model + ' if predictor else ''}estimating {seq.name}")
-        state, pos = None, 0
+        T_out_lidar = T_out_body @ seq.calibration.T_body_lidar
+        state, pos, last = None, 0, None
         for window in seq.windows(self.config.run.window):
+            # the LiDAR odometry runs first: its sweep motion moves the points to the camera's stamp
+            recs = [est.step(window[k]) for k in range(len(window))]
+            motions = None
+            if predictor is not None and any(r is not None for r in recs):
+                from fuse4d.fusion.inputs import lidar_motions
+                T = np.stack([r.T @ T_out_lidar if r is not None else np.full((4, 4), np.nan) for r in [last] + recs])
+                t = np.array([np.nan if r is None else r.t for r in [last] + recs])
+                motions = lidar_motions(T, t)[1:] if last is not None else lidar_motions(T[1:], t[1:])
+                last = recs[-1]
             wp = None
             if predictor is not None and store is not None and pos + len(window) <= store.frames_done:
                 wp = read_prediction(store, pos, pos + len(window))     # resumed: a committed window
                 state = load_state(store, pos + len(window))
             elif predictor is not None and store is None:               # poses only (estimate())
-                wp, state = predictor.predict(window, state=state)
+                wp, state = predictor.predict(window, state=state, motions=motions)
             elif predictor is not None:
-                wp, state = predictor.predict(window, state=state)
+                wp, state = predictor.predict(window, state=state, motions=motions)
                 write_prediction(store, pos, wp)
                 save_state(store, state, pos + len(window))
                 store.mark_done(pos + len(window))  # write, then mark done: a kill resumes after this window
             for k in range(len(window)):
-                est.step(window[k])
                 if wp is not None and pos + k > 0 and np.isfinite(wp.T_prev_cur[k]).all():
                     T = T_out_body @ wp.T_prev_cur[k] @ np.linalg.inv(T_out_body)
                     R = T_out_body[:3, :3]

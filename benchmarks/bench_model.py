@@ -43,12 +43,33 @@ def cached(seq: Sequence, frames: int) -> Sequence:
                     seq.gt_poses[:frames], seq.metadata, seq.name)
 
 
+_MOTIONS: dict = {}
+
+
+def odometry_motions(seq: Sequence, sensors) -> list | None:
+    """Per-frame LiDAR sweep motion from the geometric odometry on ``sensors`` (as the engine
+    gives the model), or None without LiDAR; cached per log and sensor set."""
+    if "lidar" not in sensors or "lidar" not in seq.sensors:
+        return None
+    key = (id(seq), "imu" in sensors)
+    if key not in _MOTIONS:
+        from fuse4d.data.select import with_sensors
+        from fuse4d.fusion.estimation.estimator import estimate_trajectory
+        from fuse4d.fusion.inputs import lidar_motions
+        res = estimate_trajectory(with_sensors(seq, {"lidar", "imu"} & set(sensors)))
+        _MOTIONS[key] = lidar_motions(res.T_world_lidar, np.asarray(seq.timestamps))
+    return _MOTIONS[key]
+
+
 def run_log(pred: Predictor, seq: Sequence, sensors, window: int = 8):
-    """Predictions of every window of ``seq`` with the recurrent state carried."""
-    state, out = None, []
+    """Predictions of every window of ``seq`` with the recurrent state carried; LiDAR points
+    enter moved to the camera stamp by the odometry's sweep motion, as in ``fuse4d run``."""
+    state, out, pos = None, [], 0
+    motions = odometry_motions(seq, sensors)
     for w in seq.windows(window):
-        wp, state = pred.predict(w, set(sensors), state)
+        wp, state = pred.predict(w, set(sensors), state, None if motions is None else motions[pos:pos + len(w)])
         out.append(wp)
+        pos += len(w)
     return out
 
 
@@ -99,9 +120,12 @@ def lidar_fill_anchor(seq: Sequence) -> dict:
     from fuse4d.fusion.inputs import window_inputs
     import torch.nn.functional as F
     from fuse4d.encoders.lidar import depth_channels
-    ps, gs = [], []
+    ps, gs, pos = [], [], 0
+    motions = odometry_motions(seq, SENSORS)
     for w in seq.windows(8):
-        inp, aux = window_inputs(list(w), w.calibration, Predictor.untrained().cfg, {"camera", "lidar"})
+        inp, aux = window_inputs(list(w), w.calibration, Predictor.untrained().cfg, {"camera", "lidar"},
+                                 motions=motions[pos:pos + len(w)])
+        pos += len(w)
         ch = depth_channels(inp["lidar_view"][0], 80.0)
         d = torch.where(ch[:, 3] > 0, torch.exp(ch[:, 2] * np.log(80.0)), torch.zeros(()))
         up = aux["warp"].unwarp(d[:, None], 0.0, mode="nearest")[:, 0].numpy()

@@ -8,7 +8,9 @@ truth), ``semantics``/``dynamic [F,H,W]`` uint8, ``lidar_view [F,H,W]`` float16 
 ``view_az [F,H,W]`` uint8 (azimuth bin of each projected point), ``range [F,4,R,C]`` float16,
 ``range_sem``/``range_dyn [F,R,C]`` uint8, ``has_lidar [F]``, ``T_world_body [F,4,4]``, the
 IMU samples of each frame (``imu_t/imu_acc/imu_gyro`` padded ``[F,M,...]`` with ``imu_n [F]``),
-and ``T_body_cam``/``T_body_lidar``.
+and ``T_body_cam``/``T_body_lidar``. ``lidar_view`` holds the points moved to the camera's stamp
+with the ground-truth sweep motion (:func:`fuse4d.fusion.inputs.camera_points`), as inference
+does with the LiDAR odometry's.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import torch
 
 from fuse4d.encoders.lidar import range_image, sparse_depth
 from fuse4d.fusion.config import ModelConfig, TrainConfig
-from fuse4d.fusion.inputs import ImageWarp
+from fuse4d.fusion.inputs import ImageWarp, camera_points, lidar_motions
 
 log = logging.getLogger(__name__)
-POOL_VERSION = 1
+POOL_VERSION = 2  # 2: lidar_view deskewed to the camera stamp
 LOG_FRAMES = 200
 
 
@@ -51,8 +53,10 @@ def _nearest(x: np.ndarray, warp: ImageWarp) -> np.ndarray:
     return warp.depth(x.astype(np.float32)).numpy()
 
 
-def render_frame(frame, calib, cfg: ModelConfig, warp: ImageWarp, K: np.ndarray) -> dict[str, np.ndarray]:
-    """One synthetic frame → the pool's arrays (see module docstring)."""
+def render_frame(frame, calib, cfg: ModelConfig, warp: ImageWarp, K: np.ndarray,
+                 motion: tuple[np.ndarray, float] | None = None) -> dict[str, np.ndarray]:
+    """One synthetic frame → the pool's arrays (see module docstring); ``motion`` is the LiDAR's
+    ``(T_prev_cur, dt)`` over the sweep (None = points projected as captured)."""
     H, W = cfg.image_size
     R, C = cfg.range_size
     out = {"image": np.round(warp.image(frame.image).numpy() * 255).astype(np.uint8),
@@ -73,7 +77,7 @@ def render_frame(frame, calib, cfg: ModelConfig, warp: ImageWarp, K: np.ndarray)
         sem[pix] = frame.point_semantics[order]
         dyn[pix] = frame.point_dynamic[order]
         T = calib.T_cam_lidar
-        p = pts[:, :3].astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        p = camera_points(frame, motion) @ T[:3, :3].T + T[:3, 3]
         az = (np.arctan2(pts[:, 1], pts[:, 0]) + np.pi) / (2 * np.pi) * 255.999
         view, vaz = sparse_depth(p, K, cfg.image_size, az.astype(np.uint8))
         out.update(range=img.astype(np.float16), range_sem=sem.reshape(R, C), range_dyn=dyn.reshape(R, C),
@@ -93,9 +97,13 @@ def render_log(seed: int, scenario: str, start: int, frames: int, cfg: ModelConf
     warp = ImageWarp.fit((calib.image_size[1], calib.image_size[0]), cfg.image_size)
     K = warp.K(calib.K)
     rows, imus = [], []
+    lo = max(start - 1, 0)
+    near = [seq[i] for i in range(lo, min(start + frames + 1, len(seq)))]
+    motions = lidar_motions(np.stack([g.T_world_body @ calib.T_body_lidar for g in near]),
+                            np.array([g.timestamp for g in near]))
     for i in range(start, start + frames):
         f = seq[i]
-        rows.append(render_frame(f, calib, cfg, warp, K))
+        rows.append(render_frame(f, calib, cfg, warp, K, motions[i - lo]))
         imus.append((f.imu.t, f.imu.acc, f.imu.gyro) if f.imu is not None else (np.zeros(0),) * 3)
     d = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     M = max(len(t) for t, _, _ in imus)

@@ -5,6 +5,12 @@ model's aspect when it keeps ≥ 75 % of the image (KITTI 1242×375 keeps the ce
 1125×375), else an anisotropic resize of the whole image (7-Scenes 640×480), with K changed to
 match; :meth:`ImageWarp.unwarp` takes model-resolution outputs back to the input pixels.
 :func:`window_inputs` builds the model's input dict for a window of frames.
+
+A spinning LiDAR's sweep takes a frame interval, while the camera exposes at the frame stamp:
+at 10 m/s the points of the sweep's start sit up to a metre away from where the camera sees
+that surface. Before LiDAR points are projected into the camera they are moved to the stamp
+(:func:`camera_points`) with the sweep's motion — the LiDAR odometry's at inference
+(:func:`lidar_motions`), the ground truth's in training.
 """
 
 from __future__ import annotations
@@ -89,8 +95,51 @@ def T_body_ref(calib, ref: str) -> np.ndarray:
     return {"camera": calib.T_body_cam, "lidar": calib.T_body_lidar}.get(ref, np.eye(4))
 
 
+def lidar_motions(T_odom_lidar: np.ndarray, t: np.ndarray) -> list[tuple[np.ndarray, float] | None]:
+    """Per-frame sweep motion from a LiDAR trajectory: ``(T_prev_cur [4, 4], dt s)`` of the LiDAR
+    over the interval ending at each frame, or None where unknown.
+
+    Args:
+        T_odom_lidar: ``[S, 4, 4]`` LiDAR poses in any fixed frame (NaN = no pose).
+        t: ``[S]`` frame stamps, seconds.
+
+    Frame 0 (no previous frame) takes frame 1's motion: constant velocity.
+    """
+    S = len(t)
+    out: list = [None] * S
+    for k in range(1, S):
+        a, b = T_odom_lidar[k - 1], T_odom_lidar[k]
+        dt = float(t[k] - t[k - 1])
+        if dt > 0 and np.isfinite(a).all() and np.isfinite(b).all():
+            out[k] = (np.linalg.inv(a) @ b, dt)
+    if S > 1:
+        out[0] = out[1]
+    return out
+
+
+def camera_points(frame, motion: tuple[np.ndarray, float] | None, timing: dict | None = None) -> np.ndarray:
+    """The frame's LiDAR points ``[N, 3]`` (LiDAR frame, metres) moved to the frame stamp.
+
+    Args:
+        frame: a Frame with ``points`` (and ``point_time``, seconds from the stamp, when known).
+        motion: ``(T_prev_cur, dt)`` of the LiDAR over the last frame interval (see
+            :func:`lidar_motions`), or None (points returned as captured).
+        timing: the sensor's azimuth timing model (``seq.metadata["lidar_timing"]``) for sweeps
+            without per-point times.
+    """
+    from fuse4d.fusion.estimation.deskew import azimuth_time, constant_velocity_motion, deskew
+    pts = np.asarray(frame.points)[:, :3].astype(np.float64)
+    tau = frame.point_time
+    if tau is None and timing is not None:
+        tau = azimuth_time(pts, timing)
+    if motion is None or tau is None:
+        return pts
+    return deskew(pts, tau, constant_velocity_motion(motion[0], motion[1]))
+
+
 def window_inputs(frames: list, calib, cfg: ModelConfig, sensors: set[str], depth_sensor: bool = False,
-                  warp: ImageWarp | None = None) -> tuple[dict, dict]:
+                  warp: ImageWarp | None = None, motions: list | None = None,
+                  timing: dict | None = None) -> tuple[dict, dict]:
     """Model inputs (batch of one window) for ``frames``.
 
     Args:
@@ -98,6 +147,9 @@ def window_inputs(frames: list, calib, cfg: ModelConfig, sensors: set[str], dept
         sensors: sensors to use (subset of camera, lidar, imu).
         depth_sensor: ``Frame.depth`` is a measured depth image (RGB-D), used as ``depth_view``.
         warp: image warp (None = fitted to the first image).
+        motions: per frame ``(T_prev_cur, dt)`` LiDAR sweep motion or None (:func:`lidar_motions`):
+            points projected into the camera are first moved to the frame stamp.
+        timing: azimuth timing model for sweeps without per-point times.
 
     Returns:
         inputs: dict of ``[1, S, ...]`` tensors with ``<name>_valid [1, S]`` (see FusionModel),
@@ -139,7 +191,8 @@ def window_inputs(frames: list, calib, cfg: ModelConfig, sensors: set[str], dept
             rng[i], okl[i] = torch.from_numpy(img_r), True
             aux["point_rc"][i] = (r, c)
             if view is not None:
-                p = f.points[:, :3].astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
+                p = camera_points(f, None if motions is None else motions[i], timing)
+                p = p @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
                 view[i] = torch.from_numpy(sparse_depth(p, aux["K"], cfg.image_size))
         if okl.any():
             inputs["range"], inputs["range_valid"] = rng[None], okl[None]

@@ -117,14 +117,17 @@ class Predictor:
         return cls(FusionModel(cfg or ModelConfig()), name="untrained")
 
     @torch.no_grad()
-    def predict(self, window, sensors: set[str] | None = None, state: dict | None = None
-                ) -> tuple[WindowPrediction, dict]:
+    def predict(self, window, sensors: set[str] | None = None, state: dict | None = None,
+                motions: list | None = None) -> tuple[WindowPrediction, dict]:
         """Predict one window.
 
         Args:
             window: a Sequence view of S frames.
             sensors: subset of camera, lidar, imu to use (None = all the log has).
             state: the recurrent state returned for the previous window (None = log start).
+            motions: per frame, the LiDAR's ``(T_prev_cur [4, 4], dt s)`` over the sweep, or None
+                (:func:`~fuse4d.fusion.inputs.lidar_motions` of the LiDAR odometry): points are moved
+                to the camera's stamp before they are projected into it. None = as captured.
 
         Returns:
             the :class:`WindowPrediction` and the state for the next window.
@@ -137,7 +140,8 @@ class Predictor:
         calib = window.calibration
         used = set(window.sensors) if sensors is None else set(sensors) & set(window.sensors)
         inputs, aux = window_inputs(frames, calib, self.cfg, used,
-                                    bool(window.metadata.get("depth_sensor", False)))
+                                    bool(window.metadata.get("depth_sensor", False)), motions=motions,
+                                    timing=window.metadata.get("lidar_timing"))
         if not any(k for k in inputs if not k.endswith("_valid")):
             raise DataError(getattr(window, "path", None),
                             f"window {window.indices[:1]}… has none of the sensors {sorted(used)}")
