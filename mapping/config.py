@@ -14,8 +14,8 @@ class MappingConfig:
 
     Occupancy (log-odds, OctoMap-like): voxel_size, l_hit, l_miss, l_min, l_max,
         occupied_threshold (log-odds above it = occupied), max_range (points farther
-        carve free space up to it but add no hit), min_range; normals (scan normals place
-        non-ground hits behind the surface; off = a fixed horizontal push),
+        carve free space up to it but add no hit), min_range; normals (scan normals give a
+        ray's incidence on its surface: carving stops voxel / cos short of it; off = one voxel),
         normal_neighbours (k of the normal PCA), carve_core (a ray frees a voxel only through
         the central fraction of its edge, 1 = anywhere).
     Ground segmentation: ground_cell (m, grid of the lowest-point filter),

@@ -15,13 +15,10 @@ a Python loop over points or rays:
    wins over a miss in the same scan), log-odds are clamped to ``[l_min, l_max]``;
 4. every endpoint adds one count to its voxel's class histogram.
 
-Convention (the one of the synthetic ground truth): a ground voxel is one the
-ground surface passes through; any other voxel is occupied when its *centre* lies
-inside matter. So a non-ground endpoint ``p`` with surface normal ``n`` (from
-:func:`~fuse4d.mapping.normals.scan_normals`, turned towards the sensor) is binned at
-``p − s n`` with ``s = voxel (|n|₁ / 2 + 0.02)``: whatever voxel holds that point has its
-centre behind the local surface plane. Without a normal it is pushed 0.75 voxel
-along the horizontal ray direction (most non-ground surfaces are vertical).
+Convention (the one of the synthetic ground truth, Occ3D / SemanticKITTI SSC): a voxel
+is occupied when a surface passes through it, so every endpoint is binned in the voxel it
+lies in. Non-ground surface normals (:func:`~fuse4d.mapping.normals.scan_normals`) only give
+the incidence angle of the ray on its surface.
 Carving stops ``voxel / max(cos incidence, 0.02)`` short of the endpoint (incidence on
 the ground for ground points, on the estimated surface for the others), and a
 descending ray stops where it comes within 1.5 voxels of the ground (``clearance``):
@@ -43,9 +40,7 @@ _BV = _B ** 3              # voxels per block
 _OFF = 1 << 20             # key offset: indices in [-2^20, 2^20) per axis
 _MASK = (1 << 21) - 1
 _MIN_SIN = 0.02            # grazing-angle floor of the ground carving margin
-_SHIFT = 0.75              # voxels a non-ground endpoint is pushed behind its surface
 _SKIM = 1.5               # voxels above the ground under which a ray stops carving
-_EPS = 0.02               # voxels beyond the exact shift behind the surface
 _HIST_MAX = np.iinfo(np.uint16).max
 
 
@@ -214,23 +209,15 @@ class OccupancyMap:
         res = self.res
         is_hit = r <= max_range
         g = np.zeros(len(p), bool) if ground is None else np.asarray(ground, bool)
-        # endpoints: non-ground ones pushed behind the surface
-        uh = u.copy()
-        uh[:, 2] = 0.0
-        uh /= np.maximum(np.linalg.norm(uh, axis=1), 1e-9)[:, None]
-        push = _SHIFT * res * uh
+        # endpoints are binned where they lie (the voxel the surface passes through); normals only
+        # say how obliquely a ray meets its surface, i.e. how far short of it carving stops
         cos_inc = np.where(g, np.abs(u[:, 2]), 1.0)
         if normals is not None:
             nrm = np.asarray(normals, np.float64).reshape(-1, 3)
             good = np.isfinite(nrm).all(1)
-            nrm = np.where(good[:, None], nrm, 0.0)
-            c = np.einsum("ij,ij->i", nrm, u)
-            nrm *= -np.sign(c)[:, None]          # towards the sensor
-            # any voxel holding p - s n, s = res (|n|_1 / 2 + eps), has its centre behind the plane
-            s_n = res * (0.5 * np.abs(nrm).sum(1) + _EPS)
-            push = np.where(good[:, None], -s_n[:, None] * nrm, push)
-            cos_inc = np.where(good & ~g, np.abs(c), cos_inc)
-        ph = p + np.where(g[:, None], 0.0, push)
+            c = np.abs(np.einsum("ij,ij->i", np.where(good[:, None], nrm, 0.0), u))
+            cos_inc = np.where(good & ~g, c, cos_inc)
+        ph = p
         hit_ijk = np.floor(ph[is_hit] / res).astype(np.int64)
         # one ray per endpoint voxel
         rc = np.minimum(r, max_range)

@@ -15,7 +15,8 @@ def test_metrics_with_ground_truth_labels(drive, gt_built):
     _, maps, _ = gt_built
     m = evaluate_maps(maps, drive.gt_maps)
     assert m["occ_observed_voxels"] > 100_000
-    assert m["occ_iou"] >= 0.8
+    assert m["occ_iou"] >= 0.9          # measured 0.94 (surface occupancy, GT poses)
+    assert m["occ_miou"] >= 0.85        # measured 0.89 with GT point labels
     assert m["elev_rmse_m"] <= 0.03
     assert m["trav_agreement"] >= 0.95
     assert m["ghost_ratio"] <= 0.01

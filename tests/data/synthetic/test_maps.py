@@ -26,15 +26,44 @@ class TestOccupancy:
         assert occ["labels"][i, j, k] == ROAD
         assert (occ["labels"][i, j, k + 2:] == 0).all()  # nothing above the road
 
-    def test_buildings_are_solid_above_ground(self, default_world):
+    def test_building_faces_are_occupied_and_the_inside_free(self, default_world):
         occ = default_world.gt_maps["occupancy"]
         prims = default_world.prims
         b = int(np.flatnonzero(prims.cls == BUILDING)[0])
         r, o = occ["resolution"], occ["origin"]
-        c = prims.center[b].copy()
-        top = c[2] + 0.5 * prims.size[b, 2]
-        idx = np.floor((np.array([c[0], c[1], top - 1.0]) - o) / r).astype(int)
-        assert occ["labels"][tuple(idx)] == BUILDING
+        c, s = prims.center[b], prims.size[b]
+        top = c[2] + 0.5 * s[2]
+        at = lambda p: occ["labels"][tuple(np.floor((np.asarray(p) - o) / r).astype(int))]
+        assert at([c[0], c[1], top - 0.01]) == BUILDING          # the roof
+        assert at([c[0], c[1], top - 2.0]) == 0                  # the inside is no surface
+        # a wall: the middle of a side face, 1.5 m up from the top
+        ax = np.array([np.cos(prims.yaw[b]), np.sin(prims.yaw[b]), 0.0])
+        assert at(c + 0.5 * s[0] * ax + [0, 0, 0.5 * s[2] - 1.5]) == BUILDING
+
+    def test_thin_objects_have_their_surface_voxels(self, default_world):
+        """Every pole thinner than a voxel still occupies the voxels its surface passes."""
+        occ = default_world.gt_maps["occupancy"]
+        prims = default_world.prims
+        r, o = occ["resolution"], occ["origin"]
+        poles = np.flatnonzero((prims.cls == POLE) & (prims.size[:, :2].max(1) < r) & (prims.size[:, 2] > 2))
+        assert len(poles) >= 3
+        for i in poles:
+            p = prims.center[i] + [0, 0, 0.25 * prims.size[i, 2]]  # well above the ground
+            assert occ["labels"][tuple(np.floor((p - o) / r).astype(int))] == POLE
+
+    def test_class_is_the_majority_of_matter(self, default_world):
+        """A voxel a pole's foot shares with the ground is ground (more of its matter is ground);
+        one the pole crosses a metre up is pole."""
+        occ = default_world.gt_maps["occupancy"]
+        prims, terrain = default_world.prims, default_world.terrain
+        r, o = occ["resolution"], occ["origin"]
+        i = int(np.flatnonzero((prims.cls == POLE) & (prims.size[:, :2].max(1) < r / 2))[0])
+        x, y = prims.center[i, :2]
+        h = float(terrain.height_at(np.array(x), np.array(y)))
+        foot = np.floor((np.array([x, y, h]) - o) / r).astype(int)
+        assert occ["labels"][tuple(foot)] in (ROAD, SIDEWALK, TERRAIN)
+        up = np.floor((np.array([x, y, h + 1.25]) - o) / r).astype(int)
+        assert occ["labels"][tuple(up)] == POLE
 
     def test_resolution_is_configurable(self, make_world):
         w = make_world("default", occupancy_resolution=1.0, elevation_resolution=1.0)
