@@ -33,8 +33,7 @@ from fuse4d.mapping.config import MappingConfig
 from fuse4d.mapping.elevation import ElevationMap
 from fuse4d.mapping.ground import segment_ground
 from fuse4d.mapping.occupancy import OccupancyMap
-
-_COMPACT_EVERY = 20  # frames between point-map downsamplings
+from fuse4d.mapping.pointmap import PointMap
 
 
 def _transform(T: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -59,16 +58,6 @@ def deskew_constant_velocity(points: np.ndarray, point_time: np.ndarray, T_prev_
     rv = Rotation.from_matrix(T_prev_cur[:3, :3]).as_rotvec()
     R = Rotation.from_rotvec(s * rv)
     return R.apply(np.asarray(points, np.float64)) + s * T_prev_cur[:3, 3]
-
-
-def _voxel_downsample(xyz: np.ndarray, rgb: np.ndarray, lab: np.ndarray, voxel: float):
-    """First point per voxel of ``voxel`` m (keeps inputs' order of arrival)."""
-    if len(xyz) == 0:
-        return xyz, rgb, lab
-    keys = np.floor(xyz / voxel).astype(np.int64)
-    _, first = np.unique(keys, axis=0, return_index=True)
-    first.sort()
-    return xyz[first], rgb[first], lab[first]
 
 
 class MapBuilder:
@@ -104,7 +93,7 @@ class MapBuilder:
         self.elevation = ElevationMap(cfg.elevation_resolution, self.grid_origin[:2], cfg.elevation_sigma0,
                                       cfg.elevation_sigma_per_m)
         self.mesher = None
-        self._pts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.points = PointMap(cfg.point_voxel, cfg.voxel_size, cfg.point_max_per_voxel, self.grid_origin)
         self.frames = 0
         self._finished: dict[str, Any] | None = None
 
@@ -235,14 +224,7 @@ class MapBuilder:
         cam = self._camera_rgb(frame, T, pts)
         if cam is not None:
             rgb[cam[1]] = cam[0][cam[1]]
-        self._pts.append(_voxel_downsample(pts.astype(np.float32), rgb, labels, self.config.point_voxel))
-        if len(self._pts) >= _COMPACT_EVERY:
-            self._compact()
-
-    def _compact(self) -> None:
-        if len(self._pts) > 1:
-            xyz, rgb, lab = (np.concatenate(a) for a in zip(*self._pts))
-            self._pts = [_voxel_downsample(xyz, rgb, lab, self.config.point_voxel)]
+        self.points.add(pts, rgb, labels)
 
     def _add_mesh(self, frame: Frame, T: np.ndarray, static_world, depth: np.ndarray | None) -> None:
         from fuse4d.mapping.mesh import TsdfMesher, densify, lidar_depth
@@ -273,7 +255,6 @@ class MapBuilder:
         if self._pending is not None:
             p, self._pending = self._pending, None
             self._integrate(*p, None)
-        self._compact()
         # elevation cells whose top surface was later seen through were a missed moving object
         c = self.elevation.cell_centres().reshape(-1, 3)
         seen = np.isfinite(c[:, 2])
@@ -281,12 +262,10 @@ class MapBuilder:
         lo[seen] = self.occupancy.log_odds_at(c[seen] - [0.0, 0.0, 0.5 * cfg.voxel_size])
         free = lo <= 0.5 * cfg.l_min  # seen through several times more than hit
         self.transient_cells = self.elevation.drop_transient(free.reshape(self.elevation.mean.shape))
-        xyz, rgb, lab = self._pts[0] if self._pts else (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8),
-                                                          np.zeros(0, np.uint8))
         self._finished = {
             "occupancy": self.occupancy.arrays(),
             "elevation": self.elevation.layers(cfg.max_slope_deg, cfg.max_step, cfg.max_roughness),
-            "points": {"xyz": xyz, "rgb": rgb, "labels": lab},
+            "points": self.points.arrays(),
             "mesh": None if self.mesher is None else self.mesher.mesh(),
         }
         return self._finished

@@ -28,7 +28,9 @@ class MappingConfig:
     Mesh (TSDF, Open3D VoxelBlockGrid): mesh (on/off), tsdf_voxel (m; None = 0.1 m for
         LiDAR depth, 0.02 m for depth cameras), tsdf_trunc_voxels (truncation in
         voxels), mesh_max_depth (m), mesh_every (integrate every n-th frame).
-    Point map: point_voxel (m; downsampling of the exported static point map).
+    Point map: point_voxel (m; at most one point per voxel of this edge in the exported static
+        point map), point_max_per_voxel (at most this many points per occupancy voxel of
+        voxel_size, so revisits do not grow the map once a place is full; 0 = no cap).
     """
 
     voxel_size: float = 0.5
@@ -59,6 +61,7 @@ class MappingConfig:
     mesh_max_depth: float = 40.0
     mesh_every: int = 1
     point_voxel: float = 0.1
+    point_max_per_voxel: int = 16
 
     def __post_init__(self) -> None:
         positive = ("voxel_size", "l_hit", "l_max", "max_range", "ground_cell", "ground_height",
@@ -75,6 +78,8 @@ class MappingConfig:
             raise ConfigError(f"MappingConfig.carve_core must be in (0, 1], got {self.carve_core}")
         if self.normal_neighbours < 4:
             raise ConfigError(f"MappingConfig.normal_neighbours must be >= 4, got {self.normal_neighbours}")
+        if self.point_max_per_voxel < 0:
+            raise ConfigError(f"MappingConfig.point_max_per_voxel must be >= 0, got {self.point_max_per_voxel}")
         if self.mesh_every < 1:
             raise ConfigError(f"MappingConfig.mesh_every must be >= 1, got {self.mesh_every}")
         if self.tsdf_voxel is not None and not self.tsdf_voxel > 0:
