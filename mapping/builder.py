@@ -67,8 +67,8 @@ class MapBuilder:
         config: :class:`MappingConfig` (or a dict of its fields; None = defaults).
         calibration: the log's calibration (LiDAR and camera extrinsics, K).
         grid_origin: ``[3]`` world point on a voxel/cell corner of the map lattices
-            (default the world origin); :meth:`for_sequence` sets it to the lattice of
-            the log's ground-truth maps so they can be compared cell by cell.
+            (default the world origin, the convention :meth:`for_sequence` keeps; the
+            evaluator compares maps on other lattices by voxel centres).
         depth_sensor: the frames' ``depth`` is a real depth camera (RGB-D logs) and
             is used for the mesh; otherwise ``Frame.depth`` is never read.
         lidar_deskewed: the LiDAR points are already motion-compensated
@@ -99,15 +99,10 @@ class MapBuilder:
 
     @classmethod
     def for_sequence(cls, seq: Sequence, config: MappingConfig | dict | None = None) -> "MapBuilder":
-        """A builder for ``seq``: its calibration, ``metadata["depth_sensor"]``, and the
-        lattice (only the origin, never the content) of its ground-truth maps when it has them."""
-        anchor = None
-        gt = seq.gt_maps or {}
-        if "occupancy" in gt:
-            anchor = np.asarray(gt["occupancy"]["origin"], np.float64)
-        elif "elevation" in gt:
-            anchor = np.append(np.asarray(gt["elevation"]["origin"], np.float64), 0.0)
-        return cls(config, seq.calibration, anchor, bool(seq.metadata.get("depth_sensor")),
+        """A builder for ``seq``: its calibration, ``metadata["depth_sensor"]`` and
+        ``metadata["lidar_deskewed"]``. Never its ground truth: the lattice is the fixed
+        convention (corners on multiples of the voxel size from the run's world origin)."""
+        return cls(config, seq.calibration, None, bool(seq.metadata.get("depth_sensor")),
                    bool(seq.metadata.get("lidar_deskewed")))
 
     # -- per frame ---------------------------------------------------------------------

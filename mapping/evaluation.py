@@ -16,8 +16,11 @@ Keys (registered with :func:`fuse4d.evaluation.register_run_evaluator`):
   ground truth's.
 
 Map and ground truth are compared cell by cell: each map voxel/cell is looked up in
-the ground-truth grid at its centre (exact when both share the lattice, see
-``MapBuilder.for_sequence``). A run's maps are first moved into the ground-truth world
+the ground-truth grid at its centre. This is exact when both share the lattice (the
+synthetic ground truth and ``MapBuilder`` both put corners on multiples of the resolution
+from the world origin, so a run on ground-truth poses is compared exactly); on another
+lattice (estimated poses, a real log's raster) the nearest-centre lookup is an
+approximation whose size ``occ_lattice_offset_m`` reports. A run's maps are first moved into the ground-truth world
 by the trajectory alignment of its ATE (``align``, se3 by default): with estimated
 poses the run's world is the odometry's, not the log's.
 """
@@ -80,7 +83,7 @@ def occupancy_metrics(occ: dict, gt: dict, T_gt_map: np.ndarray | None = None) -
             "occ_miou": float(np.nanmean(cls)) if np.isfinite(cls).any() else math.nan,
             "ghost_ratio": float(np.count_nonzero(ghost) / n_occ) if n_occ else math.nan,
             "occ_observed_voxels": int(np.count_nonzero(observed)),
-            # > 0: the map's lattice is not the ground truth's (MapBuilder.for_sequence aligns them);
+            # > 0: the map's lattice is not the ground truth's (estimated poses, other conventions);
             # voxels are then compared by their centres and the scores drop
             "occ_lattice_offset_m": offset}
 

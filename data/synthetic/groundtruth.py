@@ -9,7 +9,8 @@
 
 Ground heights are sampled on a sub-grid at least as fine as the ground mesh
 (exact for the default, aligned resolutions); primitive tops on a ≤ 0.1 m sub-grid.
-Both grids cover the ground mesh; origins are the corner of cell/voxel 0.
+Both grids lie inside the ground mesh; origins are the corner of cell/voxel 0, on multiples of
+the resolution from the world origin (the lattice MapBuilder uses by convention).
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from fuse4d.data.synthetic.terrain import Terrain
 
 
 def _ground_cells(terrain: Terrain, res: float) -> dict[str, np.ndarray]:
-    """Per-cell ground ``hmin, hmax [X, Y]``, class of the highest point, cell-centre height."""
+    """Per-cell ground ``hmin, hmax [X, Y]``, class of the highest point, lattice ``origin [2]``."""
     n = max(1, int(np.ceil(res / terrain.spacing - 1e-9)))
-    extent = (np.asarray(terrain.shape) - 1) * terrain.spacing
-    X, Y = (np.floor(extent / res + 1e-9)).astype(int)
+    # the lattice of every map: cell corners on multiples of res from the world origin (the
+    # maps' fixed convention, see MapBuilder), inside the ground mesh
+    o = np.ceil(np.asarray(terrain.origin, np.float64) / res - 1e-9) * res
+    end = np.asarray(terrain.origin) + (np.asarray(terrain.shape) - 1) * terrain.spacing
+    X, Y = (np.floor((end - o) / res + 1e-9)).astype(int)
     sub = res / n
-    fx = terrain.origin[0] + sub * np.arange(X * n + 1)
-    fy = terrain.origin[1] + sub * np.arange(Y * n + 1)
+    fx = o[0] + sub * np.arange(X * n + 1)
+    fy = o[1] + sub * np.arange(Y * n + 1)
     FX, FY = np.meshgrid(fx, fy, indexing="ij")
     h = terrain.height_at(FX, FY)
     win = sliding_window_view(h, (n + 1, n + 1))[::n, ::n]
@@ -38,12 +42,10 @@ def _ground_cells(terrain: Terrain, res: float) -> dict[str, np.ndarray]:
     ai, aj = np.divmod(arg, n + 1)
     ii, jj = np.meshgrid(np.arange(X), np.arange(Y), indexing="ij")
     # ground class at the highest sample, nudged towards the cell centre
-    px = terrain.origin[0] + (ii + 0.5 + 0.9 * (ai / n - 0.5)) * res
-    py = terrain.origin[1] + (jj + 0.5 + 0.9 * (aj / n - 0.5)) * res
-    cx = terrain.origin[0] + (ii + 0.5) * res
-    cy = terrain.origin[1] + (jj + 0.5) * res
-    return {"hmin": flat.min(-1), "hmax": flat.max(-1), "cls": terrain.class_at(px, py),
-            "centre": terrain.height_at(cx, cy), "shape": (X, Y)}
+    px = o[0] + (ii + 0.5 + 0.9 * (ai / n - 0.5)) * res
+    py = o[1] + (jj + 0.5 + 0.9 * (aj / n - 0.5)) * res
+    return {"hmin": flat.min(-1), "hmax": flat.max(-1), "cls": terrain.class_at(px, py), "shape": (X, Y),
+            "origin": o}
 
 
 def elevation_grid(terrain: Terrain, prims: Primitives, res: float) -> dict[str, np.ndarray]:
@@ -52,7 +54,7 @@ def elevation_grid(terrain: Terrain, prims: Primitives, res: float) -> dict[str,
     g = _ground_cells(terrain, res)
     height, cls = g["hmax"].copy(), g["cls"].copy()
     X, Y = g["shape"]
-    origin = terrain.origin
+    origin = g["origin"]
     m = max(2, int(np.ceil(res / 0.1)))
     offs = (np.arange(m) + 0.5) / m
     lo, hi = prims.bounds()
@@ -153,7 +155,7 @@ def occupancy_grid(terrain: Terrain, prims: Primitives, res: float) -> dict[str,
     top = float(np.max(prims.center[:, 2] + 0.5 * prims.size[:, 2])) if len(prims) else float(g["hmax"].max())
     z0 = np.floor((g["hmin"].min() - res) / res) * res
     Z = int(np.ceil((max(top, g["hmax"].max()) + res - z0) / res))
-    origin = np.array([terrain.origin[0], terrain.origin[1], z0])
+    origin = np.array([g["origin"][0], g["origin"][1], z0])
     shape = (X, Y, Z)
     k_lo = np.clip(np.floor((g["hmin"] - z0) / res).astype(int), 0, Z - 1)
     k_hi = np.clip(np.floor((g["hmax"] - z0) / res).astype(int), 0, Z - 1)
@@ -207,7 +209,7 @@ def occupancy_grid(terrain: Terrain, prims: Primitives, res: float) -> dict[str,
         for kk in {ka, kb}:
             emit(ii + i0, jj + j0, np.full(len(ii), kk), prims.cls[i])
     # the ground surface, with the class of each ground material it carries (2 x 2 per cell)
-    gcls = _ground_classes(terrain, res, X, Y, 2)                      # [X, Y, 2*2]
+    gcls = _ground_classes(terrain, origin, res, X, Y, 2)                     # [X, Y, 2*2]
     gi, gj = np.nonzero(np.ones((X, Y), bool))
     for c in np.unique(gcls):
         has = (gcls == c).any(-1).reshape(-1)
@@ -239,11 +241,11 @@ def occupancy_grid(terrain: Terrain, prims: Primitives, res: float) -> dict[str,
 _SPHERE_IN = 0.93
 
 
-def _ground_classes(terrain: Terrain, res: float, X: int, Y: int, m: int = 4) -> np.ndarray:
-    """Ground class at ``m x m`` points of every cell: ``[X, Y, m*m]`` uint8."""
+def _ground_classes(terrain: Terrain, origin: np.ndarray, res: float, X: int, Y: int, m: int = 4) -> np.ndarray:
+    """Ground class at ``m x m`` points of every cell of the lattice at ``origin``: ``[X, Y, m*m]`` uint8."""
     offs = (np.arange(m) + 0.5) / m
-    xs = terrain.origin[0] + res * (np.arange(X)[:, None] + offs[None]).reshape(-1)
-    ys = terrain.origin[1] + res * (np.arange(Y)[:, None] + offs[None]).reshape(-1)
+    xs = origin[0] + res * (np.arange(X)[:, None] + offs[None]).reshape(-1)
+    ys = origin[1] + res * (np.arange(Y)[:, None] + offs[None]).reshape(-1)
     PX, PY = np.meshgrid(xs, ys, indexing="ij")
     c = terrain.class_at(PX, PY).reshape(X, m, Y, m)
     return c.transpose(0, 2, 1, 3).reshape(X, Y, m * m)
