@@ -16,7 +16,10 @@ variants are timed round-robin so the machine's load hits them alike; ratio to f
 same repetition), peak extra resident memory of one 32-frame forward, checkpoint size
 (state dict or .onnx file), and on held-out synthetic seeds (test/val split,
 ``fuse4d.data.synthetic.split_of``) run in 8-frame windows with the recurrent state:
-depth AbsRel, semantic mIoU, pixel dynamic IoU and the network's relative-pose RMSE.
+depth AbsRel, semantic mIoU, pixel dynamic IoU and the network's relative-pose RMSE; and the
+camera+IMU ATE (m, SE(3)-aligned, median over the seeds): the engine's poses
+(``Pipeline.estimate`` with the log cut to camera and IMU, the variant's pose factors), as
+``benchmarks/bench_model_poses.py`` runs it (n/a for the ONNX graphs, which take LiDAR).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def in_memory(seq):
     """``seq`` with every frame rendered once (the synthetic world renders on each access)."""
     from fuse4d.data.types import Sequence
     frames = [seq[i] for i in range(len(seq))]
-    return Sequence(seq.timestamps, lambda i: frames[i], seq.calibration, seq.sensors, None,
+    return Sequence(seq.timestamps, lambda i: frames[i], seq.calibration, seq.sensors, seq.imu,
                     seq.gt_poses, seq.metadata, seq.name)
 
 
@@ -144,6 +147,24 @@ def heldout_metrics(model, seqs, window: int = 8) -> dict:
             "net_rpe_m": float(np.sqrt(np.mean(rpe_t))) if rpe_t else float("nan")}
 
 
+def heldout_ate(model, seqs, sensors: str = "camera,imu") -> float:
+    """Median over ``seqs`` of the ATE RMSE (m, SE(3)-aligned) of the engine's poses
+    (``Pipeline.estimate``, passes 1-2) with ``model``'s pose factors on the ``sensors``
+    subset of each log; NaN where the variant cannot run on that subset."""
+    from fuse4d import metrics
+    from fuse4d.config import load_config
+    from fuse4d.fusion.predict import Predictor
+    from fuse4d.pipeline import Pipeline
+    pred = Predictor(model, name="bench")
+    cfg = load_config(run={"use_model": True, "sensors": sensors})
+    ates = []
+    for seq in seqs:
+        T = np.asarray(Pipeline(cfg, predictor=pred).estimate(seq).T_world_body)
+        ok = np.isfinite(T).all((1, 2))
+        ates.append(metrics.ate(T[ok], seq.gt_poses[ok], align="se3")["rmse"] if ok.sum() >= 3 else float("nan"))
+    return float(np.median(ates))
+
+
 def main(argv=None) -> None:
     """Print the variant table (markdown) to stdout."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -208,17 +229,27 @@ def main(argv=None) -> None:
                         fps[k][S].append(S / (time.perf_counter() - t0))
             mem = {k: peak_rss(lambda v=v: v(inputs(v, 32))) for k, v in variants.items()}
         acc = {k: heldout_metrics(v, seqs) for k, v in variants.items()}
-    ratio = {k: {S: statistics.median(a / b for a, b in zip(fps[k][S], fps["fp32"][S])) for S in (8, 32)}
-             for k in variants}
+        for k, v in variants.items():    # the ONNX graph is camera+LiDAR+IMU: it cannot run camera+IMU windows
+            acc[k]["ate_cam_imu"] = float("nan") if isinstance(v, OnnxModel) else heldout_ate(v, seqs)
+    rs = {k: {S: [a / b for a, b in zip(fps[k][S], fps["fp32"][S])] for S in (8, 32)} for k in variants}
+    ratio = {k: {S: statistics.median(rs[k][S]) for S in (8, 32)} for k in variants}
+
+    def spread(r):      # inter-quartile range of the per-repetition ratios (the noise of the load)
+        q = np.percentile(r, [25, 75])
+        return f"{q[0]:.2f}-{q[1]:.2f}"
+
     print(f"model: {which}; held-out seeds {t} ({args.frames} frames each, 8-frame windows); "
           f"{args.threads} threads; {args.reps} reps; load avg {os.getloadavg()[0]:.1f}")
-    print("| variant | fps S=8 | ×fp32 | fps S=32 | ×fp32 | peak MB (S=32) | ckpt MB | depth AbsRel | sem mIoU | dyn IoU | net RPE m |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | fps S=8 | ×fp32 (IQR) | fps S=32 | ×fp32 (IQR) | peak MB (S=32) | ckpt MB | depth AbsRel | "
+          "sem mIoU | dyn IoU | net RPE m | cam+IMU ATE m |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k in variants:
         a = acc[k]
-        print(f"| {k} | {statistics.median(fps[k][8]):.1f} | {ratio[k][8]:.2f} | {statistics.median(fps[k][32]):.1f} | "
-              f"{ratio[k][32]:.2f} | {mem[k]:.0f} | {size[k] / 2 ** 20:.2f} | {a['depth_absrel']:.4f} | "
-              f"{a['sem_miou']:.4f} | {a['dyn_iou']:.4f} | {a['net_rpe_m']:.4f} |")
+        ate = "n/a" if np.isnan(a["ate_cam_imu"]) else f"{a['ate_cam_imu']:.3f}"
+        print(f"| {k} | {statistics.median(fps[k][8]):.1f} | {ratio[k][8]:.2f} ({spread(rs[k][8])}) | "
+              f"{statistics.median(fps[k][32]):.1f} | {ratio[k][32]:.2f} ({spread(rs[k][32])}) | {mem[k]:.0f} | "
+              f"{size[k] / 2 ** 20:.2f} | {a['depth_absrel']:.4f} | {a['sem_miou']:.4f} | {a['dyn_iou']:.4f} | "
+              f"{a['net_rpe_m']:.4f} | {ate} |")
 
 
 if __name__ == "__main__":
