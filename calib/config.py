@@ -27,13 +27,15 @@ class CalibConfig:
             would let the translation drift onto dense texture).
         density_weights: weight each LiDAR edge point by ``1 / (1 + ρ/ρ̄)``, ρ the
             image-edge density around it, so cluttered areas do not dominate.
-        horizontal_min_range: horizontal-silhouette LiDAR edges (jumps across beams)
-            nearer than this many LiDAR-camera baselines are dropped (parallax: the
-            top of an object is a different edge from the two viewpoints).
+        horizontal_min_range / vertical_min_range: horizontal-silhouette LiDAR edges
+            (jumps across beams) / vertical ones (jumps along a row) nearer than this many
+            LiDAR-camera baselines are dropped (parallax: an object's outline is a
+            different physical edge from the two viewpoints, biased into the object).
         translation_prior_m / translation_prior_px2: a Gaussian prior keeps the
             translation near the start: moving it by ``translation_prior_m`` costs
-            ``translation_prior_px2`` px² per edge point (translation is weakly observable
-            from edges at a distance and would otherwise drift onto texture); 0 = none.
+            ``translation_prior_px2`` px² per edge point of one frame (translation is weakly
+            observable from one frame's edges at a distance and would otherwise drift onto
+            texture; over many frames the data outweighs it); 0 = none.
         bootstrap: bootstrap draws (frames, or image tiles for one frame) for the
             std; 0 or 1 = Gauss-Newton std (optimistic).
         max_points: LiDAR edge points kept per frame (strongest first).
@@ -51,14 +53,15 @@ class CalibConfig:
     lidar_camera: bool = True
     imu_rotation: bool = True
     time_offset: bool = True
-    frames: int = 8
+    frames: int = 60
     max_frames_motion: int = 0
     search_deg: float = 2.0
     search_step_deg: float = 1.0
     truncate_deg: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
     rotation_only_levels: int = 1
     density_weights: bool = True
-    horizontal_min_range: float = 10.0
+    horizontal_min_range: float = 17.0
+    vertical_min_range: float = 11.0
     translation_prior_m: float = 0.1
     translation_prior_px2: float = 0.25
     bootstrap: int = 20

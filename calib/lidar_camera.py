@@ -191,13 +191,16 @@ def _near_view(f: EdgeFrame, T: np.ndarray, K: np.ndarray, margin_deg: float, ma
     return f.subset(keep)
 
 
-def _drop_near_horizontal(f: EdgeFrame, min_range: float) -> EdgeFrame:
-    """``f`` without horizontal-silhouette points (kind 1) nearer than ``min_range`` m: the top
-    of an object seen from the LiDAR and from the camera is a different physical edge when
-    the sensors sit at different heights (measured: 0.2-0.7 px upward bias near the car)."""
-    if min_range <= 0:
-        return f
-    return f.subset(~((f.kinds == 1) & (np.linalg.norm(f.points[:, :3], axis=1) < min_range)))
+def _drop_near_silhouettes(f: EdgeFrame, min_range_h: float, min_range_v: float) -> EdgeFrame:
+    """``f`` without silhouette points nearer than the given ranges (m): horizontal ones (kind 1)
+    within ``min_range_h``, vertical ones (kind 0) within ``min_range_v``. A LiDAR point on an
+    object projects inside the object's silhouette as the camera sees it, so the camera's
+    silhouette is a different, wider physical edge when the sensors sit apart (parallax);
+    the bias shrinks with range (synthetic, measured against the true depth image: 0.6-0.9 px
+    inward within 10 m, 0.1 px beyond; rotation bias at the truth 0.26 deg -> 0.10 deg)."""
+    r = np.linalg.norm(f.points[:, :3], axis=1)
+    drop = ((f.kinds == 1) & (r < min_range_h)) | ((f.kinds == 0) & (r < min_range_v))
+    return f.subset(~drop) if drop.any() else f
 
 
 def _rotation_grid(half_deg: float, step_deg: float) -> np.ndarray:
@@ -231,7 +234,8 @@ def refine_extrinsic(frames: list[EdgeFrame], K: np.ndarray, T_init: np.ndarray,
     T_init = np.asarray(T_init, np.float64)
     K = np.asarray(K, np.float64)
     check_overlap(frames, T_init, K, source)
-    frames = [_near_view(_drop_near_horizontal(f, cfg.horizontal_min_range * np.linalg.norm(T_init[:3, 3])),
+    base = float(np.linalg.norm(T_init[:3, 3]))
+    frames = [_near_view(_drop_near_silhouettes(f, cfg.horizontal_min_range * base, cfg.vertical_min_range * base),
                          T_init, K, cfg.search_deg + 3.0, cfg.max_points) for f in frames]
     P, w0, kind = _stack(frames, cfg.max_points)
     Kj = jnp.asarray(K, jnp.float32)
@@ -246,8 +250,11 @@ def refine_extrinsic(frames: list[EdgeFrame], K: np.ndarray, T_init: np.ndarray,
         return (Pj, jnp.asarray(w), kj, dmap, Kj, t), w
 
     n_real = max(int(np.sum(w0 > 0)), 1)
-    prior = (T_init[:3, 3].copy(), np.sqrt(n_real * cfg.translation_prior_px2) / cfg.translation_prior_m) \
-        if cfg.translation_prior_m > 0 else None
+    # the prior weighs as one frame's worth of points: it holds a single frame's weakly observed
+    # translation, and fades as frames add information (at a fixed weight per point it pinned a
+    # 60-frame solution to the start's 10 cm error)
+    prior = (T_init[:3, 3].copy(), np.sqrt(n_real / len(frames) * cfg.translation_prior_px2)
+             / cfg.translation_prior_m) if cfg.translation_prior_m > 0 else None
     coarse, _ = level(T_init, truncs[0])
     starts = [T_init]
     if cfg.search_deg > 0:
