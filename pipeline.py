@@ -181,6 +181,7 @@ class Pipeline:
 
     def _estimate(self, seq: Sequence, predictor, store, progress: bool):
         from fuse4d.fusion.estimation.config import EstimationConfig
+        from fuse4d.fusion.estimation.depth_odometry import for_sequence as depth_odometry_for, window_factors
         from fuse4d.fusion.estimation.estimator import Estimator, check_sequence
 
         check_sequence(seq)
@@ -195,6 +196,7 @@ class Pipeline:
         bar = _progress(progress, len(seq), f"{'model + ' if predictor else ''}estimating {seq.name}")
         T_out_lidar = T_out_body @ seq.calibration.T_body_lidar
         state, pos, last = None, 0, None
+        depth_odo = None if predictor is None else depth_odometry_for(seq)
         for window in seq.windows(self.config.run.window):
             # the LiDAR odometry runs first: its sweep motion moves the points to the camera's stamp
             recs = [est.step(window[k]) for k in range(len(window))]
@@ -217,10 +219,13 @@ class Pipeline:
                 save_state(store, state, pos + len(window))
                 store.mark_done(pos + len(window))  # write, then mark done: a kill resumes after this window
             for k in range(len(window)):
+                A = np.kron(np.eye(2), T_out_body[:3, :3])  # rotate translation and rotation blocks into the output frame
+                # geometric translation from the model's metric depth: each step the LiDAR did not register
+                for i, j, T, C in [] if depth_odo is None else window_factors(
+                        depth_odo, window[k], wp, k, pos + k, recs[k] is None or recs[k].status != "ok"):
+                    est.add_depth_factor(i, j, T_out_body @ T @ np.linalg.inv(T_out_body), A @ C @ A.T)
                 if wp is not None and pos + k > 0 and np.isfinite(wp.T_prev_cur[k]).all():
                     T = T_out_body @ wp.T_prev_cur[k] @ np.linalg.inv(T_out_body)
-                    R = T_out_body[:3, :3]
-                    A = np.kron(np.eye(2), R)  # rotate translation and rotation blocks into the output frame
                     est.add_network_factor(pos + k - 1, pos + k, T, A @ wp.pose_cov[k] @ A.T)
                 bar.update(1)
             pos += len(window)

@@ -64,6 +64,8 @@ class Estimator:
             from fuse4d.fusion.estimation.rgbd_odometry import RgbdOdometry
             self.rgbd = RgbdOdometry(calib.K, calib.T_body_cam if "imu" in sensors else None)
         self.depth_factors: list = []
+        self.predicted_depth_factors: list = []  # depth odometry on the model's depth (add_depth_factor)
+        self.depth_scale = None  # its visual-inertial scale fit, when there is an IMU
         if not sensors & {"lidar", "imu"} and self.rgbd is None:
             if "camera" not in sensors:
                 raise DataError(path, "sequence has neither LiDAR nor IMU (nor a camera): nothing to estimate poses from")
@@ -138,6 +140,20 @@ class Estimator:
             raise ValueError(f"network factor {i}-{j}: pose and covariance must be finite, covariance positive definite")
         self.frontend.network.append((int(i), int(j), T_i_j, covariance))
 
+    def add_depth_factor(self, i: int, j: int, T_i_j: np.ndarray, covariance: np.ndarray) -> None:
+        """Add a relative pose from depth odometry on the fusion model's predicted depth
+        (:mod:`~fuse4d.fusion.estimation.depth_odometry`); arguments as :meth:`add_network_factor`.
+
+        With LiDAR it is one more edge across a step the LiDAR did not register. Without LiDAR it
+        takes the place of the model's own factor on its step (``network_factors: gaps``), and with
+        an IMU its translations are rescaled by the visual-inertial scale
+        (:func:`~fuse4d.fusion.estimation.visual_scale.imu_scale`): the predicted depth's scale is
+        only approximately metric.
+        """
+        self.add_network_factor(i, j, T_i_j, covariance)
+        if not self.has_lidar:
+            self.predicted_depth_factors.append(self.frontend.network.pop())
+
     def finish(self) -> EstimationResult:
         """Optimise the keyframe graph and return the trajectory of every frame stepped so far.
 
@@ -148,7 +164,7 @@ class Estimator:
             raise ValueError("no frames were given to the estimator")
         t = np.asarray(self.t)
         S = len(t)
-        if not self.has_lidar and (self.frontend.network or self.depth_factors):
+        if not self.has_lidar and (self.frontend.network or self.depth_factors or self.predicted_depth_factors):
             return self._finish_network(t)
         if not self.has_lidar and self.frontend.use_imu and self.frontend.imu is not None:
             return self._finish_imu_only(t)
@@ -186,11 +202,15 @@ class Estimator:
         fe, cfg = self.frontend, self.config
         tic = time.perf_counter()
         use_imu = fe.use_imu and fe.imu is not None
-        net = fe.network
-        if cfg.network_factors == "gaps" and self.depth_factors:   # depth odometry registered these steps
-            covered = {(i, j) for i, j, _, _ in self.depth_factors}
+        net, pred = fe.network, self.predicted_depth_factors
+        if use_imu and pred:  # the predicted depth's scale: from the IMU where observable
+            from fuse4d.fusion.estimation.visual_scale import imu_scale
+            self.depth_scale = imu_scale(t, {j: T for i, j, T, _ in pred if j == i + 1}, fe.imu, cfg.gravity)
+            pred = [(i, j, _scaled(T, self.depth_scale.scale), C) for i, j, T, C in pred]
+        if cfg.network_factors == "gaps" and (self.depth_factors or pred):   # depth odometry registered these steps
+            covered = {(i, j) for i, j, _, _ in self.depth_factors + pred}
             net = [f for f in net if (f[0], f[1]) not in covered]
-        sol = solve_network(t, net + self.depth_factors, fe.imu if use_imu else None, fe._imu_covers if use_imu else None,
+        sol = solve_network(t, net + self.depth_factors + pred, fe.imu if use_imu else None, fe._imu_covers if use_imu else None,
                             self.imu_noise, cfg.gravity, max(2.0 * cfg.imu_init_time, 2.0),
                             max(cfg.graph_iterations, 20))
         first = int(np.flatnonzero(sol.reached)[0])
@@ -207,7 +227,11 @@ class Estimator:
         timings = dict(fe.timings)
         timings["pose_graph"] = time.perf_counter() - tic
         timings["total"] = time.perf_counter() - self._tic
-        info = dict(sol.info, network_factors=len(fe.network), rgbd_factors=len(self.depth_factors))
+        info = dict(sol.info, network_factors=len(fe.network), rgbd_factors=len(self.depth_factors),
+                    depth_odometry_factors=len(pred))
+        if self.depth_scale is not None:
+            info["depth_scale"] = {"scale": self.depth_scale.scale, "std": self.depth_scale.std,
+                                   "windows": self.depth_scale.windows}
         if sol.gravity is not None:
             info["gravity_odom"] = sol.gravity.tolist()
         return EstimationResult(t, T, self.frame, status, flags, _gaps_of(status, t), [], None, vel, sol.biases,
@@ -241,6 +265,13 @@ class Estimator:
         yaw = np.arctan2(Rb[1, 0], Rb[0, 0])
         R = so3_exp(np.array([0.0, 0.0, -yaw])) @ R
         return make_T(R, -R @ T_odom_body0[:3, 3])
+
+
+def _scaled(T: np.ndarray, s: float) -> np.ndarray:
+    """``T [4, 4]`` with its translation multiplied by ``s``."""
+    T = T.copy()
+    T[:3, 3] *= s
+    return T
 
 
 def _gaps(recs: list[FrameRecord]) -> list[dict]:
