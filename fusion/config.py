@@ -36,6 +36,9 @@ class ModelConfig:
         imu_tokens: tokens per frame from the IMU; imu_bins: raw-sample bins per frame.
         classes: semantic classes (data/classes.py); desc_dim: descriptor channels.
         max_depth: metres, upper bound of predicted depth.
+        coords: pixel-coordinate channels (CoordConv) in the dense and range decoders: where a
+            pixel sits in the image (its ray) is what gives a ground pixel its depth, and the
+            decoders' convolutions cannot see it otherwise. False in checkpoints made before it.
     """
 
     image_size: tuple[int, int] = (64, 192)
@@ -54,6 +57,7 @@ class ModelConfig:
     classes: int = 10
     desc_dim: int = 16
     max_depth: float = 80.0
+    coords: bool = False
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))

@@ -124,28 +124,45 @@ def pool_plan(tc: TrainConfig) -> list[tuple[int, str, int]]:
             for k, s in enumerate(train_seeds(tc.pool_seeds))]
 
 
-def build_pool(tc: TrainConfig, cfg: ModelConfig, echo=print) -> list[dict[str, np.ndarray]]:
-    """Render (or read from the cache) every pool log; returns one dict of arrays per log."""
+def build_pool(tc: TrainConfig, cfg: ModelConfig, echo=print, workers: int = 2) -> list[dict[str, np.ndarray]]:
+    """Render (or read from the cache) every pool log; returns one dict of arrays per log.
+
+    Logs not in the cache are rendered ``workers`` at a time (separate processes: training
+    itself runs on one thread, so the second core of a 2-core machine renders too).
+    """
     plan = pool_plan(tc)
-    pool = []
+    pool: list = [None] * len(plan)
+    paths: list = [None] * len(plan)
     for k, (seed, scenario, start) in enumerate(plan):
         key = json.dumps([POOL_VERSION, seed, scenario, start, tc.pool_frames, cfg.image_size, cfg.range_size])
-        path = None
         if tc.cache_dir:
-            path = Path(tc.cache_dir) / f"log_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
-            if path.is_file():
+            paths[k] = Path(tc.cache_dir) / f"log_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+            if paths[k].is_file():
                 try:
-                    with np.load(path) as z:
-                        pool.append({n: z[n] for n in z.files})
-                    continue
+                    with np.load(paths[k]) as z:
+                        pool[k] = {n: z[n] for n in z.files}
                 except Exception:      # a broken cache file is re-rendered
-                    pass
-        echo(f"rendering pool log {k + 1}/{len(plan)}: seed {seed} {scenario} frames {start}-{start + tc.pool_frames - 1}")
-        d = render_log(seed, scenario, start, tc.pool_frames, cfg)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+                    pool[k] = None
+    todo = [k for k in range(len(plan)) if pool[k] is None]
+
+    def done(k: int, d: dict) -> None:
+        seed, scenario, start = plan[k]
+        echo(f"rendered pool log {k + 1}/{len(plan)}: seed {seed} {scenario} frames {start}-{start + tc.pool_frames - 1}")
+        if paths[k] is not None:
+            paths[k].parent.mkdir(parents=True, exist_ok=True)
+            tmp = paths[k].with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, **d)
-            os.replace(tmp, path)
-        pool.append(d)
+            os.replace(tmp, paths[k])
+        pool[k] = d
+
+    if len(todo) > 1 and workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn")) as ex:
+            futures = {k: ex.submit(render_log, *plan[k], tc.pool_frames, cfg) for k in todo}
+            for k in todo:
+                done(k, futures[k].result())
+    else:
+        for k in todo:
+            done(k, render_log(*plan[k], tc.pool_frames, cfg))
     return pool

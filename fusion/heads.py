@@ -21,6 +21,14 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.ReLU(inplace=True))
 
 
+def _coords(x: torch.Tensor) -> torch.Tensor:
+    """``[N, 2, h, w]`` pixel-centre coordinates of ``x [N, C, h, w]`` in [-1, 1] (column, row)."""
+    N, _, h, w = x.shape
+    v = (torch.arange(h, dtype=x.dtype, device=x.device) + 0.5) * (2.0 / h) - 1.0
+    u = (torch.arange(w, dtype=x.dtype, device=x.device) + 0.5) * (2.0 / w) - 1.0
+    return torch.stack([u.view(1, w).expand(h, w), v.view(h, 1).expand(h, w)]).expand(N, 2, h, w)
+
+
 def _grid(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """``[N, P, C]`` → ``[N, C, h, w]``."""
     return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, grid[0], grid[1])
@@ -61,18 +69,19 @@ class DenseHead(nn.Module):
 
     Args:
         dim: token width; classes: semantic classes; desc_dim: descriptor channels;
-        max_depth: metres.
+        max_depth: metres; coords: pixel-coordinate channels at half and full resolution.
     """
 
-    def __init__(self, dim: int, classes: int, desc_dim: int, max_depth: float):
+    def __init__(self, dim: int, classes: int, desc_dim: int, max_depth: float, coords: bool = False):
         super().__init__()
-        self.classes, self.max_depth = classes, max_depth
+        self.classes, self.max_depth, self.coords = classes, max_depth, coords
+        c = 2 if coords else 0
         self.proj = nn.Linear(dim, 64)
         self.up8 = _conv(64 + 48, 64)
         self.up4 = _conv(64 + 32 + 16, 48)
         self.desc = nn.Conv2d(48, desc_dim, 1)
-        self.up2 = _conv(48 + 16 + 16, 32)
-        self.up1 = nn.Sequential(_conv(32 + 8 + 4, 24), _conv(24, 24))
+        self.up2 = _conv(48 + 16 + 16 + c, 32)
+        self.up1 = nn.Sequential(_conv(32 + 8 + 4 + c, 24), _conv(24, 24))
         self.out = nn.Conv2d(24, 3 + classes, 1)
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int], skips: list[torch.Tensor],
@@ -103,9 +112,11 @@ class DenseHead(nn.Module):
         x = self.up4(torch.cat([x, s4, F.avg_pool2d(depth_skip, 2)], 1))
         desc = F.normalize(self.desc(x), dim=1)
         x = F.interpolate(x, size=s2.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.up2(torch.cat([x, s2, depth_skip], 1))
+        x = torch.cat([x, s2, depth_skip] + ([_coords(x)] if self.coords else []), 1)
+        x = self.up2(x)
         x = F.interpolate(x, size=s1.shape[-2:], mode="bilinear", align_corners=False)
-        o = self.out(self.up1(torch.cat([x, s1, depth_full], 1)))
+        x = torch.cat([x, s1, depth_full] + ([_coords(x)] if self.coords else []), 1)
+        o = self.out(self.up1(x))
         log_d = o[:, 0] + math.log(10.0)
         if depth_prior is not None:
             w = depth_prior[:, 1]
@@ -117,13 +128,16 @@ class DenseHead(nn.Module):
 
 class RangeHead(nn.Module):
     """Range tokens + range-stem skips → per-pixel semantics and dynamic logit on the
-    range image (``[N, C, rows, cols]``, ``[N, rows, cols]``)."""
+    range image (``[N, C, rows, cols]``, ``[N, rows, cols]``); ``coords`` adds pixel-coordinate
+    channels (a row of the range image is a beam elevation)."""
 
-    def __init__(self, dim: int, classes: int):
+    def __init__(self, dim: int, classes: int, coords: bool = False):
         super().__init__()
+        self.coords = coords
+        c = 2 if coords else 0
         self.proj = nn.Linear(dim, 48)
-        self.c2 = _conv(48 + 32, 32)
-        self.c1 = _conv(32 + 16, 32)
+        self.c2 = _conv(48 + 32 + c, 32)
+        self.c1 = _conv(32 + 16 + c, 32)
         self.out = nn.Conv2d(32, classes + 1, 1)
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int], skips: list[torch.Tensor],
@@ -132,8 +146,8 @@ class RangeHead(nn.Module):
         ``(rows, cols)`` → ``point_sem_logits [N, C, rows, cols]``, ``point_dyn_logit [N, rows, cols]``."""
         s1, s2 = skips
         x = F.interpolate(_grid(self.proj(tokens), grid), size=s2.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.c2(torch.cat([x, s2], 1))
+        x = self.c2(torch.cat([x, s2] + ([_coords(x)] if self.coords else []), 1))
         x = F.interpolate(x, size=s1.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.c1(torch.cat([x, s1], 1))
+        x = self.c1(torch.cat([x, s1] + ([_coords(x)] if self.coords else []), 1))
         o = F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
         return {"point_sem_logits": o[:, 1:], "point_dyn_logit": o[:, 0]}

@@ -74,8 +74,8 @@ class FusionModel(nn.Module):
         self.global_blocks = nn.ModuleList(Block(D, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.blocks))
         self.norm = nn.LayerNorm(D)
         self.pose_head = PoseHead(D)
-        self.dense_head = DenseHead(D, cfg.classes, cfg.desc_dim, cfg.max_depth)
-        self.range_head = RangeHead(D, cfg.classes)
+        self.dense_head = DenseHead(D, cfg.classes, cfg.desc_dim, cfg.max_depth, cfg.coords)
+        self.range_head = RangeHead(D, cfg.classes, cfg.coords)
 
     def _encode(self, inputs: dict, B: int, S: int) -> tuple[list, dict]:
         """Encode every modality present → token groups ``(kind, modality, [B,S,P,D], valid [B,S])``."""
