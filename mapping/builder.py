@@ -88,7 +88,8 @@ class MapBuilder:
         self._prev: tuple[float, np.ndarray] | None = None  # (timestamp, T_world_lidar) of the last frame
         self._pending: tuple | None = None  # the first sweep, integrated once the next gives the motion
         self.occupancy = _ShiftedOccupancy(OccupancyMap(cfg.voxel_size, cfg.l_hit, cfg.l_miss, cfg.l_min, cfg.l_max,
-                                                        cfg.occupied_threshold, carve_core=cfg.carve_core),
+                                                        cfg.occupied_threshold, carve_core=cfg.carve_core,
+                                                        label_range=cfg.label_range),
                                            self.grid_origin)
         self.elevation = ElevationMap(cfg.elevation_resolution, self.grid_origin[:2], cfg.elevation_sigma0,
                                       cfg.elevation_sigma_per_m)

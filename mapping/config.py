@@ -17,7 +17,8 @@ class MappingConfig:
         carve free space up to it but add no hit), min_range; normals (scan normals give a
         ray's incidence on its surface: carving stops voxel / cos short of it; off = one voxel),
         normal_neighbours (k of the normal PCA), carve_core (a ray frees a voxel only through
-        the central fraction of its edge, 1 = anywhere).
+        the central fraction of its edge, 1 = anywhere), label_range (m: a point's class vote
+        weighs min(1, (label_range / range)²), at least 1/16; 0 = equal votes).
     Ground segmentation: ground_cell (m, grid of the lowest-point filter),
         ground_window (cells, odd), ground_max_slope (rise per metre between cells),
         ground_height (m above the local ground estimate a point may be and stay ground).
@@ -41,6 +42,7 @@ class MappingConfig:
     occupied_threshold: float = 0.0
     normals: bool = True
     carve_core: float = 0.5
+    label_range: float = 10.0
     normal_neighbours: int = 12
     max_range: float = 80.0
     min_range: float = 1.0
@@ -74,6 +76,8 @@ class MappingConfig:
             raise ConfigError(f"MappingConfig.l_miss and l_min must be < 0, got {self.l_miss}, {self.l_min}")
         if self.ground_window < 1 or self.ground_window % 2 == 0:
             raise ConfigError(f"MappingConfig.ground_window must be an odd number >= 1, got {self.ground_window}")
+        if not self.label_range >= 0:
+            raise ConfigError(f"MappingConfig.label_range must be >= 0, got {self.label_range!r}")
         if not 0 < self.carve_core <= 1:
             raise ConfigError(f"MappingConfig.carve_core must be in (0, 1], got {self.carve_core}")
         if self.normal_neighbours < 4:

@@ -4,8 +4,9 @@ Keys (registered with :func:`fuse4d.evaluation.register_run_evaluator`):
 
 * ``occ_iou``: IoU of occupied voxels over the *observed* voxels (known to the map:
   log-odds ≠ 0) inside the ground-truth grid;
-* ``occ_miou``: mean over classes 1..9 of the per-class IoU over the same voxels
-  (a free voxel has class 0), with the labels the run used (model or geometric);
+* ``occ_miou``: mean over classes 1..9 present in the ground truth's observed voxels of
+  the per-class IoU over the same voxels (a free voxel has class 0), with the labels the
+  run used (model or geometric);
 * ``ghost_ratio``: occupied map voxels in ground-truth free space with no
   ground-truth occupied voxel among their 26 neighbours (floating voxels: trails of
   moving objects), over all occupied observed voxels;
@@ -75,7 +76,10 @@ def occupancy_metrics(occ: dict, gt: dict, T_gt_map: np.ndarray | None = None) -
     pred_lab = np.where(pred_occ, np.asarray(occ["labels"])[ok], 0)
     from fuse4d.metrics import iou
     per_class, _ = iou(pred_lab[observed], g[observed], NUM_CLASSES)
-    cls = per_class[1:]
+    # the mean runs over the classes the ground truth has here: a class absent from it would
+    # score 0 for any stray vote (those votes already cost the true class its IoU)
+    present = np.bincount(g[observed].astype(np.int64), minlength=NUM_CLASSES)[:NUM_CLASSES] > 0
+    cls = np.where(present, per_class, np.nan)[1:]
     near = binary_dilation(labels_gt > 0, structure=np.ones((3, 3, 3), bool))
     ghost = pred_occ & observed & ~near[tuple(idx.T)]
     n_occ = np.count_nonzero(pred_occ & observed)

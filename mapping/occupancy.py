@@ -13,7 +13,7 @@ a Python loop over points or rays:
    once per scan" rule);
 3. endpoint voxels get ``l_hit`` on their value from before the carving (a hit
    wins over a miss in the same scan), log-odds are clamped to ``[l_min, l_max]``;
-4. every endpoint adds one count to its voxel's class histogram.
+4. every endpoint adds a vote to its voxel's class histogram, weighted by range (``label_range``).
 
 Convention (the one of the synthetic ground truth, Occ3D / SemanticKITTI SSC): a voxel
 is occupied when a surface passes through it, so every endpoint is binned in the voxel it
@@ -62,6 +62,13 @@ def _local(ijk: np.ndarray) -> np.ndarray:
     return (m[:, 0] * _B + m[:, 1]) * _B + m[:, 2]
 
 
+def _mode(hist: np.ndarray) -> np.ndarray:
+    """Class ``[...]`` of class histograms ``[..., C]``: the most voted class other than 0
+    (unlabeled: no evidence for any class), 0 when only unlabeled points (or none) fell in."""
+    rest = hist[..., 1:]
+    return np.where(rest.any(-1), rest.argmax(-1) + 1, 0).astype(np.uint8)
+
+
 def _segments(u: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which rays carve which stretch: ``(ray [M], first sample [M], samples [M])``.
 
@@ -98,15 +105,18 @@ class OccupancyMap:
         carve_core: a ray sample frees its voxel only when it lies within the central
             ``carve_core`` fraction of the voxel's edge on every axis (1 = anywhere): a ray that
             clips a voxel's corner says nothing about its centre.
+        label_range: m; a point's class vote weighs ``min(1, (label_range / range)²)`` (at least
+            1/16): labels of far points, whose footprint is larger, count less (0 = equal votes).
     """
 
     def __init__(self, voxel_size: float = 0.5, l_hit: float = 0.85, l_miss: float = -0.4,
                  l_min: float = -2.0, l_max: float = 3.5, threshold: float = 0.0, num_classes: int = NUM_CLASSES,
-                 carve_core: float = 1.0):
+                 carve_core: float = 1.0, label_range: float = 0.0):
         self.res = float(voxel_size)
         self.l_hit, self.l_miss, self.l_min, self.l_max = float(l_hit), float(l_miss), float(l_min), float(l_max)
         self.threshold = float(threshold)
         self.carve_core = float(carve_core)
+        self.label_range = float(label_range)
         self.num_classes = int(num_classes)
         self._bkeys = np.zeros(0, np.int64)     # sorted block keys
         self._bslot = np.zeros(0, np.int64)     # their slots in the pools
@@ -245,7 +255,13 @@ class OccupancyMap:
                 lab = np.clip(np.asarray(labels)[is_hit].astype(np.int64), 0, self.num_classes - 1)
                 self._hist_slots(uslot_h)
                 idx = (self._hslot[slot_h] * _BV + _local(hit_ijk)) * self.num_classes + lab
-                uidx, cnt = np.unique(idx, return_counts=True)
+                # a label's footprint grows with range (a range-image pixel covers r² more):
+                # votes weigh (label_range / r)², in 1/16 steps, from 1/16 up to 1
+                w = np.ones(len(idx), np.int64)
+                if self.label_range > 0:
+                    w = np.clip(np.round(16.0 * (self.label_range / r[is_hit]) ** 2), 1, 16).astype(np.int64)
+                uidx, inv = np.unique(idx, return_inverse=True)
+                cnt = np.bincount(inv.reshape(-1), weights=w).astype(np.int64)
                 hist = self._hist.reshape(-1)
                 hist[uidx] = np.minimum(hist[uidx].astype(np.int64) + cnt, _HIST_MAX).astype(np.uint16)
 
@@ -319,14 +335,15 @@ class OccupancyMap:
         return (1.0 / (1.0 + np.exp(-self.log_odds_at(ijk)))).astype(np.float32)
 
     def class_of(self, ijk: np.ndarray) -> np.ndarray:
-        """Class ``[N]`` uint8 of voxels ``ijk [N, 3]``: the histogram's mode (0 when none)."""
+        """Class ``[N]`` uint8 of voxels ``ijk [N, 3]``: the histogram's mode over the classes
+        other than unlabeled (0 when none)."""
         slot, loc = self._lookup(ijk)
         out = np.zeros(len(slot), np.uint8)
         ok = slot >= 0
         h = np.where(ok, self._hslot[np.maximum(slot, 0)], -1)
         ok &= h >= 0
         hist = self._hist[h[ok], loc[ok]]
-        out[ok] = np.where(hist.any(-1), hist.argmax(-1), 0)
+        out[ok] = _mode(hist)
         return out
 
     def voxels(self, occupied_only: bool = False) -> dict[str, np.ndarray]:
@@ -334,7 +351,7 @@ class OccupancyMap:
 
         Returns:
             ``ijk`` int32 ``[N, 3]``, ``log_odds`` float32 ``[N]``, ``labels`` uint8 ``[N]``
-            (histogram mode, 0 when the voxel was never hit), sorted by key.
+            (histogram mode over the classes other than unlabeled, 0 when none), sorted by key.
         """
         order = np.argsort(self._bkeys)
         bkeys, slots = self._bkeys[order], self._bslot[order]
@@ -348,7 +365,7 @@ class OccupancyMap:
         h = self._hslot[slots[b]]
         has = h >= 0
         hist = self._hist[h[has], loc[has]]
-        labels[has] = np.where(hist.any(-1), hist.argmax(-1), 0)
+        labels[has] = _mode(hist)
         return {"ijk": ijk.astype(np.int32), "log_odds": lo[b, loc].astype(np.float32), "labels": labels}
 
     def crop(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -98,3 +98,19 @@ def test_ray_clipping_a_corner_does_not_free_the_voxel():
     for _ in range(10):
         full.integrate(np.zeros(3), far, np.array([3], np.uint8))
     assert full.log_odds_at(np.array([[10, 0, 0]]))[0] < 0   # carving anywhere erodes it
+
+
+def test_near_labels_outvote_far_ones_and_unlabeled_never_wins():
+    """One vote from 5 m outweighs three from 40 m (a far label's footprint is 64x larger) with
+    ``label_range``; with equal votes the far majority wins. Unlabeled votes never decide a class."""
+    target = np.array([[20.2, 0.2, 0.2]])            # voxel (40, 0, 0)
+    for label_range, expect in ((10.0, 5), (0.0, 3)):
+        m = OccupancyMap(0.5, label_range=label_range)
+        for _ in range(3):  # seen from 40 m away as a building
+            m.integrate(target[0] - [40.0, 0, 0], target, np.array([3], np.uint8))
+        m.integrate(target[0] - [5.0, 0, 0], target, np.array([5], np.uint8))   # from 5 m: a pole
+        assert m.class_of(np.array([[40, 0, 0]]))[0] == expect
+    m = OccupancyMap(0.5)
+    for lab in (0, 0, 0, 4):
+        m.integrate(np.zeros(3), target, np.array([lab], np.uint8))
+    assert m.class_of(np.array([[40, 0, 0]]))[0] == 4
