@@ -160,7 +160,7 @@ class DynamicsStage:
         if frame.point_time is not None and not self.lidar_deskewed and len(frame.point_time) == len(pts):
             pt = np.asarray(frame.point_time, np.float64)
             times = [float(pt[m].mean()) for m in members]
-        vel = self.tracker.update(t, [pts[m] for m in members], times)
+        vel = self.tracker.update(t, [pts[m] for m in members], times, T_rays[:3, 3])
         for m, v in zip(members, vel):
             velocity[m] = v
         self._prev, self._prev_velocity = (t, T_wl), velocity

@@ -29,6 +29,8 @@ from fuse4d.errors import DataError
 _VHIST = 6               # velocity measurements (at their mid-times) the turn-rate fit keeps
 _MIN_TURN_SPEED = 2.0    # m/s: slower objects' headings are too noisy to extrapolate
 _MAX_TURN_RATE = 1.5     # rad/s
+_VERTICAL_ACCEL = 0.1     # vertical process noise of the velocity filter, per unit of accel_sigma
+_YAW_PRIOR = 0.01        # weak pull of a registration's turn to 0 (per inlier, per rad²)
 
 #: columns of the tracks table, in CSV order (m, s, m/s, rad; world frame)
 TRACK_COLUMNS = ("track_id", "t", "x", "y", "z", "vx", "vy", "vz", "l", "w", "h", "yaw")
@@ -57,6 +59,26 @@ def oriented_box(points: np.ndarray, heading: np.ndarray | None = None) -> tuple
     return centre, hi - lo, float(np.arctan2(axis[1], axis[0]))
 
 
+def full_centre(points: np.ndarray, heading: np.ndarray | None, sensor: np.ndarray | None,
+                length: float) -> np.ndarray:
+    """Centre ``[3]`` of an object of known ``length`` (m) seen partly: ``points [N, 3]`` (world),
+    long axis ``heading [2]``, seen from ``sensor [3]``.
+
+    A LiDAR sees the end of a vehicle that faces it; the far end hides behind it. So when the
+    visible extent along the axis is shorter than the object's (the longest extent the track has
+    seen: it is rigid), the centre lies half the length beyond the near end, not in the middle of
+    what is visible. Without heading or sensor, the middle of the visible box.
+    """
+    centre, size, _ = oriented_box(points, heading)
+    if heading is None or sensor is None or np.linalg.norm(heading) <= 1e-6 or length <= size[0]:
+        return centre
+    axis = np.r_[np.asarray(heading, np.float64) / np.linalg.norm(heading), 0.0]
+    a = points @ axis
+    near_low = float(np.asarray(sensor, np.float64) @ axis) < 0.5 * (a.min() + a.max())
+    ca = a.min() + 0.5 * length if near_low else a.max() - 0.5 * length
+    return centre + (ca - 0.5 * (a.min() + a.max())) * axis
+
+
 def _normals(points: np.ndarray, tree, k: int = 8) -> np.ndarray:
     """Unit normals ``[M, 3]`` of points ``[M, 3]`` from their k nearest neighbours (PCA; NaN when < 4)."""
     k = min(k, len(points))
@@ -75,7 +97,8 @@ def _normals(points: np.ndarray, tree, k: int = 8) -> np.ndarray:
 
 
 def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, iterations: int = 8,
-                    inlier: float = 0.5, prior: float = 0.01) -> tuple[np.ndarray, float]:
+                    inlier: float = 0.5, prior: float = 0.01, pivot: np.ndarray | None = None,
+                    yaw_prior: float = 0.0) -> tuple[np.ndarray, float]:
     """Translation ``d [3]`` (m) that moves ``target [M, 3]`` (earlier scan) onto ``source [N, 3]``
     (point-to-plane ICP on the target's normals, trimmed at ``inlier`` m, run from each start in
     ``init [3]`` or ``[K, 3]``; the start ending with the most inliers, then the smallest residual, wins).
@@ -85,18 +108,28 @@ def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, it
     plane residuals constrain only the faces' normals. Along a direction no face constrains (a
     car's flat side) a weak pull (``prior`` × inliers) keeps ``d`` at its start.
 
-    Returns ``(d, inlier_share)``.
+    With ``pivot [3]`` the fit also turns the target about the vertical through ``pivot`` (a
+    turning car: a translation alone slides it sideways): ``source ≈ R(θ)(target − pivot) +
+    pivot + d``, ``θ`` pulled weakly to 0 (``yaw_prior`` × inliers, per rad²); ``d`` is then the
+    pivot's displacement.
+
+    Returns ``(d, inlier_share)``, or ``(d, inlier_share, θ)`` with a pivot.
     """
     from scipy.spatial import cKDTree
 
     tree = cKDTree(target)
     nrm = _normals(target, tree)
-    best = (np.asarray(init, np.float64).reshape(-1, 3)[0], -1.0, np.inf)
+    yaw = pivot is not None
+    c = np.zeros(3) if pivot is None else np.asarray(pivot, np.float64)
+    best = (np.asarray(init, np.float64).reshape(-1, 3)[0], -1.0, np.inf, 0.0)
     for start in np.asarray(init, np.float64).reshape(-1, 3):
-        d = start.copy()
+        d, th = start.copy(), 0.0
         share, resid = 0.0, np.inf
         for _ in range(iterations):
-            dist, j = tree.query(source - d, distance_upper_bound=inlier)
+            cs, sn = np.cos(th), np.sin(th)
+            R = np.array([[cs, -sn, 0.0], [sn, cs, 0.0], [0.0, 0.0, 1.0]])
+            back = (source - c - d) @ R + c                      # source in the target's pose
+            dist, j = tree.query(back, distance_upper_bound=inlier)
             ok = np.isfinite(dist)
             share = float(ok.mean()) if len(ok) else 0.0
             if ok.sum() < 5:
@@ -106,17 +139,30 @@ def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, it
             good = np.isfinite(n).all(1)
             if good.sum() < 5:
                 break
-            n = n[good]
-            r = np.einsum("ij,ij->i", source[ok][good] - d - target[j[ok]][good], n)
+            n, s, x = n[good], source[ok][good], target[j[ok]][good]
+            rn = n @ R.T                                          # target normals turned into the source
+            r = np.einsum("ij,ij->i", s - c - d, rn) - np.einsum("ij,ij->i", x - c, n)
             w = np.minimum(1.0, 0.1 / np.maximum(np.abs(r), 1e-9))  # Huber weights, 10 cm
             lam = prior * len(r)
-            A = (n * w[:, None]).T @ n + lam * np.eye(3)
-            step = np.linalg.solve(A, (n * (w * r)[:, None]).sum(0) + lam * (start - d))
+            if yaw:  # r(d + δ, θ + ω) ≈ r − rn·δ + ((ẑ × rn)·(s − c − d)) ω
+                jt = -rn[:, 1] * (s - c - d)[:, 0] + rn[:, 0] * (s - c - d)[:, 1]
+                J = np.column_stack([rn, -jt])                    # r decreases by J·[δ, ω]
+                A = (J * w[:, None]).T @ J + np.diag([lam, lam, lam, yaw_prior * len(r)])
+                b = (J * (w * r)[:, None]).sum(0) + np.r_[lam * (start - d), -yaw_prior * len(r) * th]
+                step = np.linalg.solve(A, b)
+                d, th = d + step[:3], th + step[3]
+                if np.linalg.norm(step[:3]) < 1e-3 and abs(step[3]) < 1e-4:
+                    break
+                continue
+            A = (rn * w[:, None]).T @ rn + lam * np.eye(3)
+            step = np.linalg.solve(A, (rn * (w * r)[:, None]).sum(0) + lam * (start - d))
             d = d + step
             if np.linalg.norm(step) < 1e-3:
                 break
         if (share, -resid) > (best[1], -best[2]):
-            best = (d, share, resid)
+            best = (d, share, resid, th)
+    if yaw:
+        return best[0], max(best[1], 0.0), float(best[3])
     return best[0], max(best[1], 0.0)
 
 
@@ -158,6 +204,7 @@ class Track:
     yaw: float = 0.0
     centre: np.ndarray = field(default_factory=lambda: np.zeros(3))
     rejected: int = 0
+    length: float = 0.0
     first: list = field(default_factory=list)
     history: deque = field(default_factory=deque)
     vhist: deque = field(default_factory=lambda: deque(maxlen=_VHIST))
@@ -183,18 +230,23 @@ class Tracker:
         self._t: float | None = None
 
     def _predict(self, dt: float) -> None:
-        q = (self.config.accel_sigma * dt) ** 2
+        # road users accelerate vertically only as the slope under them changes: far less than
+        # they brake or turn, and a scan constrains vertical motion least (its faces are upright)
+        q = np.array([1.0, 1.0, _VERTICAL_ACCEL ** 2]) * (self.config.accel_sigma * dt) ** 2
         for tr in self.tracks:
             tr.x[:3] += tr.x[3:] * dt
-            tr.P = tr.P + np.eye(3) * q
+            tr.P = tr.P + np.diag(q)
 
-    def update(self, t: float, objects: list[np.ndarray], times: list[float] | np.ndarray | None = None) -> np.ndarray:
+    def update(self, t: float, objects: list[np.ndarray], times: list[float] | np.ndarray | None = None,
+               sensor: np.ndarray | None = None) -> np.ndarray:
         """Advance to time ``t`` (s) with the moving objects' points (each ``[N_k, 3]``, world, m).
 
         ``times`` ``[K]`` (s, ≤ 0): when each object was captured relative to ``t`` (a spinning
         LiDAR sees an object when its beam sweeps past it, up to one sweep before the stamp;
         the mean ``point_time`` of its points). Velocities are measured between capture times
         and the reported positions are moved on to ``t``. None = captured at ``t``.
+        ``sensor [3]`` (world, m): where the LiDAR saw them from (locates the hidden end of a
+        partly seen vehicle, see :func:`full_centre`); None = centres of the visible boxes.
 
         Returns:
             ``[K, 3]`` velocity (m/s) assigned to each object (0 for a new or unconfirmed track).
@@ -220,18 +272,22 @@ class Tracker:
         used = set()
         for a, b in pairs:
             tr = self.tracks[a]
-            v_meas = self._velocity_measurement(tr, dets[b], cents[b], float(tdet[b]), t)
+            v_meas = self._velocity_measurement(tr, dets[b], cents[b], float(tdet[b]), t, sensor)
             if v_meas is not None:  # Kalman update of the velocity (random-walk model)
                 K = tr.P @ np.linalg.inv(tr.P + np.eye(3) * cfg.vel_sigma ** 2)
                 tr.x[3:] = tr.x[3:] + K @ (v_meas - tr.x[3:])
                 tr.P = (np.eye(3) - K) @ tr.P
                 tr.measured += 1
             tr.x[:3] = cents[b] + tr.velocity * (t - tdet[b])
-            tr.history.append((float(tdet[b]), dets[b]))
+            tr.history.append((float(tdet[b]), dets[b], sensor))
             tr.hits += 1
             tr.missed = 0
             heading = tr.velocity[:2] if np.linalg.norm(tr.velocity[:2]) > 1.0 else None
             tr.centre, tr.size, tr.yaw = oriented_box(dets[b], heading)
+            if heading is not None:
+                tr.length = max(tr.length, float(tr.size[0]))
+                tr.centre = full_centre(dets[b], heading, sensor, tr.length)
+                tr.size[0] = tr.length
             tr.centre = tr.centre + tr.velocity * (t - tdet[b])  # captured before the stamp
             matched_t.add(a)
             used.add(b)
@@ -248,12 +304,12 @@ class Tracker:
                 centre, size, yaw = oriented_box(dets[b])
                 self.tracks.append(Track(self._next_id, np.r_[cents[b], 0, 0, 0], P, size=size, yaw=yaw,
                                          centre=centre))
-                self.tracks[-1].history = deque([(float(tdet[b]), dets[b])], maxlen=cfg.track_baseline)
+                self.tracks[-1].history = deque([(float(tdet[b]), dets[b], sensor)], maxlen=cfg.track_baseline)
                 self._next_id += 1
         return velocity
 
     def _velocity_measurement(self, tr: Track, points: np.ndarray, centroid: np.ndarray, t: float,
-                              t_now: float | None = None) -> np.ndarray | None:
+                              t_now: float | None = None, sensor: np.ndarray | None = None) -> np.ndarray | None:
         """Velocity ``[3]`` (m/s) from registering the track's oldest kept points (up to
         ``track_baseline`` frames back: a longer baseline divides the registration error) onto the
         detection's, or None when they do not register or disagree with a settled velocity.
@@ -264,18 +320,23 @@ class Tracker:
             return None
         settled = tr.measured >= 3
         d = share = span = None
+        heading = tr.velocity[:2] if np.linalg.norm(tr.velocity[:2]) > 1.0 else None
+        # the registration turns the old points about the object's centre, so d is the centre's
+        # displacement (a turning vehicle's other points move differently: ω × offset)
         if settled:  # long baseline, started from the filter's velocity
-            t_old, old = tr.history[0]
+            t_old, old, s_old = tr.history[0]
             span = t - t_old
             if span > 0 and len(old) >= 5:
-                d, share = icp_translation(points, old, tr.velocity * span)
+                d, share, th = icp_translation(points, old, tr.velocity * span, yaw_prior=_YAW_PRIOR,
+                                               pivot=full_centre(old, heading, s_old, tr.length))
         if d is None or share < cfg.icp_min_inliers:  # one frame back, searched along the object's axis
-            t_old, old = tr.history[-1]
+            t_old, old, s_old = tr.history[-1]
             span = t - t_old
             if span <= 0 or len(old) < 5:
                 return None
             start = axis_search(points, old, tr.velocity * span, cfg.max_speed * span)
-            d, share = icp_translation(points, old, start)
+            d, share, th = icp_translation(points, old, start, pivot=full_centre(old, heading, s_old, tr.length),
+                                           yaw_prior=_YAW_PRIOR)
         if share < cfg.icp_min_inliers:
             return None
         v = d / span
@@ -293,28 +354,30 @@ class Tracker:
                 tr.vhist.clear()
             return None
         tr.rejected = 0
-        return self._extrapolate(tr, t - span / 2, v, t if t_now is None else t_now)
+        return self._extrapolate(tr, t - span / 2, v, t if t_now is None else t_now, th / span)
 
     @staticmethod
-    def _extrapolate(tr: Track, t_mid: float, v: np.ndarray, t: float) -> np.ndarray:
+    def _extrapolate(tr: Track, t_mid: float, v: np.ndarray, t: float, rate: float | None = None) -> np.ndarray:
         """Velocity ``[3]`` at ``t`` from a registration's mean velocity ``v`` over a span ending at
         ``t`` and centred at ``t_mid`` (s): constant turn rate, constant speed (CTRV).
 
         A mean velocity points along the chord of the span, i.e. the heading at its middle; a
         turning object has turned on since. The turn rate is the slope of the recent mean
-        velocities' headings against their mid-times (least squares), and ``v`` is rotated by
-        ``rate × (t − t_mid)``. Only the heading is extrapolated: the speed along a vehicle's
-        long side is the weakly constrained part of a registration and is left as measured."""
+        velocities' headings against their mid-times (least squares), or the registration's own
+        turn ``rate`` (rad/s) when given, and ``v`` is rotated by ``rate × (t − t_mid)``. Only the
+        heading is extrapolated: the speed along a vehicle's long side is the weakly constrained
+        part of a registration and is left as measured."""
         tr.vhist.append((t_mid, v))
         speed = float(np.linalg.norm(v[:2]))
-        if len(tr.vhist) < 3 or speed < _MIN_TURN_SPEED:
+        if speed < _MIN_TURN_SPEED:
             return v
-        ts = np.array([a for a, _ in tr.vhist])
-        vs = np.array([b for _, b in tr.vhist])
-        if ts.max() - ts.min() < 0.15 or (np.linalg.norm(vs[:, :2], axis=1) < _MIN_TURN_SPEED).any():
-            return v
-        head = np.unwrap(np.arctan2(vs[:, 1], vs[:, 0]))
-        rate = float(np.polyfit(ts, head, 1)[0])
+        if rate is None:
+            ts = np.array([a for a, _ in tr.vhist])
+            vs = np.array([b for _, b in tr.vhist])
+            if len(tr.vhist) < 3 or ts.max() - ts.min() < 0.15 or (np.linalg.norm(vs[:, :2], axis=1) < _MIN_TURN_SPEED).any():
+                return v
+            head = np.unwrap(np.arctan2(vs[:, 1], vs[:, 0]))
+            rate = float(np.polyfit(ts, head, 1)[0])
         rate = float(np.clip(rate, -_MAX_TURN_RATE, _MAX_TURN_RATE))
         a = rate * (t - t_mid)
         c, s_ = np.cos(a), np.sin(a)

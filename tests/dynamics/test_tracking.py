@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fuse4d.dynamics.config import DynamicsConfig
-from fuse4d.dynamics.tracking import (TRACK_COLUMNS, Tracker, oriented_box, read_tracks_csv, rows_to_table,
-                                      tracks_to_csv)
+from fuse4d.dynamics.tracking import (TRACK_COLUMNS, Tracker, full_centre, icp_translation, oriented_box,
+                                      read_tracks_csv, rows_to_table, tracks_to_csv)
 from fuse4d.errors import DataError
 
 
@@ -30,6 +30,45 @@ def test_oriented_box_recovers_size_and_heading():
     assert np.allclose(size, [4.5, 1.8, 1.5], atol=0.1)
     assert abs(np.sin(yaw - 0.6)) < 0.05
     assert np.allclose(centre[:2], [3.0, -2.0], atol=0.1)
+
+
+def _turn(pts, pivot, th, d):
+    c, s = np.cos(th), np.sin(th)
+    R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return (pts - pivot) @ R.T + pivot + d
+
+
+def test_registration_with_turn_recovers_the_centre_displacement():
+    """A car turning 3° while its centre moves 0.8 m: the fit with a pivot finds both; a translation
+    alone is off by about the turn times the lever arm of the points from the centre."""
+    rng = np.random.default_rng(4)
+    centre = np.array([10.0, 5.0, 0.0])
+    old = _box_surface(centre, (4.5, 1.8, 1.5), 0.3, rng, 1500)
+    old = old[(old - centre) @ np.array([np.cos(0.3), np.sin(0.3), 0]) < 0.5]   # rear and sides, front hidden
+    d_true, th_true = np.array([0.8 * np.cos(0.32), 0.8 * np.sin(0.32), 0.02]), np.radians(3.0)
+    new = _turn(old, centre, th_true, d_true) + rng.normal(0, 0.01, old.shape)
+    start = d_true + [0.15, -0.1, 0.0]      # the track's prediction
+    d, share, th = icp_translation(new, old, start, pivot=centre, yaw_prior=0.01)
+    assert share > 0.9 and abs(th - th_true) < np.radians(0.5) and np.linalg.norm(d - d_true) < 0.05
+    d0, _ = icp_translation(new, old, start)
+    assert np.linalg.norm(d0 - d_true) > 2 * np.linalg.norm(d - d_true)
+
+
+def test_full_centre_of_a_car_seen_from_behind():
+    """Only the rear 1.5 m of a 4.5 m car is visible from a sensor behind it: its centre lies
+    2.25 m ahead of the rear face, not in the middle of the visible part."""
+    rng = np.random.default_rng(5)
+    heading = np.array([np.cos(0.4), np.sin(0.4)])
+    centre = np.array([20.0, 3.0, 0.0])
+    pts = _box_surface(centre, (4.5, 1.8, 1.5), 0.4, rng, 2000)
+    a = (pts[:, :2] - centre[:2]) @ heading
+    seen = pts[a < -0.75]
+    sensor = centre - 15 * np.r_[heading, 0.0]
+    assert np.linalg.norm(oriented_box(seen, heading)[0][:2] - centre[:2]) > 1.3
+    assert np.linalg.norm(full_centre(seen, heading, sensor, 4.5)[:2] - centre[:2]) < 0.1
+    ahead = centre + 15 * np.r_[heading, 0.0]    # seen from in front: the front is the near end
+    front = pts[a > 0.75]
+    assert np.linalg.norm(full_centre(front, heading, ahead, 4.5)[:2] - centre[:2]) < 0.1
 
 
 def test_tracker_velocity_of_moving_boxes():
