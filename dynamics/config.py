@@ -40,8 +40,9 @@ class DynamicsConfig:
         track_gate: association gate (m) between a predicted track and a detection centroid.
         track_min_hits / track_max_missed: frames to confirm a track / to drop an unseen one.
         track_min_points: smallest detection (points) that starts or updates a track.
-        accel_sigma / vel_sigma: velocity Kalman filter: process (m/s²) and noise (m/s) of the velocity
-            measured by registering an object's previous points onto its new ones.
+        accel_sigma / vel_sigma: velocity Kalman filter: process (m/s², horizontal; vertical 0.1 ×)
+            and noise (m/s) of the velocity measured by registering an object's previous points
+            onto its new ones (translation and turn about its centre).
         track_baseline: frames back the velocity registration reaches (its error / baseline).
         vel_gate: a settled track rejects velocity measurements farther than this (m/s).
         max_speed: fastest object (m/s) the velocity search considers.
