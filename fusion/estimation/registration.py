@@ -2,7 +2,7 @@
 
 The solver is Gauss-Newton on a left perturbation ``T ← Exp(δ) T`` with
 ``δ = (ρ, φ)`` (translation m, rotation rad) and a Geman-McClure kernel;
-correspondences come from :class:`VoxelMap`'s KD-tree, so every step is a
+correspondences come from :class:`VoxelMap`'s KD-trees, so every step is a
 handful of vectorised numpy operations over the source points.
 """
 
@@ -113,9 +113,6 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
         raise ValueError(f"source must be [N, 3], got shape {source.shape}")
     source = source[:, :3]
     T = orthonormalize(T_init)
-    normals = planar = None
-    if point_to_plane:
-        normals, planar = voxel_map.normals()
     H = np.zeros((6, 6))
     converged, it, fitness, rmse = False, 0, 0.0, float("inf")
     while it < max_iterations and not converged:
@@ -124,16 +121,16 @@ def register_to_map(source: np.ndarray, voxel_map: VoxelMap, T_init: np.ndarray,
         ok = np.isfinite(dist)
         fitness = float(ok.mean()) if len(ok) else 0.0
         rmse = float(np.sqrt(np.mean(dist[ok] ** 2))) if ok.any() else float("inf")
-        if planar is not None and SKIP_LINEAR:
-            kind = np.full(len(ok), LINEAR, dtype=np.int8)
-            kind[ok] = planar[idx[ok]]
-            ok &= kind != LINEAR  # a line (a scan ring) says nothing reliable across it
+        q, n, kind = voxel_map.at(idx[ok])
+        if point_to_plane and SKIP_LINEAR:
+            line = kind == LINEAR  # a line (a scan ring) says nothing reliable across it
+            ok[ok] = ~line
+            q, n, kind = q[~line], n[~line], kind[~line]
         if ok.sum() < 6:
             log.debug("ICP: only %d correspondences", int(ok.sum()))
             break
-        src, q = source[ok], voxel_map.points[idx[ok]]
-        n = normals[idx[ok]] if normals is not None else None
-        pl = planar[idx[ok]] == PLANAR if planar is not None else None
+        src = source[ok]
+        n, pl = (n, kind == PLANAR) if point_to_plane else (None, None)
         pw = point_weight if pl is not None and pl.mean() > 1 / 3 else 1.0
         for _ in range(reuse):  # Gauss-Newton steps per correspondence search
             it += 1

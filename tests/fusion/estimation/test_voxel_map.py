@@ -65,3 +65,45 @@ def test_closed_form_eigen_matches_numpy():
     E, V = np.linalg.eigh(C)
     np.testing.assert_allclose(evals, E, atol=1e-9)
     np.testing.assert_allclose(np.abs(np.einsum("ij,ij->i", v, V[:, :, 0])), 1.0, atol=1e-7)
+
+
+class TestIncrementalMap:
+    def test_matches_brute_force_while_moving_and_culling(self):
+        """Many updates along a path (culling, compaction): capacity and spacing hold, and nearest
+        neighbours equal a KD-tree over the live points (queries inside ``max_distance``)."""
+        from scipy.spatial import cKDTree
+        rng = np.random.default_rng(0)
+        m = VoxelMap(1.0, 10, max_distance=30.0, rebuild_every=4)
+        origin = np.zeros(3)
+        for k in range(25):
+            origin = origin + [1.5, 0.3, 0.0]
+            m.add(origin + rng.uniform(-35, 35, (3000, 3)) * [1, 1, 0.2], origin=origin)
+            P = m.points
+            assert len(P) == len(m)
+            assert np.unique(voxel_keys(P, 1.0), return_counts=True)[1].max() <= 10
+            assert len(np.unique(voxel_keys(P, m.min_spacing))) == len(P)
+            if k % 5 == 4:  # culled every 5th update: no voxel left beyond max_distance (+ its diagonal)
+                assert np.linalg.norm(P - origin, axis=1).max() < 30.0 + np.sqrt(3)
+            q = rng.uniform(-25, 25, (2000, 3)) * [1, 1, 0.2]
+            q = origin + q[np.linalg.norm(q, axis=1) < 25]
+            d, rows = m.nearest(q, 1.0)
+            np.testing.assert_allclose(d, cKDTree(P).query(q, distance_upper_bound=1.0)[0])
+            hit = np.isfinite(d)
+            pts, _, _ = m.at(rows[hit])
+            np.testing.assert_allclose(np.linalg.norm(pts - q[hit], axis=1), d[hit])
+
+    def test_base_tree_is_rebuilt_only_at_compaction(self):
+        """An update leaves the base KD-tree (the map's bulk) alone until every ``rebuild_every``-th call:
+        the per-sweep work follows the new points, not the map's size."""
+        rng = np.random.default_rng(3)
+        m = VoxelMap(1.0, 10, rebuild_every=8)
+        m.add(rng.uniform(-20, 20, (20000, 3)))  # large first batch: compacted at once
+        m.nearest(np.zeros((1, 3)), 1.0)
+        base = m._base
+        for _ in range(7):
+            m.add(rng.uniform(-20, 20, (300, 3)))
+            m.nearest(np.zeros((1, 3)), 1.0)
+            assert m._base is base
+        m.add(rng.uniform(-20, 20, (300, 3)))  # the 8th call after the last compaction
+        m.nearest(np.zeros((1, 3)), 1.0)
+        assert m._base is not base
