@@ -160,6 +160,7 @@ def gate_spans(pred: Predictor, seed: int, frames: int) -> list[str]:
         keep = rng.random(len(fr[i].points)) < 0.05
         fr[i].points, fr[i].point_semantics, fr[i].point_dynamic = (fr[i].points[keep], fr[i].point_semantics[keep],
                                                                     fr[i].point_dynamic[keep])
+        fr[i].point_time = fr[i].point_time[keep]
     thin = Sequence(clean.timestamps, lambda i: fr[i], clean.calibration, clean.sensors, clean.imu, clean.gt_poses,
                     clean.metadata, clean.name)
     g = np.array(score(thin, run_log(pred, thin, SENSORS))["gates"])
