@@ -34,7 +34,7 @@ import torch
 
 from fuse4d.data.types import Frame, Sequence, replace_frame
 from fuse4d.errors import ConfigError, DataError
-from fuse4d.fusion.inputs import T_body_ref, window_inputs
+from fuse4d.fusion.inputs import T_body_ref, camera_points, lidar_motions, window_inputs
 from fuse4d.fusion.losses import (depth_conf_loss, epipolar_loss, match_descriptors, pose_residual,
                                   pose_to_matrix, projection_consistency_loss)
 from fuse4d.fusion.sparse_depth import lidar_depth_image
@@ -108,6 +108,31 @@ def gyro_rotation(frame: Frame) -> np.ndarray | None:
     out = integ(torch.from_numpy(dt)[None, :, None], torch.from_numpy(imu.gyro)[None],
                 torch.from_numpy(imu.acc)[None])
     return out["rot"][0, -1].matrix().numpy()
+
+
+def at_camera_stamp(frames: list[Frame], seq: Sequence) -> list[Frame]:
+    """``frames`` with their LiDAR points moved to the frame stamp by the LiDAR odometry's sweep
+    motion, as ``fuse4d run`` feeds the model (input and held-out points alike); unchanged
+    without LiDAR, for already motion-compensated sweeps, or when the odometry cannot run."""
+    if "lidar" not in seq.sensors or seq.metadata.get("lidar_deskewed"):
+        return frames
+    from fuse4d.fusion.estimation.estimator import estimate_trajectory
+    try:
+        res = estimate_trajectory(seq)
+    except (DataError, ValueError) as e:
+        log.warning("adaptation: LiDAR points stay as captured (no odometry: %s)", e)
+        return frames
+    motions = lidar_motions(res.T_world_lidar, np.asarray(seq.timestamps))
+    timing = seq.metadata.get("lidar_timing")
+    out = []
+    for f, m in zip(frames, motions):
+        if f.points is None or len(f.points) == 0 or m is None:
+            out.append(f)
+            continue
+        p = np.array(f.points, copy=True)
+        p[:, :3] = camera_points(f, m, timing)
+        out.append(replace_frame(f, points=p, point_time=None))
+    return out
 
 
 def prepare(frames: list[Frame], seq: Sequence, cfg, sensors: set[str], keep: float,
@@ -287,7 +312,7 @@ def adapt(data: str | Path, checkpoint: str | Path | None, out: str | Path, fram
     ck = load_checkpoint(ck_path)
     model = build_model(ck, ck_path)
     cfg = model.cfg
-    all_frames = list(seq)
+    all_frames = at_camera_stamp(list(seq), seq)
     rng_eval = np.random.default_rng([ac.seed, 1])
     held = [prepare(all_frames[n_train + a:n_train + b], seq, cfg, used, ac.lidar_keep, rng_eval)
             for a, b in (_windows(ac.holdout, ac.window) if ac.holdout else [])]
