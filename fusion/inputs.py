@@ -158,7 +158,8 @@ def window_inputs(frames: list, calib, cfg: ModelConfig, sensors: set[str], dept
     """
     S = len(frames)
     inputs: dict = {}
-    aux: dict = {"ref": reference_frame(sensors), "point_rc": [None] * S, "warp": warp, "K": None}
+    aux: dict = {"ref": reference_frame(sensors), "point_rc": [None] * S, "warp": warp, "K": None,
+                 "motions": motions, "timing": timing}
     cam = "camera" in sensors and calib.K is not None and any(f.image is not None for f in frames)
     if cam:
         first = next(f.image for f in frames if f.image is not None)

@@ -19,7 +19,8 @@ import torch
 from fuse4d.data.prediction import WindowPrediction
 from fuse4d.errors import DataError
 from fuse4d.fusion.config import ModelConfig
-from fuse4d.fusion.inputs import T_body_ref, window_inputs
+from fuse4d.fusion.inputs import T_body_ref, camera_points, window_inputs
+from fuse4d.fusion.sparse_depth import lidar_depth_image, refine_with_lidar
 from fuse4d.fusion.model import FusionModel
 
 #: the checkpoint that ships inside the package
@@ -188,6 +189,8 @@ class Predictor:
             warp = aux["warp"]
             valid = np.array([f.image is not None for f in frames])
             wp.depth = self._unwarp(warp, out["depth"][0][:, None], 0.0, valid)[:, 0]
+            if aux["point_rc"] and any(rc is not None for rc in aux["point_rc"]):
+                self._refine_depth(wp, frames, aux, calib, gates[:, 1])
             wp.depth_conf = self._unwarp(warp, out["depth_conf"][0][:, None], 0.0, valid)[:, 0]
             sem = warp.unwarp(out["sem_logits"][0]).argmax(1).numpy().astype(np.uint8)
             sem[~valid] = 0
@@ -210,6 +213,19 @@ class Predictor:
                     wp.point_semantics.append(sem_lab[i][rc])
                     wp.point_dynamic.append(dyn[i][rc])
         return wp
+
+    @staticmethod
+    def _refine_depth(wp: WindowPrediction, frames, aux: dict, calib, lidar_gate: np.ndarray) -> None:
+        """Correct each frame's depth (input resolution) by its LiDAR points, weighted by the LiDAR gate
+        (:func:`~fuse4d.fusion.sparse_depth.refine_with_lidar`); points moved to the camera's stamp."""
+        for i, f in enumerate(frames):
+            if aux["point_rc"][i] is None or f.image is None:
+                continue
+            g = float(lidar_gate[i])
+            pts = camera_points(f, aux["motions"][i] if aux.get("motions") else None, aux.get("timing"))
+            L = lidar_depth_image(pts, calib.T_cam_lidar, calib.K, wp.depth[i].shape)
+            wp.depth[i] = refine_with_lidar(wp.depth[i], L, g if np.isfinite(g) else 0.0)
+        wp.extras["depth_lidar_refined"] = True
 
     @staticmethod
     def _unwarp(warp, x: torch.Tensor, fill, valid: np.ndarray) -> np.ndarray:

@@ -55,3 +55,39 @@ def frame_lidar_depth(points: np.ndarray | None, calibration: Calibration, hw: t
             return None
         hw = (calibration.image_size[1], calibration.image_size[0])
     return lidar_depth_image(points, calibration.T_cam_lidar, calibration.K, hw)
+
+
+def refine_with_lidar(depth: np.ndarray, lidar: np.ndarray, weight: float = 1.0, tol: float = 0.2) -> np.ndarray:
+    """The model's dense depth corrected by the LiDAR points that agree with it.
+
+    Where a projected point lies within ``tol`` in log depth of the prediction (points the
+    camera cannot see, behind a nearer surface, do not), the pixel takes the point's depth,
+    and the log ratio point / prediction is spread to the neighbourhood by normalised
+    convolution (a Gaussian of ``0.5 / sqrt(coverage)`` pixels: about one point's spacing),
+    fading out where no point is near. The model keeps the shape of the scene; the points fix
+    its local scale.
+
+    Args:
+        depth: ``[H, W]`` predicted depth, metres (0 = none).
+        lidar: ``[H, W]`` sparse LiDAR depth at the same pixels (:func:`lidar_depth_image` of
+            points moved to the camera's stamp), metres, 0 = no point.
+        weight: in [0, 1], how much to trust the points (the LiDAR gate of the frame).
+    Returns:
+        ``[H, W]`` float32 depth, metres.
+    """
+    from scipy.ndimage import gaussian_filter
+    d = np.asarray(depth, np.float64)
+    m = (lidar > 0) & (d > 0)
+    if weight <= 0 or not m.any():
+        return np.asarray(depth, np.float32)
+    r = np.zeros_like(d)
+    r[m] = np.log(lidar[m] / d[m])
+    inl = m & (np.abs(r) < tol)
+    sigma = float(np.clip(0.5 / np.sqrt(max(m.mean(), 1e-4)), 1.0, 8.0))
+    num = gaussian_filter(np.where(inl, r, 0.0), sigma)
+    den = gaussian_filter(inl.astype(np.float64), sigma)
+    ratio = np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0)
+    out = d * np.exp(weight * den / (den + 0.02) * ratio)
+    out[inl] = (1 - weight) * d[inl] + weight * lidar[inl]
+    out[d <= 0] = 0.0
+    return out.astype(np.float32)
