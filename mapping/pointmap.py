@@ -17,6 +17,7 @@ import numpy as np
 from fuse4d.mapping.occupancy import pack
 
 CHUNK = 1 << 18  # points per stored chunk (4 MiB of points)
+MERGE_MIN = 1 << 16  # recent keys merged into the main sorted keys once past max(this, 1/8 of them)
 
 
 def _first_per_key(keys: np.ndarray) -> np.ndarray:
@@ -48,7 +49,9 @@ class PointMap:
     def __init__(self, spacing: float, cap_voxel: float, cap: int, origin: np.ndarray | None = None):
         self.spacing, self.cap_voxel, self.cap = float(spacing), float(cap_voxel), int(cap)
         self.origin = np.zeros(3) if origin is None else np.asarray(origin, np.float64).reshape(3)
-        self._fine = np.zeros(0, np.int64)      # sorted keys of the fine voxels holding a point
+        self._fine = np.zeros(0, np.int64)      # sorted keys of the fine voxels holding a point ...
+        self._recent = np.zeros(0, np.int64)    # ... and of the latest ones (sorted; merged into _fine now
+        #                                         and then, so a frame does not reallocate every key)
         self._coarse = np.zeros(0, np.int64)    # sorted keys of the coarse voxels holding points
         self._count = np.zeros(0, np.int32)     # points kept per coarse voxel (aligned with _coarse)
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # full chunks of CHUNK points
@@ -56,7 +59,7 @@ class PointMap:
         self._n_open = 0
 
     def __len__(self) -> int:
-        return len(self._fine)
+        return len(self._fine) + len(self._recent)
 
     def _keys(self, xyz: np.ndarray, edge: float) -> np.ndarray:
         return pack(np.floor((np.asarray(xyz, np.float64) - self.origin) / edge).astype(np.int64))
@@ -69,8 +72,8 @@ class PointMap:
         xyz = np.asarray(xyz, np.float32)  # keys from the values kept, so the stored map obeys the rule exactly
         fine = self._keys(xyz, self.spacing)
         idx = _first_per_key(fine)
-        pos, found = _member(self._fine, fine[idx])
-        idx = idx[~found]
+        idx = idx[~_member(self._fine, fine[idx])[1]]
+        idx = idx[~_member(self._recent, fine[idx])[1]]
         if self.cap > 0 and len(idx):
             coarse = self._keys(xyz[idx], self.cap_voxel)
             cpos, cfound = _member(self._coarse, coarse)
@@ -92,7 +95,10 @@ class PointMap:
         if len(idx) == 0:
             return 0
         keys = np.sort(fine[idx])
-        self._fine = np.insert(self._fine, np.searchsorted(self._fine, keys), keys)
+        self._recent = np.insert(self._recent, np.searchsorted(self._recent, keys), keys)
+        if len(self._recent) > max(MERGE_MIN, len(self._fine) >> 3):
+            self._fine = np.insert(self._fine, np.searchsorted(self._fine, self._recent), self._recent)
+            self._recent = np.zeros(0, np.int64)
         self._open.append((xyz[idx], np.asarray(rgb[idx], np.uint8),
                            np.asarray(labels[idx], np.uint8)))
         self._n_open += len(idx)
@@ -114,10 +120,13 @@ class PointMap:
     def arrays(self) -> dict[str, np.ndarray]:
         """All kept points as one ``{"xyz", "rgb", "labels"}`` dict (``[M, 3]`` float32 m, ``[M, 3]`` uint8,
         ``[M]`` uint8); it replaces the chunks, so the map is held once."""
-        parts = list(self.chunks())
-        if not parts:
-            return {"xyz": np.zeros((0, 3), np.float32), "rgb": np.zeros((0, 3), np.uint8),
-                    "labels": np.zeros(0, np.uint8)}
-        xyz, rgb, lab = (np.concatenate(a) if len(a) > 1 else a[0] for a in zip(*parts))
-        self._chunks = [(xyz, rgb, lab)]  # the chunks' memory goes; the map is held once
+        self._seal()
+        n = sum(len(c[0]) for c in self._chunks)
+        xyz, rgb, lab = np.empty((n, 3), np.float32), np.empty((n, 3), np.uint8), np.empty(n, np.uint8)
+        at = 0
+        while self._chunks:  # copy chunk by chunk, freeing each: the map is never held twice
+            a, b, c = self._chunks.pop(0)
+            xyz[at:at + len(a)], rgb[at:at + len(a)], lab[at:at + len(a)] = a, b, c
+            at += len(a)
+        self._chunks = [(xyz, rgb, lab)] if n else []
         return {"xyz": xyz, "rgb": rgb, "labels": lab}

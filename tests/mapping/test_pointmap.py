@@ -28,7 +28,10 @@ def _offer(m, xyz):
     return m.add(xyz, rgb, (np.arange(len(xyz)) % 7).astype(np.uint8))
 
 
-def test_same_points_as_the_rule_one_point_at_a_time():
+def test_same_points_as_the_rule_one_point_at_a_time(monkeypatch):
+    import fuse4d.mapping.pointmap as pm
+    monkeypatch.setattr(pm, "MERGE_MIN", 100)  # small: the recent keys are merged into the main ones several times
+    monkeypatch.setattr(pm, "CHUNK", 500)      # and the points span several chunks
     rng = np.random.default_rng(3)
     origin = np.array([0.05, -0.2, 0.3])
     batches = [rng.uniform(-2, 2, (n, 3)).astype(np.float32) for n in (1500, 1, 0, 1200, 2000)]
