@@ -72,7 +72,7 @@ class DynamicsStage:
         grid = SphericalGrid.for_sensor(config, calibration.lidar_beams, calibration.lidar_azimuth_steps,
                                         calibration.lidar_fov_deg)
         self.mos = LidarMOS(config, grid)
-        self.tracker = Tracker(config)
+        self.tracker = Tracker(config, self.mos.ground.lookup)
         self._prev: tuple[float, np.ndarray] | None = None  # (t, T_world_lidar)
         self._prev_velocity: np.ndarray | None = None  # [N_prev, 3] m/s per point of the last scan
         self._window_cache: tuple[int, dict[str, np.ndarray]] | None = None

@@ -4,10 +4,12 @@ Each frame's moving objects (clusters of points the segmentation calls moving)
 become detections with a centroid and an oriented box in the ground plane.
 Tracks predict their centroid at constant velocity, are matched to detections
 by the Hungarian method on centroid distance (gated), and are updated: the
-centroid is replaced, the velocity is Kalman-filtered from the translation that
-registers the object's previous points onto its new ones (ICP), between the objects'
-capture times (a spinning LiDAR sees an object up to one sweep before the stamp), with
-its heading carried forward by the fitted turn rate (CTRV); unmatched detections start
+centroid is replaced, the velocity is Kalman-filtered from the motion that
+registers the object's previous points onto its new ones (ICP: translation of its centre
+and turn about it; the centre of a partly seen vehicle from its longest seen length),
+between the objects' capture times (a spinning LiDAR sees an object up to one sweep before
+the stamp), with its heading carried forward by the turn (CTRV) and its vertical velocity
+from the ground's slope along its heading (it rolls on the ground); unmatched detections start
 tentative tracks, which are confirmed after ``track_min_hits`` matches. The table of confirmed track states
 (one row per track and frame) is what the store's ``dynamics/tracks`` holds.
 """
@@ -220,10 +222,13 @@ class Tracker:
 
     Args:
         config: ``track_*``, ``accel_sigma``, ``vel_sigma``, ``vel_gate``, ``max_speed`` and ``icp_min_inliers``.
+        ground: callable ``xy [N, 2] -> [N]`` ground height (m, inf unknown), or None: a moving
+            object's vertical velocity then follows the ground's slope along its heading.
     """
 
-    def __init__(self, config: DynamicsConfig):
+    def __init__(self, config: DynamicsConfig, ground=None):
         self.config = config
+        self.ground = ground  # callable xy [N, 2] -> ground height [N] (inf unknown), or None
         self.tracks: list[Track] = []
         self.rows: list[tuple] = []
         self._next_id = 0
@@ -291,6 +296,8 @@ class Tracker:
             tr.centre = tr.centre + tr.velocity * (t - tdet[b])  # captured before the stamp
             matched_t.add(a)
             used.add(b)
+            if self.ground is not None and heading is not None:
+                tr.x[5] = self._ground_vz(tr)
             if tr.hits >= cfg.track_min_hits and tr.measured >= 2:
                 velocity[keep[b]] = tr.velocity
                 self.rows.append((tr.id, t, *tr.centre, *tr.velocity, *tr.size, tr.yaw))
@@ -355,6 +362,19 @@ class Tracker:
             return None
         tr.rejected = 0
         return self._extrapolate(tr, t - span / 2, v, t if t_now is None else t_now, th / span)
+
+    def _ground_vz(self, tr: Track) -> float:
+        """Vertical velocity (m/s) of a road user rolling on the ground: its horizontal speed times
+        the ground's slope along its heading, from the ground just ahead of and behind it; the
+        filter's own value where that ground is unknown."""
+        v = tr.velocity[:2]
+        u = v / np.linalg.norm(v)
+        reach = 0.5 * max(tr.length, 1.0) + 1.0
+        xy = tr.centre[:2] + np.outer([reach, -reach], u)
+        h = self.ground(xy)
+        if not np.isfinite(h).all():
+            return float(tr.x[5])
+        return float(np.linalg.norm(v) * (h[0] - h[1]) / (2 * reach))
 
     @staticmethod
     def _extrapolate(tr: Track, t_mid: float, v: np.ndarray, t: float, rate: float | None = None) -> np.ndarray:

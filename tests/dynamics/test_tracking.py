@@ -71,6 +71,24 @@ def test_full_centre_of_a_car_seen_from_behind():
     assert np.linalg.norm(full_centre(front, heading, ahead, 4.5)[:2] - centre[:2]) < 0.1
 
 
+def test_vertical_velocity_follows_the_ground_slope():
+    """A car at 8 m/s up a 5 % slope: vertical velocity 0.4 m/s, from the ground ahead of and behind
+    it (the registration alone constrains it least: a car's faces are upright)."""
+    rng = np.random.default_rng(6)
+    slope = 0.05
+    tracker = Tracker(DynamicsConfig(), ground=lambda xy: slope * xy[:, 0])
+    for k in range(25):
+        t = 0.1 * k
+        c = np.array([8.0 * t, 0.0, slope * 8.0 * t])
+        pts = _box_surface(c, (4.5, 1.8, 1.5), 0.0, rng)
+        keep = rng.random(len(pts)) < rng.uniform(0.4, 1.0)
+        tracker.update(t, [pts[keep] + rng.normal(0, 0.02, (keep.sum(), 3))])
+    table = tracker.table()
+    assert len(table["t"]) > 10
+    assert np.median(np.abs(table["vz"] - slope * 8.0)) < 0.03
+    assert np.median(np.abs(table["vx"] - 8.0)) < 0.3
+
+
 def test_tracker_velocity_of_moving_boxes():
     """A car (8 m/s, heading 30°), a pedestrian (1.3 m/s) and a parked car, 3 s at 10 Hz, seen
     each frame from a different random subset of their sides (the centroid wanders)."""
