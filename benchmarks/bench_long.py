@@ -51,12 +51,13 @@ def main() -> None:
     est = Estimator(EstimationConfig(use_imu=not args.lidar_only), seq.calibration, sensors,
                     None if args.lidar_only else seq.imu, seq.path)
     proc = psutil.Process()
-    step_s, rss = [], {}
+    step_s, cpu_s, rss = [], [], {}
     for i in range(len(seq)):
         frame = seq[i]
-        tic = time.perf_counter()
+        tic, cpu = time.perf_counter(), time.process_time()
         est.step(frame)
         step_s.append(time.perf_counter() - tic)
+        cpu_s.append(time.process_time() - cpu)
         if i + 1 in (100, len(seq)):
             rss[i + 1] = proc.memory_info().rss / 2 ** 20
         if (i + 1) % 500 == 0:
@@ -87,8 +88,12 @@ def main() -> None:
           f"{'n/a' if same is None else f'{same / first:.2f}'} | {rss[100]:.0f} | {rss[len(seq)]:.0f} | "
           f"{len(kept)} / {len(db.points)}, {sum(p.nbytes for p in kept) / 2 ** 20:.0f} | {solve:.1f} | "
           f"{len(res.loops)} |")
-    print(f"time per frame, mean of every 100 frames (ms): "
-          + " ".join(f"{1e3 * np.mean(step_s[a:a + 100]):.0f}" for a in range(0, len(seq), 100)))
+    for name, s in (("wall", step_s), ("CPU", cpu_s)):
+        for stat in (np.median, np.mean):
+            print(f"{name} time per frame, {stat.__name__} of every 100 frames (ms): "
+                  + " ".join(f"{1e3 * stat(s[a:a + 100]):.0f}" for a in range(0, len(seq), 100)))
+    print(f"CPU ms/frame median: first 100 {1e3 * np.median(cpu_s[:100]):.1f}, last 100 "
+          f"{1e3 * np.median(cpu_s[-100:]):.1f}, ratio {np.median(cpu_s[-100:]) / np.median(cpu_s[:100]):.2f}")
 
 
 if __name__ == "__main__":

@@ -181,8 +181,10 @@ class LidarOdometry:
         self._first = None
         T = T0 if T_init is None else T_init
         f0, tau0 = self.preprocess(first_points, first_time)
+        planes = None
         for rnd in range(2):
-            T = self._knn_plane_icp(f0, T0, frame, T)
+            # deskewing moves the first sweep's points by centimetres: its normals are found once
+            T, planes = self._knn_plane_icp(f0, T0, frame, T, planes, refine_only=rnd > 0)
             if rnd or not (self.deskew and point_time is not None and first_time is not None and dt):
                 break
             motion = constant_velocity_motion(invert(T0) @ T, dt)
@@ -200,30 +202,37 @@ class LidarOdometry:
         return res, frame, source
 
     def _knn_plane_icp(self, target: np.ndarray, T_target: np.ndarray, source: np.ndarray,
-                       T_init: np.ndarray) -> np.ndarray:
+                       T_init: np.ndarray, planes: tuple | None = None,
+                       refine_only: bool = False) -> tuple[np.ndarray, tuple]:
         """``T_world_source [4, 4]``: point-to-plane ICP of ``source [N, 3]`` onto ``target [M, 3]`` (both
-        sensor frames; target at ``T_target``) with normals from each target point's neighbours (as
-        Open3D's ``registration_icp``, but deterministic), coarse to fine from 2 voxels to 1 voxel."""
+        sensor frames, downsampled at half a voxel; target at ``T_target``) with normals from each target
+        point's neighbours (as Open3D's ``registration_icp``, but deterministic), coarse to fine from 2
+        voxels to 1 voxel (``refine_only``: the 1-voxel stage alone, from a pose already in the basin). Also
+        returns the target's ``(normals [M, 3], usable [M])`` for reuse as ``planes``."""
         from scipy.spatial import cKDTree
         from fuse4d.fusion.estimation.registration import _normal_equations
         from fuse4d.fusion.estimation.voxel_map import smallest_eigh
         v = 0.5 * self.voxel_size
-        tgt = voxel_downsample(np.asarray(target, np.float64)[:, :3], v)
+        tgt = np.asarray(target, np.float64)[:, :3]
         src = voxel_downsample(np.asarray(source, np.float64)[:, :3], v)
         tree = cKDTree(tgt)
-        k = min(30, len(tgt))
-        dist, nb = tree.query(tgt, k=k, distance_upper_bound=3.0 * v)
-        valid = np.isfinite(dist)
-        nbp = tgt[np.minimum(nb, len(tgt) - 1)]
-        cnt = valid.sum(1)
-        mean = (nbp * valid[..., None]).sum(1) / cnt[:, None]
-        c = (nbp - mean[:, None]) * valid[..., None]
-        _, normals = smallest_eigh(np.einsum("nki,nkj->nij", c, c) / cnt[:, None, None])
-        has = cnt >= 5
+        if planes is None:
+            dist, nb = tree.query(tgt, k=min(30, len(tgt)), distance_upper_bound=3.0 * v)
+            valid = np.isfinite(dist)
+            nbp = tgt[np.minimum(nb, len(tgt) - 1)]
+            cnt = valid.sum(1)
+            mean = (nbp * valid[..., None]).sum(1) / cnt[:, None]
+            c = (nbp - mean[:, None]) * valid[..., None]
+            planes = (smallest_eigh(np.einsum("nki,nkj->nij", c, c) / cnt[:, None, None])[1], cnt >= 5)
+        normals, has = planes
         T = invert(T_target) @ T_init
-        for thr in (4.0 * v, 2.0 * v):
+        # the wide stage finds the basin on a sparse source (one point per voxel), the fine stage refines
+        # on every point from there: most iterations run on a few thousand points, whatever the sweep's size
+        coarse = voxel_downsample(src, 2.0 * v)
+        stages = ((4.0 * v, coarse, 1e-5), (2.0 * v, src, 1e-5))
+        for thr, pts, tol in stages[1:] if refine_only else stages:
             for _ in range(50):
-                p = src @ T[:3, :3].T + T[:3, 3]
+                p = pts @ T[:3, :3].T + T[:3, 3]
                 d, i = tree.query(p, distance_upper_bound=thr)
                 ok = np.isfinite(d)
                 ok[ok] = has[i[ok]]
@@ -232,9 +241,9 @@ class LidarOdometry:
                 H, g, _, _ = _normal_equations(p[ok], tgt[i[ok]], normals[i[ok]], np.ones(ok.sum(), bool), thr)
                 delta = -np.linalg.solve(H + 1e-9 * np.eye(6), g)
                 T = se3_exp(delta) @ T
-                if np.linalg.norm(delta) < 1e-6:
+                if np.linalg.norm(delta) < tol:
                     break
-        return T_target @ T
+        return T_target @ T, planes
 
     def _align(self, source: np.ndarray, T_init: np.ndarray, sigma: float):
         """ICP at threshold 3σ; when that is coarser than 2 voxels, continue coarse-to-fine down to one voxel.
