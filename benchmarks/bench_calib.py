@@ -37,8 +37,13 @@ def main() -> None:
     ap.add_argument("--pipeline", type=int, default=None, metavar="SEED",
                     help="also run the pipeline on this seed's log with the start, refined and true calibration")
     ap.add_argument("--pipeline-frames", type=int, default=100)
+    ap.add_argument("--imu-only", action="store_true", help="only the IMU rows on ground-truth motion")
     args = ap.parse_args()
+    if args.imu_only:
+        imu(args.seeds)
+        return
     if not args.real_only and args.seeds:
+        imu(args.seeds)
         synthetic(args)
     if not args.synthetic_only:
         real(args.draws)
@@ -86,6 +91,34 @@ def synthetic(args) -> None:
               f"{total:7.0f}", flush=True)
 
 
+def imu(seeds: str, frames: int = 200) -> None:
+    """Time offset (IMU clock 20 ms ahead) and IMU-LiDAR rotation (1.3 deg off) on the true
+    LiDAR motion of ``frames``-frame logs: the estimators alone, without odometry error."""
+    from fuse4d.calib.hand_eye import estimate_rotation, gyro_rotations, rotation_vectors
+    from fuse4d.calib.lie import np_so3_exp, rotation_error_deg
+    from fuse4d.calib.time_offset import estimate_time_offset
+    from fuse4d.data.synthetic import split_of, synthesize
+    from fuse4d.data.types import ImuSamples
+    from fuse4d.geometry import invert
+    print(f"IMU estimators on true LiDAR motion, {frames}-frame logs")
+    print(f"{'case':24s} {'dt err ms':>9s} {'std ms':>7s} {'exc':>3s} {'imu rot err°':>12s} {'std°':>6s} {'exc':>3s}")
+    for seed in (int(s) for s in seeds.split(",")):
+        seq = synthesize(seed=seed, frames=frames)
+        T = seq.gt_poses @ seq.calibration.T_body_lidar
+        rel = np.stack([invert(T[i - 1]) @ T[i] for i in range(1, len(T))])
+        t0, t1 = seq.timestamps[:-1], seq.timestamps[1:]
+        b = rotation_vectors(rel)
+        te = estimate_time_offset(t0, t1, np.linalg.norm(b, axis=1),
+                                  ImuSamples(seq.imu.t + 0.020, seq.imu.acc, seq.imu.gyro))
+        R_err = np_so3_exp(np.radians([1.0, -0.7, 0.5]))
+        re = estimate_rotation(gyro_rotations(seq.imu, t0, t1), b @ R_err.T, t1 - t0)
+        err = rotation_error_deg(re.R_body_lidar, seq.calibration.T_body_lidar[:3, :3] @ R_err.T)
+        print(f"{'synthetic ' + split_of(seed) + ' seed ' + str(seed):24s} {abs(te.offset_s - 0.02) * 1e3:9.3f} "
+              f"{te.std_s * 1e3:7.3f} {'y' if te.excited else 'n':>3s} {err:12.3f} "
+              f"{np.linalg.norm(re.std_deg):6.3f} {'y' if re.excited else 'n':>3s}", flush=True)
+    print()
+
+
 def real(draws: int) -> None:
     """Single real frames: LiDAR-camera refinement from ``draws`` random 2 deg / 10 cm starts."""
     from fuse4d.calib.config import CalibConfig
@@ -109,7 +142,7 @@ def real(draws: int) -> None:
                               T_body_lidar=np.eye(4))
             cases[f"pjlab {name}"] = (Frame(0, 0.0, image=p["image"], points=p["points"]), cal)
     print(f"\n{'real frame':22s} {'draw':>4s} {'rot°':>6s} {'→':>6s} {'trans m':>8s} {'→':>7s} {'std°':>6s} "
-          f"{'std m':>6s} {'LC s':>6s} {'jit s':>6s}")
+          f"{'std m':>6s} {'exc':>3s} {'LC s':>6s} {'jit s':>6s}")
     for name, (frame, cal) in cases.items():
         ef = edge_frame(frame, cal)
         T_true = cal.T_cam_lidar
@@ -117,12 +150,14 @@ def real(draws: int) -> None:
         for k in range(draws):
             T0 = perturb(T_true, 2.0, 0.1, np.random.default_rng([k, 99]))
             est = refine_extrinsic([ef], cal.K, T0, CalibConfig())
-            T = est.T_cam_lidar
+            # as calibrate_sequence applies it: an unexcited rotation keeps the start (flag "n")
+            T = est.T_cam_lidar if est.rot_excited else T0
             e = (rotation_error_deg(T[:3, :3], T_true[:3, :3]), float(np.linalg.norm(T[:3, 3] - T_true[:3, 3])))
             errs.append(e)
             print(f"{name:22s} {k:4d} {rotation_error_deg(T0[:3, :3], T_true[:3, :3]):6.2f} {e[0]:6.3f} "
                   f"{np.linalg.norm(T0[:3, 3] - T_true[:3, 3]):8.3f} {e[1]:7.3f} {est.std_rot_deg:6.3f} "
-                  f"{est.std_trans_m:6.3f} {est.seconds:6.1f} {est.compile_seconds:6.1f}", flush=True)
+                  f"{est.std_trans_m:6.3f} {'y' if est.rot_excited else 'n':>3s} {est.seconds:6.1f} "
+                  f"{est.compile_seconds:6.1f}", flush=True)
         a = np.asarray(errs)
         m, w = np.median(a, axis=0), a.max(axis=0)
         print(f"{name:22s} {'med':>4s} {'':6s} {m[0]:6.3f} {'':8s} {m[1]:7.3f}")

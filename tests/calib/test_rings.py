@@ -1,9 +1,9 @@
-"""Scan rows of a sweep stored in firing order (no ring field): the beams come back from
-the clusters of the points' elevations (the pjlab PCDs), never from a spread-out cloud."""
+"""Rings of a sweep stored in firing order (no ring field): the beams come back from the
+clusters of the points' elevations (the pjlab PCDs), never from a spread-out cloud."""
 
 import numpy as np
 
-from fuse4d.calib.features import elevation_rings, scan_rows
+from fuse4d.calib.features import elevation_rings
 
 
 def _firing_order_sweep(beams: np.ndarray, columns: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -22,7 +22,7 @@ def _firing_order_sweep(beams: np.ndarray, columns: int = 600, seed: int = 0) ->
 def test_rings_from_elevation_clusters_of_a_non_uniform_64_beam_lidar():
     beams = np.r_[np.linspace(-25, -6, 20), np.linspace(-5.9, 2.0, 40), np.linspace(3, 15, 4)]  # 0.2 deg near 0
     pts, beam = _firing_order_sweep(beams)
-    rows = scan_rows(pts)  # no beams/FOV given, not stored ring after ring
+    rows = elevation_rings(np.degrees(np.arctan2(pts[:, 2], np.hypot(pts[:, 0], pts[:, 1]))))
     assert len(np.unique(rows)) == 64
     assert np.array_equal(rows, beam)  # sorted by elevation, as the beams are
 
@@ -38,8 +38,8 @@ def test_pjlab_sweeps_have_64_rings(shared):
     for name in ("manual_calib", "auto_calib"):
         p = load_opencalib_pair(shared("pjlab_sensorscalib", "lidar2camera", name, "data"))
         pts = p["points"][np.linalg.norm(p["points"][:, :3], axis=1) > 1.0]
-        rows = scan_rows(pts)
-        assert len(np.unique(rows)) == 64, name
         el = np.degrees(np.arctan2(pts[:, 2], np.hypot(pts[:, 0], pts[:, 1])))
+        rows = elevation_rings(el)
+        assert len(np.unique(rows)) == 64, name
         spread = max(np.ptp(el[rows == k]) for k in range(64))
         assert spread < 0.15, name  # one beam each (adjacent beams are 0.16 deg apart or more)
