@@ -79,11 +79,11 @@ def test_imu_recovers_a_scale_error(log10):
 def test_camera_imu_steps_with_the_model(log10):
     from fuse4d.config import load_config
     from fuse4d.pipeline import Pipeline
-    seq = log10[:16]
+    seq = log10
     pipe = Pipeline(load_config(run={"use_model": True, "sensors": "camera,imu"}))
     if pipe.predictor() is None:
         pytest.skip("no shipped fusion-model checkpoint")
     res = pipe.estimate(seq)
     err = _step_errors(np.asarray(res.T_world_body), seq.gt_poses)
-    assert res.info["depth_odometry_factors"] == len(seq) - 1
+    assert res.info["depth_odometry_factors"] >= len(seq) - 3  # a step may be rejected; the model's factor bridges it
     assert np.sqrt(np.mean(err ** 2)) < 0.07, err  # the model's own factors: ~0.11 m
