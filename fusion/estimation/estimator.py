@@ -77,6 +77,9 @@ class Estimator:
         imu = check_imu(imu, path)
         self.frame = "body" if self.has_imu or self.needs_model else "lidar"  # camera-only: body = camera
         X = calib.T_body_lidar if self.has_imu else np.eye(4)
+        # without gravity, a LiDAR-frame world takes the body's axes at the start (level on level ground):
+        # the LiDAR's own mounting tilt would otherwise tilt every map of the run
+        self._R_body_lidar = np.asarray(calib.T_body_lidar, float)[:3, :3].copy()
         self.imu_noise = with_sampling_noise(imu, ImuNoise.from_dict(calib.imu_noise))  # 10 Hz OXTS: wider
         self.frontend = Frontend(self.config, X, imu, use_imu=self.has_imu and self.config.use_imu,
                                  lidar_timing=lidar_timing, lidar_deskewed=lidar_deskewed)
@@ -178,6 +181,8 @@ class Estimator:
         timings.update(fe.lo.timings)
         timings["pose_graph"] = time.perf_counter() - tic
         T_world_odom = self._world_alignment(out.T[0], fe.gravity)
+        if fe.gravity is None and self.frame == "lidar":
+            T_world_odom = make_T(self._R_body_lidar, np.zeros(3)) @ T_world_odom
         T = T_world_odom @ out.T
         R_wo = T_world_odom[:3, :3]
         vel = None if out.velocities is None else out.velocities @ R_wo.T

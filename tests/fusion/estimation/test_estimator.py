@@ -240,3 +240,19 @@ def test_network_factors_only_bridge_steps_the_lidar_did_not_register(box_world)
     plain, gaps, every = run(None), run("gaps"), run("all")
     assert np.abs(gaps - plain).max() < 1e-9
     assert np.abs(every - plain)[:, :3, 3].max() > 0.01
+
+
+def test_lidar_only_world_takes_the_body_axes(box_world):
+    """Without gravity, the world's axes are the body's at the start: a LiDAR mounted 2° nose-down
+    does not tilt the run's world (and its maps); the origin stays at the first LiDAR pose."""
+    from fuse4d.data.types import Calibration, Sequence
+    from fuse4d.fusion.estimation.lie import so3_exp
+    base = box_world.sequence(3)
+    T_bl = np.eye(4)
+    T_bl[:3, :3] = so3_exp(np.radians([0.0, 2.0, 0.0]))
+    seq = Sequence(base.timestamps, lambda i: base[i], Calibration(T_body_lidar=T_bl), {"lidar"}, None,
+                   base.gt_poses, base.metadata, base.name)
+    res = estimate_trajectory(seq)
+    assert res.frame == "lidar"
+    np.testing.assert_allclose(res.T_world_body[0][:3, :3], T_bl[:3, :3], atol=1e-9)
+    np.testing.assert_allclose(res.T_world_body[0][:3, 3], 0.0, atol=1e-9)
