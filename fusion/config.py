@@ -104,6 +104,8 @@ class TrainConfig:
         split_prob: probability that a window runs as two halves with the recurrent state.
         corrupt_prob: probability per sample and modality of a corruption.
         loss weights: w_depth, w_sem, w_dyn, w_pose, w_gate, w_point.
+        sem_balance: exponent of the class-balanced semantic loss (per-class weight
+            ``frequency^-sem_balance`` over the pool's labels; 0 = plain cross-entropy).
         threads: torch CPU threads; log_every / ckpt_every: steps.
         cache_dir: where the rendered pool is cached (None = no cache).
     """
@@ -125,6 +127,7 @@ class TrainConfig:
     w_pose: float = 0.2
     w_gate: float = 0.5
     w_point: float = 1.0
+    sem_balance: float = 0.0
     threads: int = 1
     log_every: int = 25
     ckpt_every: int = 200
@@ -142,6 +145,9 @@ class TrainSetup:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: set by training, not read from YAML: per-class semantic loss weights ``[classes]``
+    #: derived from the pool (keys "pixels", "points"; empty = plain cross-entropy)
+    class_weights: dict = field(default_factory=dict)
 
 
 def _build(cls, d: dict[str, Any] | None, section: str):

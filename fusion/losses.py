@@ -55,12 +55,16 @@ def depth_conf_loss(depth: torch.Tensor, conf: torch.Tensor, gt: torch.Tensor,
     return _masked_mean(conf * err - alpha * torch.log(conf.clamp_min(_EPS)), valid)
 
 
-def semantic_loss(logits: torch.Tensor, gt: torch.Tensor, ignore_index: int = 0) -> torch.Tensor:
+def semantic_loss(logits: torch.Tensor, gt: torch.Tensor, ignore_index: int = 0,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
     """Pixel-wise cross-entropy over the classes of ``data/classes.py``.
 
     Args:
         logits: ``[B, S, C, H, W]`` unnormalised class scores.
         gt: ``[B, S, H, W]`` int64 class ids; ``ignore_index`` (0 = unlabeled) is skipped.
+        weight: optional ``[C]`` weight per class id (0 = unlabeled, unused); the loss is then
+            the weighted mean ``Σ w[y]·CE / Σ w[y]`` (rare classes count more, see
+            :func:`class_balance_weights`).
     Returns:
         scalar mean over labelled pixels (0 when none is labelled).
     """
@@ -68,7 +72,32 @@ def semantic_loss(logits: torch.Tensor, gt: torch.Tensor, ignore_index: int = 0)
     flat_logits = logits.reshape(B * S, C, H, W)
     flat_gt = gt.reshape(B * S, H, W).long()
     per_pixel = F.cross_entropy(flat_logits, flat_gt, ignore_index=ignore_index, reduction="none")
-    return _masked_mean(per_pixel, flat_gt != ignore_index)
+    mask = (flat_gt != ignore_index).to(per_pixel.dtype)
+    if weight is not None:
+        mask = mask * weight.to(per_pixel)[flat_gt.clamp(0, weight.numel() - 1)]
+    return (per_pixel * mask).sum() / mask.sum().clamp_min(1e-6)
+
+
+def class_balance_weights(counts, power: float = 0.5, cap: float = 10.0) -> torch.Tensor:
+    """Per-class loss weights from label counts: ``(f_c)^-power`` normalised so that the
+    frequency-weighted mean weight is 1, capped at ``cap``; class 0 (unlabeled) and classes
+    never seen get weight 1.
+
+    Args:
+        counts: ``[C]`` label counts per class id (index 0 = unlabeled, not counted).
+        power: 0 = plain cross-entropy, 0.5 = inverse square-root frequency, 1 = inverse.
+    Returns:
+        ``[C]`` float32 weights.
+    """
+    import numpy as np
+    c = np.asarray(counts, np.float64).copy()
+    c[0] = 0
+    f = c / max(c.sum(), 1.0)
+    w = np.ones_like(f)
+    seen = f > 0
+    w[seen] = f[seen] ** -power
+    w[seen] /= float((f[seen] * w[seen]).sum())
+    return torch.as_tensor(np.minimum(w, cap), dtype=torch.float32)
 
 
 def dynamic_loss(logit: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

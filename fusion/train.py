@@ -29,7 +29,8 @@ from fuse4d.fusion.config import TrainSetup, load_train_config
 from fuse4d.fusion.data_pool import build_pool
 from fuse4d.fusion.model import FusionModel
 
-from fuse4d.fusion.losses import depth_conf_loss, dynamic_loss, pose_residual, semantic_loss
+from fuse4d.fusion.losses import (class_balance_weights, depth_conf_loss, dynamic_loss, pose_residual,
+                                  semantic_loss)
 
 #: pose error scales (m, rad) of the L1 pose term
 POSE_SCALE = (0.1, 0.01)
@@ -47,11 +48,13 @@ def compute_losses(out: dict, tgt: dict, setup: TrainSetup, first_has_prev: bool
         f = tgt["depth"].shape[-1] // out["depth"].shape[-1]          # heads decode at a lower resolution
         sub = {k: tgt[k][..., ::f, ::f] for k in ("depth", "semantics", "dynamic")}
         terms["depth"] = tc.w_depth * depth_conf_loss(out["depth"], out["depth_conf"], sub["depth"])
-        terms["sem"] = tc.w_sem * semantic_loss(out["sem_logits"], sub["semantics"])
+        terms["sem"] = tc.w_sem * semantic_loss(out["sem_logits"], sub["semantics"],
+                                                weight=setup.class_weights.get("pixels"))
         terms["dyn"] = tc.w_dyn * dynamic_loss(out["dyn_logit"], sub["dynamic"])
     if "point_sem_logits" in out and bool(tgt["range_mask"].any()):
         m = tgt["range_mask"]
-        terms["point_sem"] = tc.w_point * semantic_loss(out["point_sem_logits"], tgt["range_sem"] * m)
+        terms["point_sem"] = tc.w_point * semantic_loss(out["point_sem_logits"], tgt["range_sem"] * m,
+                                                        weight=setup.class_weights.get("points"))
         terms["point_dyn"] = tc.w_point * dynamic_loss(out["point_dyn_logit"], tgt["range_dyn"], m)
     valid = torch.isfinite(tgt["T_rel"]).flatten(-2).all(-1)
     valid[:, 0] &= first_has_prev
@@ -67,6 +70,15 @@ def compute_losses(out: dict, tgt: dict, setup: TrainSetup, first_has_prev: bool
     if bool(present.any()):
         terms["gate"] = tc.w_gate * F.binary_cross_entropy_with_logits(gl[present], gt[present])
     return terms
+
+
+def pool_class_weights(pool: list[dict], power: float, classes: int) -> dict[str, torch.Tensor]:
+    """Semantic loss weights ``[classes]`` (one per class id, 0 = unlabeled) for pixels and
+    LiDAR points from the label counts of the training pool
+    (:func:`fusion.losses.class_balance_weights`)."""
+    px = sum(np.bincount(d["semantics"].ravel(), minlength=classes)[:classes] for d in pool)
+    pt = sum(np.bincount(d["range_sem"].ravel(), minlength=classes)[:classes] for d in pool)
+    return {"pixels": class_balance_weights(px, power), "points": class_balance_weights(pt, power)}
 
 
 def lr_at(step: int, setup: TrainSetup) -> float:
@@ -180,6 +192,10 @@ def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | Non
             raise DataError(last, f"cannot resume from this checkpoint ({str(e).splitlines()[0][:160]})") from None
         echo(f"resuming from {last} at step {start}")
     pool = build_pool(tc, setup.model if dist is None else dist.pool_config, echo=echo)
+    if tc.sem_balance > 0:
+        setup.class_weights = pool_class_weights(pool, tc.sem_balance, setup.model.classes)
+        echo("class-balanced semantics: " + ", ".join(
+            f"{k} [{' '.join(f'{w:.2f}' for w in v[1:].tolist())}]" for k, v in setup.class_weights.items()))
     meta = {"config": {"model": setup.model.to_dict(), "train": {k: getattr(tc, k) for k in tc.__dataclass_fields__}},
             "config_path": config_path, "device": str(device),
             **({} if distill_from is None else {"distill_from": str(distill_from)})}

@@ -11,7 +11,7 @@ import torch
 
 from fuse4d.fusion.losses import (depth_conf_loss, dynamic_loss, epipolar_loss, match_descriptors,
                                   pose_nll, pose_to_matrix, projection_consistency_loss, sampson_distance,
-                                  fundamental_matrix, semantic_loss)
+                                  fundamental_matrix, semantic_loss, class_balance_weights)
 
 torch.manual_seed(0)
 
@@ -78,6 +78,29 @@ class TestSemantic:
         assert semantic_loss(wrong, gt).item() < 1e-6
         # every pixel unlabeled → 0, not NaN
         assert semantic_loss(perfect, torch.zeros_like(gt)).item() == 0.0
+
+    def test_class_weights_known_answer(self):
+        # two labelled pixels, class 1 right (CE = a) and class 2 wrong (CE = b)
+        logits = torch.zeros(1, 1, 3, 1, 2)
+        logits[0, 0, 1, 0, 0] = 2.0
+        logits[0, 0, 1, 0, 1] = 2.0
+        gt = torch.tensor([[[[1, 2]]]])
+        ce = torch.nn.functional.cross_entropy(logits[0, 0].permute(1, 2, 0).reshape(-1, 3), gt.reshape(-1),
+                                               reduction="none")
+        a, b = ce.tolist()
+        w = torch.tensor([1.0, 0.5, 3.0])
+        assert semantic_loss(logits, gt).item() == pytest.approx((a + b) / 2, rel=1e-6)
+        assert semantic_loss(logits, gt, weight=w).item() == pytest.approx((0.5 * a + 3 * b) / 3.5, rel=1e-6)
+        assert semantic_loss(logits, gt, weight=torch.ones(3)).item() == pytest.approx((a + b) / 2, rel=1e-6)
+
+    def test_class_balance_weights(self):
+        # frequencies 0.8 / 0.2 (unlabeled ignored), inverse square root, mean weight 1
+        w = class_balance_weights([1000, 80, 20, 0], power=0.5)
+        s = 0.8 / math.sqrt(0.8) + 0.2 / math.sqrt(0.2)
+        assert w.tolist() == pytest.approx([1.0, 1 / math.sqrt(0.8) / s, 1 / math.sqrt(0.2) / s, 1.0], rel=1e-6)
+        assert float(0.8 * w[1] + 0.2 * w[2]) == pytest.approx(1.0, rel=1e-6)
+        assert class_balance_weights([0, 50, 50], power=0.5).tolist() == pytest.approx([1, 1, 1])
+        assert class_balance_weights([0, 1, 0, 10 ** 6], power=1.0, cap=10.0)[1].item() == 10.0
 
 
 class TestDynamic:
@@ -297,3 +320,13 @@ def test_match_descriptors_recovers_shift():
     assert x_i[:, 0].min() == pytest.approx(3.5) and x_i[:, 1].max() == pytest.approx(43.5)
     # a threshold above every similarity yields no matches
     assert len(match_descriptors(desc, noisy, (48, 64), min_similarity=1.01)[0]) == 0
+
+
+def test_pool_class_weights_from_counts():
+    import numpy as np
+    from fuse4d.fusion.train import pool_class_weights
+    pool = [{"semantics": np.array([[0, 1, 1, 1, 2]], np.uint8), "range_sem": np.array([[1, 2, 0]], np.uint8)}]
+    w = pool_class_weights(pool, 1.0, 3)
+    # pixels: f = 3/4, 1/4 → inverse frequency normalised to a mean of 1: 1/(2·0.75), 1/(2·0.25)
+    assert w["pixels"].tolist() == pytest.approx([1.0, 2 / 3, 2.0], rel=1e-6)
+    assert w["points"].tolist() == pytest.approx([1.0, 1.0, 1.0], rel=1e-6)
