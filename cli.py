@@ -368,15 +368,16 @@ app.add_typer(model_app, name="model")
 
 @model_app.command("export")
 def model_export(
-    onnx: Path = typer.Option(..., "--onnx", help="write the camera+LiDAR+IMU graph (dynamic window size) here"),
+    onnx: Path = typer.Option(..., "--onnx", help="write the graph (dynamic window size) here"),
     int8: bool = typer.Option(False, "--int8", help="int8 convolutions (onnxruntime static quantisation, calibrated on synthetic training frames)"),
     checkpoint: Optional[Path] = typer.Option(None, help="fusion-model checkpoint (default: the one shipped)"),
+    sensors: str = typer.Option("camera,lidar,imu", help="the graph's sensor set: camera,lidar,imu or camera,imu"),
 ) -> None:
     """Export the fusion model's trunk and heads as ONNX (needs the onnx extra)."""
     def go():
         from fuse4d.fusion.onnx_export import export_onnx
         from fuse4d.fusion.predict import Predictor
-        typer.echo(f"wrote {export_onnx(Predictor.from_checkpoint(checkpoint).model, onnx, int8=int8)}")
+        typer.echo(f"wrote {export_onnx(Predictor.from_checkpoint(checkpoint).model, onnx, int8=int8, sensors=sensors)}")
     _guarded(go)
 
 

@@ -6,8 +6,9 @@
 
 Variants: fp32, bf16 (CPU autocast), int8 (torch dynamic quantisation), ONNX fp32, int8
 (onnxruntime static QDQ: int8 convolutions calibrated on synthetic TRAIN seeds) and
-int8-dyn (onnxruntime dynamic: int8 MatMul weights) (camera+LiDAR+IMU graph; skipped when
-onnx/onnxruntime are absent or the model cannot be traced), token merging at ratios 0.25
+int8-dyn (onnxruntime dynamic: int8 MatMul weights) (the camera+LiDAR+IMU graph, and the
+camera+IMU graph for the ATE column; skipped when onnx/onnxruntime are absent or the model
+cannot be traced; ckpt MB is the camera+LiDAR+IMU graph's), token merging at ratios 0.25
 and 0.5, and the distilled student (``--student``, default ``fusion/weights/student.pt``
 when it exists; run at its own, smaller resolution).
 
@@ -19,7 +20,7 @@ same repetition), peak extra resident memory of one 32-frame forward, checkpoint
 depth AbsRel, semantic mIoU, pixel dynamic IoU and the network's relative-pose RMSE; and the
 camera+IMU ATE (m, SE(3)-aligned, median over the seeds): the engine's poses
 (``Pipeline.estimate`` with the log cut to camera and IMU, the variant's pose factors), as
-``benchmarks/bench_model_poses.py`` runs it (n/a for the ONNX graphs, which take LiDAR).
+``benchmarks/bench_model_poses.py`` runs it.
 """
 
 from __future__ import annotations
@@ -48,21 +49,26 @@ def in_memory(seq):
 
 
 class OnnxModel(torch.nn.Module):
-    """An onnxruntime session behind the ``FusionModel.forward`` contract (camera+LiDAR+IMU
-    windows whose frames all have every sensor); ``attn_tokens`` are not in the graph (zeros)."""
+    """onnxruntime sessions behind the ``FusionModel.forward`` contract: the camera+LiDAR+IMU
+    graph for windows with LiDAR, the camera+IMU graph for windows without (every frame of a
+    window having every sensor); ``attn_tokens`` are not in the graphs (zeros)."""
 
-    def __init__(self, path, model, threads):
+    def __init__(self, paths: dict, model, threads):
         super().__init__()
         from fuse4d.fusion.onnx_export import initial_state, onnx_session
-        self.sess, self.cfg = onnx_session(path, threads), model.cfg
-        self.s0 = initial_state(model)
+        self.sess = {frozenset(k): onnx_session(p, threads) for k, p in paths.items()}
+        self.cfg, self.s0 = model.cfg, initial_state(model)
 
     def forward(self, inputs, state=None, attn=False):
-        from fuse4d.fusion.onnx_export import OUTPUTS, run_onnx
+        from fuse4d.fusion.onnx_export import graph_io, run_onnx
+        sensors = frozenset({"image": "camera", "range": "lidar", "imu": "imu"}[k] for k in ("image", "range", "imu")
+                            if inputs.get(k) is not None)
+        if sensors not in self.sess or any(not bool(v.all()) for k, v in inputs.items() if k.endswith("_valid")):
+            raise ValueError(f"no ONNX graph for a window of {sorted(sensors)} with every frame complete")
+        names, outs = graph_io(sensors)
         st = self.s0 if state is None else (state["tokens"], state["last_cam"])
-        o = {k: torch.from_numpy(v) for k, v in run_onnx(self.sess, inputs["image"], inputs["lidar_view"],
-                                                         inputs["range"], inputs["imu"], *st).items()}
-        out = {k: o[k] for k in OUTPUTS[:-2]}
+        o = {k: torch.from_numpy(v) for k, v in run_onnx(self.sess[sensors], *(inputs[n] for n in names[:-2]), *st).items()}
+        out = {k: o[k] for k in outs[:-2]}
         out["state"] = {"tokens": o["state_tokens_out"], "last_cam": o["last_cam_out"]}
         B, S = o["depth"].shape[:2]
         P = self.cfg.patch_grid[0] * self.cfg.patch_grid[1]
@@ -90,10 +96,11 @@ def build_variants(model, threads, tmp: Path, names=VARIANTS, student=None) -> t
             size[name] = state_dict_bytes(v[name]) if name in ("int8", "student") else fp32_bytes
     try:
         from fuse4d.fusion.onnx_export import export_onnx
+        from fuse4d.fusion.onnx_export import GRAPHS
         for name, q in (("onnx", False), ("onnx-int8", "static"), ("onnx-int8-dyn", "dynamic")):
             if name in names:
-                p = export_onnx(model, tmp / f"{name}.onnx", int8=q)
-                v[name], size[name] = OnnxModel(p, model, threads), p.stat().st_size
+                paths = {g: export_onnx(model, tmp / f"{name}-{'-'.join(g)}.onnx", int8=q, sensors=g) for g in GRAPHS}
+                v[name], size[name] = OnnxModel(paths, model, threads), paths[GRAPHS[0]].stat().st_size
     except Exception as e:  # onnx absent, or a model version the tracer cannot follow
         print(f"# ONNX variants skipped: {str(e).splitlines()[0][:160]}", file=sys.stderr)
     return {k: v[k] for k in VARIANTS if k in v}, size
@@ -229,8 +236,8 @@ def main(argv=None) -> None:
                         fps[k][S].append(S / (time.perf_counter() - t0))
             mem = {k: peak_rss(lambda v=v: v(inputs(v, 32))) for k, v in variants.items()}
         acc = {k: heldout_metrics(v, seqs) for k, v in variants.items()}
-        for k, v in variants.items():    # the ONNX graph is camera+LiDAR+IMU: it cannot run camera+IMU windows
-            acc[k]["ate_cam_imu"] = float("nan") if isinstance(v, OnnxModel) else heldout_ate(v, seqs)
+        for k, v in variants.items():    # the ONNX variants run their camera+IMU graph here
+            acc[k]["ate_cam_imu"] = heldout_ate(v, seqs)
     rs = {k: {S: [a / b for a, b in zip(fps[k][S], fps["fp32"][S])] for S in (8, 32)} for k in variants}
     ratio = {k: {S: statistics.median(rs[k][S]) for S in (8, 32)} for k in variants}
 

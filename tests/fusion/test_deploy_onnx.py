@@ -12,8 +12,8 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from fuse4d.errors import ConfigError, DataError  # noqa: E402
-from fuse4d.fusion.onnx_export import (INPUTS, OUTPUTS, ExportableModel, example_inputs,  # noqa: E402
-                                       export_onnx, initial_state, onnx_session, run_onnx)
+from fuse4d.fusion.onnx_export import (INPUTS, OUTPUTS, OUTPUTS_CAM_IMU, ExportableModel,  # noqa: E402
+                                       example_inputs, export_onnx, initial_state, onnx_session, run_onnx)
 from fuse4d.fusion.predict import Predictor  # noqa: E402
 
 ATOL, RTOL = 1e-4, 1e-5      # |onnx - torch| <= ATOL + RTOL * |torch| (depth reaches 80 m)
@@ -55,6 +55,42 @@ def test_onnx_matches_torch(exported, S):
         ref2 = ExportableModel(model)(*x2, ref[-2], ref[-1])
     out2 = run_onnx(sess, *x2, out["state_tokens_out"], out["last_cam_out"])
     np.testing.assert_allclose(out2["pose_t"], ref2[OUTPUTS.index("pose_t")].numpy(), atol=ATOL, rtol=RTOL)
+
+
+def test_camera_imu_graph_matches_torch(exported):
+    """The visual-inertial graph: no LiDAR inputs or point outputs, same 1e-4 agreement, the
+    LiDAR gate absent (NaN) as in torch, and the state handed on drives the next window."""
+    model, _, d = exported
+    path = export_onnx(model, d / "fusion_cam_imu.onnx", sensors="camera,imu")
+    sess = onnx_session(path)
+    assert [i.name for i in sess.get_inputs()] == ["image", "imu", "state_tokens", "last_cam"]
+    assert [o.name for o in sess.get_outputs()] == list(OUTPUTS_CAM_IMU)
+    st = initial_state(model)
+    for S in (2, 6):                       # dynamic window size
+        x = example_inputs(model.cfg, S, seed=S, sensors=("camera", "imu"))
+        assert [t.shape[1] for t in x] == [S, S] and x[0].dim() == 5
+        with torch.no_grad():
+            ref = ExportableModel(model, ("imu", "camera"))(*x, *st)
+            full = model({"image": x[0], "imu": x[1]}, {"tokens": st[0], "last_cam": st[1]})
+        out = run_onnx(sess, *x, *st)
+        for k, r in zip(OUTPUTS_CAM_IMU, ref):
+            r = r.numpy()
+            assert out[k].shape == r.shape, k
+            assert np.array_equal(np.isnan(out[k]), np.isnan(r)), k
+            err = np.nan_to_num(np.abs(out[k] - r) - RTOL * np.abs(r))
+            assert err.max() <= ATOL, (k, float(err.max()))
+        torch.testing.assert_close(ref[0], full["depth"], rtol=0, atol=0)    # the wrapper is the model itself
+        g = out["gates"][0]
+        assert np.isnan(g[:, 1]).all() and np.isfinite(g[:, [0, 2]]).all()  # rgb, lidar, imu, depth
+    x2 = example_inputs(model.cfg, 3, seed=50, sensors=("camera", "imu"))
+    with torch.no_grad():
+        ref2 = ExportableModel(model, ("camera", "imu"))(*x2, ref[-2], ref[-1])
+    out2 = run_onnx(sess, *x2, out["state_tokens_out"], out["last_cam_out"])
+    np.testing.assert_allclose(out2["pose_t"], ref2[OUTPUTS_CAM_IMU.index("pose_t")].numpy(), atol=ATOL, rtol=RTOL)
+    with pytest.raises(ValueError, match="takes 4 inputs"):
+        run_onnx(sess, *example_inputs(model.cfg, 2), *st)
+    with pytest.raises(ConfigError, match="camera,imu"):
+        export_onnx(model, d / "lidar_only.onnx", sensors="lidar")
 
 
 @pytest.fixture(scope="module")
