@@ -197,9 +197,14 @@ class Pipeline:
         T_out_lidar = T_out_body @ seq.calibration.T_body_lidar
         state, pos, last = None, 0, None
         depth_odo = None if predictor is None else depth_odometry_for(seq)
+        # the model's point classes follow a geometric ground mask, in the odometry's level frame
+        seg = _stage("fuse4d.mapping.ground", "segment_ground") if predictor is not None else None
         for window in seq.windows(self.config.run.window):
             # the LiDAR odometry runs first: its sweep motion moves the points to the camera's stamp
-            recs = [est.step(window[k]) for k in range(len(window))]
+            frames = [window[k] for k in range(len(window))]
+            recs = [est.step(f) for f in frames]
+            ground = None if seg is None else [None if f.points is None else seg(f.points[:, :3] @ (
+                seq.calibration.T_body_lidar if r is None else r.T @ T_out_lidar)[:3, :3].T) for f, r in zip(frames, recs)]
             motions = None
             if predictor is not None and any(r is not None for r in recs):
                 from fuse4d.fusion.inputs import lidar_motions
@@ -212,9 +217,9 @@ class Pipeline:
                 wp = read_prediction(store, pos, pos + len(window))     # resumed: a committed window
                 state = load_state(store, pos + len(window))
             elif predictor is not None and store is None:               # poses only (estimate())
-                wp, state = predictor.predict(window, state=state, motions=motions)
+                wp, state = predictor.predict(window, state=state, motions=motions, ground=ground)
             elif predictor is not None:
-                wp, state = predictor.predict(window, state=state, motions=motions)
+                wp, state = predictor.predict(window, state=state, motions=motions, ground=ground)
                 write_prediction(store, pos, wp)
                 save_state(store, state, pos + len(window))
                 store.mark_done(pos + len(window))  # write, then mark done: a kill resumes after this window
@@ -222,7 +227,7 @@ class Pipeline:
                 A = np.kron(np.eye(2), T_out_body[:3, :3])  # rotate translation and rotation blocks into the output frame
                 # geometric translation from the model's metric depth: each step the LiDAR did not register
                 for i, j, T, C in [] if depth_odo is None else window_factors(
-                        depth_odo, window[k], wp, k, pos + k, recs[k] is None or recs[k].status != "ok"):
+                        depth_odo, frames[k], wp, k, pos + k, recs[k] is None or recs[k].status != "ok"):
                     est.add_depth_factor(i, j, T_out_body @ T @ np.linalg.inv(T_out_body), A @ C @ A.T)
                 if wp is not None and pos + k > 0 and np.isfinite(wp.T_prev_cur[k]).all():
                     T = T_out_body @ wp.T_prev_cur[k] @ np.linalg.inv(T_out_body)

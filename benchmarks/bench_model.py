@@ -58,7 +58,21 @@ def odometry_motions(seq: Sequence, sensors) -> list | None:
         from fuse4d.fusion.inputs import lidar_motions
         res = estimate_trajectory(with_sensors(seq, {"lidar", "imu"} & set(sensors)))
         _MOTIONS[key] = lidar_motions(res.T_world_lidar, np.asarray(seq.timestamps))
+        _LEVEL[key] = res.T_world_lidar[:, :3, :3]
     return _MOTIONS[key]
+
+
+_LEVEL: dict = {}
+
+
+def ground_masks(seq: Sequence, sensors) -> list | None:
+    """Per-frame geometric ground mask of the LiDAR points in the odometry's level frame (as the
+    engine gives the model), or None without LiDAR."""
+    if odometry_motions(seq, sensors) is None:
+        return None
+    from fuse4d.mapping.ground import segment_ground
+    R = _LEVEL[(id(seq), "imu" in sensors)]
+    return [None if seq[i].points is None else segment_ground(seq[i].points[:, :3] @ R[i].T) for i in range(len(seq))]
 
 
 def run_log(pred: Predictor, seq: Sequence, sensors, window: int = 8):
@@ -66,8 +80,11 @@ def run_log(pred: Predictor, seq: Sequence, sensors, window: int = 8):
     enter moved to the camera stamp by the odometry's sweep motion, as in ``fuse4d run``."""
     state, out, pos = None, [], 0
     motions = odometry_motions(seq, sensors)
+    ground = ground_masks(seq, sensors)
     for w in seq.windows(window):
-        wp, state = pred.predict(w, set(sensors), state, None if motions is None else motions[pos:pos + len(w)])
+        sl = slice(pos, pos + len(w))
+        wp, state = pred.predict(w, set(sensors), state, None if motions is None else motions[sl],
+                                 ground=None if ground is None else ground[sl])
         out.append(wp)
         pos += len(w)
     return out

@@ -73,6 +73,20 @@ def _se3(t: np.ndarray, r: np.ndarray) -> np.ndarray:
     return T
 
 
+def ground_constrained_labels(logits: np.ndarray, ground: np.ndarray) -> np.ndarray:
+    """Point classes ``[N]`` uint8 from class scores ``[N, C]``, where a geometric ground mask
+    ``[N]`` (bool) decides ground vs. not: ground points take the best-scoring ground class
+    (``data.classes.GROUND``), others the best of the remaining labelled classes. The range view
+    is coarse far out, where the model alone mixes up the road with walls and terrain."""
+    from fuse4d.data.classes import GROUND
+    C = logits.shape[1]
+    is_ground = np.zeros(C, bool)
+    is_ground[[c for c in GROUND if c < C]] = True
+    allowed = np.where(np.asarray(ground, bool)[:, None], is_ground[None], ~is_ground[None])
+    allowed[:, 0] = False                                 # never "unlabeled"
+    return np.where(allowed, logits, -np.inf).argmax(1).astype(np.uint8)
+
+
 class Predictor:
     """Runs a :class:`FusionModel` on windows of a :class:`~fuse4d.data.types.Sequence`.
 
@@ -119,7 +133,7 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, window, sensors: set[str] | None = None, state: dict | None = None,
-                motions: list | None = None) -> tuple[WindowPrediction, dict]:
+                motions: list | None = None, ground: list | None = None) -> tuple[WindowPrediction, dict]:
         """Predict one window.
 
         Args:
@@ -129,6 +143,9 @@ class Predictor:
             motions: per frame, the LiDAR's ``(T_prev_cur [4, 4], dt s)`` over the sweep, or None
                 (:func:`~fuse4d.fusion.inputs.lidar_motions` of the LiDAR odometry): points are moved
                 to the camera's stamp before they are projected into it. None = as captured.
+            ground: per frame, ``[N_i]`` bool geometric ground mask of its LiDAR points (or None):
+                a ground point takes the best of the ground classes (road, sidewalk, terrain), any
+                other point the best of the rest (:func:`ground_constrained_labels`).
 
         Returns:
             the :class:`WindowPrediction` and the state for the next window.
@@ -158,7 +175,7 @@ class Predictor:
         if routed:
             g = out["gates"]
             out["gates"] = torch.cat([g[..., :1], torch.full_like(g[..., 1:2], float("nan")), g[..., 2:3], g[..., 1:2]], -1)
-        wp = self._to_prediction(window, frames, out, aux, state is not None, calib)
+        wp = self._to_prediction(window, frames, out, aux, state is not None, calib, ground)
         if routed and wp.depth is not None:
             for i, f in enumerate(frames):
                 if f.depth is not None and f.depth.shape == wp.depth[i].shape:
@@ -170,7 +187,7 @@ class Predictor:
                           "time_outputs_s": time.perf_counter() - t2})
         return wp, {"model": out["state"], "ref": aux["ref"]}
 
-    def _to_prediction(self, window, frames, out, aux, has_state, calib) -> WindowPrediction:
+    def _to_prediction(self, window, frames, out, aux, has_state, calib, ground=None) -> WindowPrediction:
         S = len(frames)
         T_br = T_body_ref(calib, aux["ref"])
         T_ref = _se3(out["pose_t"][0].double().numpy(), out["pose_r"][0].double().numpy())
@@ -209,6 +226,10 @@ class Predictor:
                 if rc is None:
                     wp.point_semantics.append(np.zeros(n, np.uint8))
                     wp.point_dynamic.append(np.zeros(n, np.float32))
+                elif ground is not None and ground[i] is not None and len(ground[i]) == n:
+                    logits = out["point_sem_logits"][0, i][:, rc[0], rc[1]].T.numpy()      # [N, C]
+                    wp.point_semantics.append(ground_constrained_labels(logits, ground[i]))
+                    wp.point_dynamic.append(dyn[i][rc])
                 else:
                     wp.point_semantics.append(sem_lab[i][rc])
                     wp.point_dynamic.append(dyn[i][rc])

@@ -28,7 +28,7 @@ class OraclePredictor:
     def __init__(self, noise: float = 0.0, seed: int = 0):
         self.noise, self.rng, self.calls = noise, np.random.default_rng(seed), []
 
-    def predict(self, window, sensors=None, state=None, motions=None):
+    def predict(self, window, sensors=None, state=None, motions=None, ground=None):
         frames = [window[k] for k in range(len(window))]
         self.calls.append((list(window.indices), state))
         S, gt = len(frames), window.gt_poses

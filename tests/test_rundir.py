@@ -38,7 +38,7 @@ STUB = textwrap.dedent('''
         def __init__(self, delay=0.0, calls=None):
             self.delay, self.calls = delay, calls
 
-        def predict(self, window, sensors=None, state=None, motions=None):
+        def predict(self, window, sensors=None, state=None, motions=None, ground=None):
             if self.calls is not None:
                 with open(self.calls, "a") as f:
                     f.write(f"{int(window.indices[0])}\\n")
@@ -228,7 +228,7 @@ def test_failed_overwrite_leaves_previous_run_whole(world, stub_module, tmp_path
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     class Failing(StubPredictor):
-        def predict(self, window, sensors=None, state=None, motions=None):
+        def predict(self, window, sensors=None, state=None, motions=None, ground=None):
             if window.indices[0] >= 2 * WINDOW:
                 raise DataError(Path("frame.png"), "cannot decode image")
             return super().predict(window, sensors, state)

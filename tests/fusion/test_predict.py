@@ -12,7 +12,7 @@ from fuse4d.data.types import Sequence
 from fuse4d.errors import DataError
 from fuse4d.fusion.config import ModelConfig
 from fuse4d.fusion.model import FusionModel
-from fuse4d.fusion.predict import SHIPPED_CHECKPOINT, Predictor, load_checkpoint
+from fuse4d.fusion.predict import SHIPPED_CHECKPOINT, Predictor, ground_constrained_labels, load_checkpoint
 from fuse4d.fusion.train import save_weights
 
 SMALL = ModelConfig(image_size=(32, 96), dim=32, heads=2, blocks=1, range_size=(16, 128), registers=1,
@@ -60,6 +60,25 @@ def test_sensor_subsets_and_nan_gates(seq, small):
     assert wp.point_semantics is None and np.isnan(wp.gates[:, 1:]).all()
     with pytest.raises(DataError, match="none of the sensors"):
         small.predict(seq[0:2], sensors=set())
+
+
+def test_ground_constrained_point_classes(seq, small):
+    from fuse4d.data.classes import BUILDING, CAR, GROUND, ROAD, TERRAIN
+    # scores [N, C]: a ground point scored "building" first takes its best ground class, a wall
+    # point scored "road" first its best non-ground class; "unlabeled" (0) is never chosen
+    s = np.full((3, 10), -5.0)
+    s[0, [0, BUILDING, TERRAIN]] = [9, 3, 1]
+    s[1, [ROAD, CAR]] = [4, 2]
+    s[2, [ROAD, TERRAIN]] = [1, 2]
+    assert ground_constrained_labels(s, np.array([True, False, True])).tolist() == [TERRAIN, CAR, TERRAIN]
+    # in a prediction: every point on the mask gets a ground class, every other point does not
+    f0, f1 = seq[0], seq[1]
+    mask = [np.arange(len(f0.points)) % 2 == 0, None]
+    wp, _ = small.predict(seq[0:2], ground=mask)
+    assert np.isin(wp.point_semantics[0][mask[0]], GROUND).all()
+    assert not np.isin(wp.point_semantics[0][~mask[0]], GROUND).any()
+    free, _ = small.predict(seq[0:2])
+    assert np.array_equal(wp.point_semantics[1], free.point_semantics[1])      # frame without a mask
 
 
 def test_checkpoint_errors(tmp_path):
