@@ -1,35 +1,18 @@
-"""Motion compensation of a LiDAR sweep with per-point capture times.
+"""Sweep timing and IMU-path motion compensation of a LiDAR sweep.
 
-Each point captured ``τ`` seconds from the frame stamp is moved into the
-sensor frame at the stamp: ``p' = T_stamp_τ p``. The motion ``T_stamp_τ``
-comes from a motion model evaluated on a few dozen time bins (the exact pose
-of each bin, gathered per point), so the cost is one matrix product per point
-whatever model is used: constant velocity (:func:`constant_velocity_motion`)
-or IMU-propagated poses (:func:`trajectory_motion`).
+The deskew itself and the frame-to-frame motion models (``deskew``, ``MotionModel``,
+``constant_velocity_motion``, ``polynomial_motion``) live in the stage-neutral
+:mod:`fuse4d.deskew`, shared with mapping, calibration and the model's inputs; they are
+re-exported here for the estimation code. This module adds the IMU-propagated model
+(:func:`trajectory_motion`) and the azimuth timing of sweeps without per-point times.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from fuse4d.fusion.estimation.lie import interpolate_pose
-
-#: ``motion(τ [K]) -> T_stamp_τ [K, 4, 4]``
-MotionModel = Callable[[np.ndarray], np.ndarray]
-
-
-def constant_velocity_motion(T_prev_curr: np.ndarray, dt: float) -> MotionModel:
-    """Motion model of a sensor that moved by ``T_prev_curr [4, 4]`` over the last ``dt`` seconds.
-
-    Raises:
-        ValueError: ``dt <= 0``.
-    """
-    if dt <= 0:
-        raise ValueError(f"frame interval must be positive, got {dt}")
-    return lambda tau: interpolate_pose(T_prev_curr, np.asarray(tau) / dt)
+from fuse4d.deskew import MotionModel, constant_velocity_motion, deskew, polynomial_motion  # noqa: F401 (re-exported)
 
 
 def trajectory_motion(t: np.ndarray, T_ref_x: np.ndarray, t_stamp: float) -> MotionModel:
@@ -71,42 +54,6 @@ def trajectory_motion(t: np.ndarray, T_ref_x: np.ndarray, t_stamp: float) -> Mot
         return out
 
     return motion
-
-
-def deskew(points: np.ndarray, point_time: np.ndarray | None, motion: MotionModel | None,
-           bins: int = 64) -> np.ndarray:
-    """Move every point of a sweep into the sensor frame at the frame stamp.
-
-    Args:
-        points: ``[N, C]`` (xyz metres first), sensor frame.
-        point_time: ``[N]`` seconds relative to the stamp, or None (returned unchanged).
-        motion: ``T_stamp_τ`` model, or None (returned unchanged).
-        bins: number of time bins the motion is evaluated on.
-
-    Returns:
-        ``[N, C]`` copy with xyz compensated (same dtype).
-
-    Raises:
-        ValueError: ``point_time`` length differs from ``points``.
-    """
-    if point_time is None or motion is None or len(points) == 0:
-        return points
-    tau = np.asarray(point_time, dtype=np.float64).reshape(-1)
-    if len(tau) != len(points):
-        raise ValueError(f"point_time has {len(tau)} entries for {len(points)} points")
-    lo, hi = float(tau.min()), float(tau.max())
-    if hi - lo < 1e-9:
-        edges = np.array([lo])
-        which = np.zeros(len(tau), dtype=np.int64)
-    else:
-        edges = np.linspace(lo, hi, bins)
-        which = np.clip(np.rint((tau - lo) / (hi - lo) * (bins - 1)).astype(np.int64), 0, bins - 1)
-    T = motion(edges)  # [B, 4, 4]
-    xyz = points[:, :3].astype(np.float64)
-    R, t = T[which, :3, :3], T[which, :3, 3]
-    out = points.copy()
-    out[:, :3] = (np.einsum("nij,nj->ni", R, xyz) + t).astype(points.dtype)
-    return out
 
 
 def azimuth_time(points: np.ndarray, timing: dict) -> np.ndarray:

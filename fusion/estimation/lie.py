@@ -54,18 +54,3 @@ def se3_log(T: np.ndarray) -> np.ndarray:
     """Inverse of :func:`se3_exp`: ``[..., 4, 4]`` → ``[..., 6]`` (translation, rotation vector)."""
     T = np.asarray(T, dtype=np.float64)
     return np.concatenate([T[..., :3, 3], so3_log(T[..., :3, :3])], -1)
-
-
-def interpolate_pose(T: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Poses along the constant-velocity path from identity to ``T [4, 4]``.
-
-    Args:
-        T: relative motion ``[4, 4]`` over one unit of ``s``.
-        s: ``[K]`` fractions (negative or above 1 extrapolate).
-
-    Returns:
-        ``[K, 4, 4]``: rotation ``Exp(s·Log R)``, translation ``s·t``.
-    """
-    s = np.asarray(s, dtype=np.float64).reshape(-1, 1)
-    xi = se3_log(T)[None, :] * s
-    return se3_exp(xi)
