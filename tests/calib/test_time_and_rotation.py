@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fuse4d.calib.hand_eye import estimate_rotation, gyro_rotations, rotation_vectors
-from fuse4d.calib.lie import np_so3_exp, rotation_error_deg
+from fuse4d.calib.lie import np_so3_exp, np_so3_log, rotation_error_deg
 from fuse4d.calib.time_offset import estimate_time_offset
 from fuse4d.data.synthetic import synthesize
 from fuse4d.data.types import ImuSamples
@@ -70,3 +70,40 @@ def test_no_motion_is_a_clear_error():
     n = 50
     with pytest.raises(DataError, match="no motion"):
         estimate_rotation(np.zeros((n, 3)), np.zeros((n, 3)), np.full(n, 0.1))
+
+
+def test_rotation_keeps_start_about_unexcited_axis():
+    """Yaw-only turns with small pitch/roll wobble: the mount's yaw about the body's vertical is
+    not determined and keeps the start; pitch/roll of the mount are still recovered."""
+    rng = np.random.default_rng(3)
+    n = 150
+    R_true = np_so3_exp(np.radians([0.0, 0.0, 90.0]))  # LiDAR yawed 90 deg in the body
+    a = np.zeros((n, 3))
+    a[:, 2] = np.radians(rng.uniform(-3, 3, n))                # yaw per interval (body)
+    a[:, :2] = np.radians(0.01) * rng.standard_normal((n, 2))  # tiny wobble: yaw of the mount unobservable
+    b = a @ R_true + np.radians(0.005) * rng.standard_normal((n, 3))  # b = R^T a, LiDAR frame
+    start_err = np_so3_exp(np.radians([0.6, -0.5, 0.8]))
+    R_init = start_err @ R_true
+    est = estimate_rotation(a, b, np.full(n, 0.1), R_init)
+    assert not est.excited and est.applied
+    assert len(est.weak_axes) == 1 and abs(est.weak_axes[0, 2]) > 0.99  # the body's vertical
+    e = np.degrees(np_so3_log(est.R_body_lidar @ R_true.T))
+    assert abs(e[0]) < 0.1 and abs(e[1]) < 0.1     # pitch/roll of the mount recovered from 0.6/0.5 deg
+    assert abs(e[2] - 0.8) < 0.1                   # yaw kept at the start's
+    assert est.notes and "start is kept" in est.notes[0]
+
+
+def test_gyro_deskew_rotation_and_offset():
+    """A constant yaw rate: the sweep's rotation from the gyro, in the LiDAR frame, at the offset."""
+    from fuse4d.calib.motion import GyroDeskew
+    t = np.arange(0, 2, 0.005)
+    w = np.where(t > 1.0, 0.5, 0.0)               # the turn starts at IMU time 1.0 s
+    imu = ImuSamples(t, np.zeros((len(t), 3)), np.stack([0 * t, 0 * t, w], 1))
+    R_bl = np_so3_exp(np.radians([0.0, 90.0, 0.0]))  # body z = LiDAR -x
+    m = GyroDeskew(imu, 0.02, R_bl).motion(1.08, np.array([10.0, 0, 0]))  # IMU time 1.10 s at the stamp
+    T = m(np.array([-0.1, -0.05, 0.0]))
+    ang = np_so3_log(T[:, :3, :3])
+    # at τ=-0.1 the body was at IMU time 1.00 (turn start): 0.1 s · 0.5 rad/s behind, about LiDAR x
+    assert np.allclose(ang[0], [0.05, 0, 0], atol=2e-3)
+    assert np.allclose(ang[1], [0.025, 0, 0], atol=2e-3) and np.allclose(ang[2], 0, atol=1e-9)
+    assert np.allclose(T[0, :3, 3], [-1.0, 0, 0])
