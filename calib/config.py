@@ -46,6 +46,10 @@ class CalibConfig:
         min_rotation_deg: hand-eye/time-offset intervals rotating less than this are
             ignored; fewer than ``min_motion_pairs`` such intervals = "no motion".
         min_motion_pairs: see above.
+        motion_passes: most LiDAR odometry passes for the IMU estimates: each pass deskews
+            the sweeps with the gyro at the previous pass's offset and rotation (the first at
+            the start calibration's); passes stop once the offset moves < 1 ms and the
+            rotation < 0.2 deg.
         max_std_deg / max_std_m / max_std_ms: an estimate whose standard deviation
             exceeds these is flagged ``excited: false`` and not applied.
     """
@@ -71,6 +75,7 @@ class CalibConfig:
     time_search_s: float = 0.2
     min_rotation_deg: float = 0.3
     min_motion_pairs: int = 10
+    motion_passes: int = 3
     max_std_deg: float = 0.5
     max_std_m: float = 0.1
     max_std_ms: float = 5.0
