@@ -38,6 +38,7 @@ from fuse4d.data.types import Sequence
 from fuse4d.errors import DataError
 from fuse4d.fileio import atomic_write_text
 from fuse4d.outputs import load_state, read_prediction, save_state, write_prediction
+from fuse4d.progress import frame_bar
 from fuse4d.result import Result
 from fuse4d.runplots import plot_maps, plot_model_outputs
 
@@ -193,7 +194,7 @@ class Pipeline:
                             depth_sensor=bool(seq.metadata.get("depth_sensor", False)),
                             lidar_deskewed=bool(seq.metadata.get("lidar_deskewed", False)))
         T_out_body = np.eye(4) if est.frame == "body" else np.linalg.inv(seq.calibration.T_body_lidar)
-        bar = _progress(progress, len(seq), f"{'model + ' if predictor else ''}estimating {seq.name}")
+        bar = frame_bar(progress, len(seq), f"{'model + ' if predictor else ''}estimating {seq.name}")
         T_out_lidar = T_out_body @ seq.calibration.T_body_lidar
         state, pos, last = None, 0, None
         depth_odo = None if predictor is None else depth_odometry_for(seq)
@@ -254,7 +255,9 @@ class Pipeline:
         depth = store.root["frames/depth"] if "frames/depth" in store else None
         pixel_dyn = store.root["frames/dynamic"] if "frames/dynamic" in store else None
         win, wp = self.config.run.window, None
-        bar = _progress(progress, len(seq), "dynamics and maps")
+        # static points take their occupancy voxel's class once the map has seen the road ahead
+        relabel = None if maps is None or model_sem is None else _stage("fuse4d.mapping.relabel", "MapLabels")(maps.occupancy)
+        bar = frame_bar(progress, len(seq), "dynamics and maps")
         for i in range(len(seq)):
             T = T_world_body[i]
             frame = seq[i]
@@ -289,7 +292,17 @@ class Pipeline:
                 store.write_points("dynamic" + _STAGED, i, [_values(p_dyn, n, np.float32, np.nan)])
             if maps is not None and "lidar" in seq.sensors:
                 store.write_points("ground", i, [_values(ground, n, np.uint8, 0)])
+            if relabel is not None:
+                sem = _values(None if i >= len(model_sem) else model_sem[i], n, np.uint8, 0)
+                pw = None if n == 0 or not np.isfinite(T).all() else \
+                    frame.points[:, :3] @ (T @ seq.calibration.T_body_lidar)[:3, :3].T + (T @ seq.calibration.T_body_lidar)[:3, 3]
+                for j, lab in relabel.add(i, pw, sem, None if p_dyn is None else p_dyn > 0.5,
+                                          None if ground is None else ground > 0,
+                                          None if n == 0 else np.linalg.norm(frame.points[:, :3], axis=1)):
+                    store.write_points("semantics" + _STAGED, j, [lab])
             bar.update(1)
+        for j, lab in [] if relabel is None else relabel.flush():
+            store.write_points("semantics" + _STAGED, j, [lab])
         bar.close()
         for stage in (dyn, maps):
             if stage is not None:
@@ -362,15 +375,16 @@ def _values(a: np.ndarray | None, n: int, dtype, fill) -> np.ndarray:
     return np.full(n, fill, dtype) if a is None or len(a) != n else np.asarray(a, dtype)
 
 
-#: suffix of pass 3's dynamic arrays while it runs: the model's ``lidar/dynamic`` and ``frames/dynamic`` stay
+#: suffix of pass 3's arrays while it runs: the model's ``lidar/dynamic``, ``lidar/semantics`` and ``frames/dynamic`` stay
 #: intact until the pass is complete, so a pass 3 re-run after a kill reads the model's values, not its own
 _STAGED = ".pass3"
 
 
 def _swap_staged(store) -> None:
-    """Move pass 3's staged ``lidar/dynamic`` and ``frames/dynamic`` over the model's (each a folder rename)."""
+    """Move pass 3's staged ``lidar/dynamic``, ``lidar/semantics`` and ``frames/dynamic`` over the
+    model's (each a folder rename)."""
     from fuse4d.data.zarr_log import swap_into_place
-    for name in ("lidar/dynamic", "frames/dynamic"):
+    for name in ("lidar/dynamic", "lidar/semantics", "frames/dynamic"):
         if (store.path / (name + _STAGED)).is_dir():
             swap_into_place(store.path / (name + _STAGED), store.path / name)
 
@@ -379,19 +393,3 @@ def _name(predictor) -> str | None:
     if predictor is None:
         return None
     return str(getattr(predictor, "name", None) or type(predictor).__name__)
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(enabled: bool, total: int, desc: str):
-    """A tqdm bar with frames/s when ``enabled``, else a no-op."""
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="frame")

@@ -81,7 +81,11 @@ def test_model_outputs_land_in_the_store_with_design_names(seq, tmp_path):
     counts = [len(seq[i].points) for i in range(20)]
     np.testing.assert_array_equal(np.diff(offsets), counts)
     sem = store.read_points("semantics")
-    np.testing.assert_array_equal(sem[7], seq[7].point_semantics)
+    # near points keep the model's class; far static points take their map voxel's (mapping/relabel.py),
+    # which for this oracle model changes a few boundary points only
+    near = np.linalg.norm(seq[7].points[:, :3], axis=1) <= 10.0
+    np.testing.assert_array_equal(sem[7][near], seq[7].point_semantics[near])
+    assert np.mean(sem[7] == seq[7].point_semantics) > 0.95
     assert store.root["lidar/semantics"].dtype == np.uint8 and store.root["lidar/dynamic"].dtype == np.float32
     gates = store.read("gates")
     assert gates.shape == (20, 3) and gates.dtype == np.float32 and np.all(gates == 1.0)
