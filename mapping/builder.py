@@ -254,7 +254,8 @@ class MapBuilder:
         self.transient_cells = self.elevation.drop_transient(free.reshape(self.elevation.mean.shape))
         self._finished = {
             "occupancy": self.occupancy.arrays(),
-            "elevation": self.elevation.layers(cfg.max_slope_deg, cfg.max_step, cfg.max_roughness),
+            "elevation": self.elevation.layers(cfg.max_slope_deg, cfg.max_step, cfg.max_roughness,
+                                               cfg.elevation_top_residual),
             "points": self.points.arrays(),
             "mesh": None if self.mesher is None else self.mesher.mesh(),
         }

@@ -25,7 +25,9 @@ class MappingConfig:
     Elevation: elevation_resolution, elevation_max_range (m, farther points are left
         out of the elevation map), elevation_sigma0 (m, range-independent height
         noise), elevation_sigma_per_m (height noise per metre of range),
-        max_slope_deg, max_step (m), max_roughness (m): the traversability rule.
+        max_slope_deg, max_step (m), max_roughness (m): the traversability rule;
+        elevation_top_residual (m: a cell's height is its top, the mean raised by the local
+        plane's gradient, where the 3 × 3 plane fit leaves at most this RMS; elsewhere the mean).
     Mesh (TSDF, Open3D VoxelBlockGrid): mesh (on/off), tsdf_voxel (m; None = 0.1 m for
         LiDAR depth, 0.02 m for depth cameras), tsdf_trunc_voxels (truncation in
         voxels), mesh_max_depth (m), mesh_every (integrate every n-th frame).
@@ -57,6 +59,7 @@ class MappingConfig:
     max_slope_deg: float = 20.0
     max_step: float = 0.25
     max_roughness: float = 0.1
+    elevation_top_residual: float = 0.04
     mesh: bool = True
     tsdf_voxel: float | None = None
     tsdf_trunc_voxels: float = 4.0
@@ -76,6 +79,8 @@ class MappingConfig:
             raise ConfigError(f"MappingConfig.l_miss and l_min must be < 0, got {self.l_miss}, {self.l_min}")
         if self.ground_window < 1 or self.ground_window % 2 == 0:
             raise ConfigError(f"MappingConfig.ground_window must be an odd number >= 1, got {self.ground_window}")
+        if not self.elevation_top_residual >= 0:
+            raise ConfigError(f"MappingConfig.elevation_top_residual must be >= 0, got {self.elevation_top_residual!r}")
         if not self.label_range >= 0:
             raise ConfigError(f"MappingConfig.label_range must be >= 0, got {self.label_range!r}")
         if not 0 < self.carve_core <= 1:

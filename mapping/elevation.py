@@ -9,7 +9,9 @@ measurement more than 3 standard deviations *above* the cell replaces it (a high
 surface was found: the map holds the top surface), one more than 3 below is
 ignored (a lower surface under an overhang). The grid is dense and grows (by
 whole tiles) as the map extends; cells are ``[i, i+1) × resolution`` from
-``anchor``.
+``anchor``. The exported height is the cell's top, not the mean of its points: on a
+slope the points average to the centre's height, which lies below the cell's highest
+surface (:func:`cell_maximum`).
 """
 
 from __future__ import annotations
@@ -191,8 +193,13 @@ class ElevationMap:
         """``[H, W]`` uint8 class of each cell's top surface (0 where unobserved/unlabelled)."""
         return np.where(self.hist.any(-1), self.hist.argmax(-1), 0).astype(np.uint8)
 
-    def layers(self, max_slope_deg: float = 20.0, max_step: float = 0.25, max_roughness: float = 0.1) -> dict:
+    def layers(self, max_slope_deg: float = 20.0, max_step: float = 0.25, max_roughness: float = 0.1,
+               top_max_residual: float = 0.04) -> dict:
         """Every layer of the map (the store's ``maps/elevation`` group).
+
+        ``height`` is each cell's top (:func:`cell_maximum` of the fused mean heights, with
+        ``top_max_residual``); traversability is judged on the mean heights (the surface sampled
+        at the cell centres: the top's slope-dependent offset would read as roughness).
 
         Returns:
             ``height``, ``variance``, ``min``, ``max`` float32 ``[H, W]`` (NaN = unobserved),
@@ -200,8 +207,9 @@ class ElevationMap:
             ``origin [2]`` m, ``resolution`` m.
         """
         sem = self.semantics()
+        height = cell_maximum(self.mean, self.res, top_max_residual)
         trav = traversability(self.mean, sem, self.res, max_slope_deg, max_step, max_roughness)
-        return {"height": self.mean.copy(), "variance": self.var.copy(), "min": self.zmin.copy(),
+        return {"height": height, "variance": self.var.copy(), "min": self.zmin.copy(),
                 "max": self.zmax.copy(), "traversable": trav, "semantics": sem,
                 "origin": self.origin.copy(), "resolution": self.res}
 
@@ -214,19 +222,15 @@ def _neighbours(h: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
             for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
 
 
-def traversability(height: np.ndarray, semantics: np.ndarray, resolution: float, max_slope_deg: float = 20.0,
-                   max_step: float = 0.25, max_roughness: float = 0.1) -> np.ndarray:
-    """Traversable cells of an elevation grid.
-
-    A cell is traversable when its top surface is of a ground class (road, sidewalk,
-    terrain), the plane fitted to its 3 × 3 neighbourhood is less steep than
-    ``max_slope_deg``, the RMS residual to that plane is below ``max_roughness`` m, and
-    no observed 8-neighbour differs in height by more than ``max_step`` m.
+def plane_fit(height: np.ndarray, resolution: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares plane through each cell's observed 3 × 3 neighbourhood.
 
     Args:
-        height: ``[H, W]`` m, NaN = unobserved. semantics: ``[H, W]`` class ids.
+        height: ``[H, W]`` m, NaN = unobserved. resolution: cell edge, m.
     Returns:
-        ``[H, W]`` uint8: 1 yes, 0 no, 255 unknown (unobserved).
+        ``(gx, gy, rough, step, n)``, each ``[H, W]``: the plane's gradient along rows and
+        columns (m/m), the RMS residual to it (m), the largest height difference to an observed
+        8-neighbour (m) and the number of observed cells in the window (0 where unobserved).
     """
     h = np.asarray(height, np.float64)
     obs = np.isfinite(h)
@@ -264,6 +268,41 @@ def traversability(height: np.ndarray, semantics: np.ndarray, resolution: float,
             res = np.where(okn, nb - np.where(obs, h, 0.0) - (c0 + gx * di * resolution + gy * dj * resolution), 0.0)
             rss += res * res
         rough = np.sqrt(rss / np.maximum(n, 1))
+    return gx, gy, rough, step, np.asarray(n, np.int64) * obs
+
+
+def cell_maximum(mean: np.ndarray, resolution: float, max_residual: float = 0.04, min_cells: int = 6) -> np.ndarray:
+    """Highest point of each cell's surface ``[H, W]`` m from the cells' mean heights ``[H, W]``.
+
+    A cell's points average to the height at its centre, but the map holds the top of the cell
+    (its highest surface, the ground truth's and an obstacle map's convention): on a plane of
+    gradient ``(gx, gy)`` the top lies ``(|gx| + |gy|) · resolution / 2`` above the centre.
+    The gradient is the 3 × 3 plane fit's (:func:`plane_fit`) where at least ``min_cells`` cells
+    are observed and the fit leaves at most ``max_residual`` m RMS (a smooth surface); elsewhere
+    (walls, object edges, sparse cells) the mean is kept. A 15 cm kerb leaves ~3.5 cm and
+    reads as a slope: its cells are raised by up to ~4 cm.
+    """
+    gx, gy, rough, _, n = plane_fit(mean, resolution)
+    smooth = (n >= min_cells) & (rough <= max_residual)
+    return np.where(smooth, mean + 0.5 * resolution * (np.abs(gx) + np.abs(gy)), mean).astype(np.float32)
+
+
+def traversability(height: np.ndarray, semantics: np.ndarray, resolution: float, max_slope_deg: float = 20.0,
+                   max_step: float = 0.25, max_roughness: float = 0.1) -> np.ndarray:
+    """Traversable cells of an elevation grid.
+
+    A cell is traversable when its top surface is of a ground class (road, sidewalk,
+    terrain), the plane fitted to its 3 × 3 neighbourhood is less steep than
+    ``max_slope_deg``, the RMS residual to that plane is below ``max_roughness`` m, and
+    no observed 8-neighbour differs in height by more than ``max_step`` m.
+
+    Args:
+        height: ``[H, W]`` m, NaN = unobserved. semantics: ``[H, W]`` class ids.
+    Returns:
+        ``[H, W]`` uint8: 1 yes, 0 no, 255 unknown (unobserved).
+    """
+    gx, gy, rough, step, _ = plane_fit(height, resolution)
+    obs = np.isfinite(np.asarray(height, np.float64))
     slope = np.degrees(np.arctan(np.hypot(gx, gy)))
     ok = np.isin(semantics, GROUND) & (slope <= max_slope_deg) & (rough <= max_roughness) & (step <= max_step)
     out = np.where(ok, 1, 0).astype(np.uint8)
