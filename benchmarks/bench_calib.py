@@ -13,6 +13,7 @@ CPU seconds of the LiDAR-camera solve and jit compile seconds are separate colum
 
 Run: python benchmarks/bench_calib.py [--seeds 0,10,20] [--frames 150] [--calib-frames 40]
      [--real-only | --synthetic-only] [--draws 3] [--pipeline SEED]
+     python benchmarks/bench_calib.py --imu-e2e --seeds 0,10,20,1 --frames 150
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ def main() -> None:
                     help="also run the pipeline on this seed's log with the start, refined and true calibration")
     ap.add_argument("--pipeline-frames", type=int, default=100)
     ap.add_argument("--imu-only", action="store_true", help="only the IMU rows on ground-truth motion")
+    ap.add_argument("--imu-e2e", action="store_true",
+                    help="only the IMU estimates end to end (LiDAR odometry on the log, as fuse4d calib runs them)")
     args = ap.parse_args()
     if args.imu_only:
         imu(args.seeds)
+        return
+    if args.imu_e2e:
+        imu_end_to_end(args.seeds, args.frames)
         return
     if not args.real_only and args.seeds:
         imu(args.seeds)
@@ -117,6 +123,30 @@ def imu(seeds: str, frames: int = 200) -> None:
               f"{te.std_s * 1e3:7.3f} {'y' if te.excited else 'n':>3s} {err:12.3f} "
               f"{np.linalg.norm(re.std_deg):6.3f} {'y' if re.excited else 'n':>3s}", flush=True)
     print()
+
+
+def imu_end_to_end(seeds: str, frames: int) -> None:
+    """Time offset and IMU-LiDAR rotation from a seeded 20 ms / 1 deg error, with the motion
+    from ``calibrate_sequence``'s own LiDAR odometry (the LiDAR-camera part is skipped)."""
+    from fuse4d.calib.calibrate import calibrate_sequence
+    from fuse4d.calib.config import CalibConfig
+    from fuse4d.calib.io import with_calibration_error
+    from fuse4d.data.synthetic import split_of, synthesize
+    print(f"IMU estimates end to end (LiDAR odometry), {frames}-frame logs, from 2 deg / 10 cm / 20 ms")
+    print(f"{'case':24s} {'dt ms':>5s} {'→':>6s} {'std':>5s} {'per pass ms':>20s} {'imu°':>5s} {'→':>6s} "
+          f"{'determ.':>7s} {'std° x/y/z':>17s} {'weak axis':>18s} {'odo s':>6s} {'total s':>7s}")
+    for seed in (int(s) for s in seeds.split(",")):
+        bad, truth = with_calibration_error(synthesize(seed=seed, frames=frames), 2.0, 0.1, 20.0, seed)
+        tic = time.perf_counter()
+        r = calibrate_sequence(bad, CalibConfig(lidar_camera=False), truth=truth).report
+        total = time.perf_counter() - tic
+        passes = "/".join(f"{x:.2f}" for x in r["time_offset_passes_ms"])
+        weak = " ".join(f"({','.join(f'{c:+.1f}' for c in w)})" for w in r["imu_rot_weak_axes"]) or "-"
+        print(f"{'synthetic ' + split_of(seed) + ' seed ' + str(seed):24s} {r['time_offset_err_ms_before']:5.1f} "
+              f"{r['time_offset_err_ms']:6.3f} {r['time_offset_std_ms']:5.2f} {passes:>20s} "
+              f"{r['imu_rot_err_deg_before']:5.2f} {r['imu_rot_err_deg']:6.3f} {r['imu_rot_err_determined_deg']:7.3f} "
+              f"{'/'.join(f'{x:.2f}' for x in r['imu_rot_std_deg']):>17s} {weak:>18s} {r['odometry_s']:6.0f} "
+              f"{total:7.0f}", flush=True)
 
 
 def real(draws: int) -> None:
