@@ -23,6 +23,13 @@ from fuse4d.fusion.inputs import T_body_ref, camera_points, window_inputs
 from fuse4d.fusion.sparse_depth import lidar_depth_image, refine_with_lidar
 from fuse4d.fusion.model import FusionModel
 
+#: logit adjustment of the pixel classes (Menon et al., ICLR 2021): ``logit − τ·log prior`` with the
+#: training pool's class frequencies undoes the bias of cross-entropy towards frequent classes.
+#: τ = 0.5 chosen on val seeds 1/11/21 (pixel mIoU with LiDAR 0.582 → 0.598; τ = 1 gave 0.550).
+#: Applied only when the window has depth input (LiDAR or a depth camera): camera-only it lost
+#: 0.007 on val. LiDAR point classes are left alone (τ = 0.5 changed them by −0.001).
+LOGIT_ADJUST_TAU = 0.5
+
 #: the checkpoint that ships inside the package
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "tiny.pt"
 
@@ -101,14 +108,21 @@ class Predictor:
     Args:
         model: the network (eval mode); name: shown in ``extras``; threads: torch CPU
         threads (None = leave torch's setting).
+        class_prior: ``[classes]`` training frequency of each pixel class (a checkpoint's
+            ``meta["class_prior_pixels"]``); None = no logit adjustment.
     """
 
     def __init__(self, model: FusionModel, name: str = "fusion", threads: int | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", class_prior=None):
         if precision != "fp32":   # bf16 autocast / int8 dynamic quantisation (fusion/quantize.py)
             from fuse4d.fusion.quantize import apply_precision
             model = apply_precision(model, precision)
         self.precision = precision
+        self.sem_adjust = None
+        if class_prior is not None and len(class_prior) == model.cfg.classes:
+            f = np.asarray(class_prior, np.float64)
+            adj = np.where(f > 0, LOGIT_ADJUST_TAU * np.log(np.maximum(f, 1e-12)), 0.0)
+            self.sem_adjust = torch.as_tensor(adj, dtype=torch.float32)[None, :, None, None]
         self.model = model.eval()
         self.cfg = model.cfg
         self.name = name
@@ -123,7 +137,8 @@ class Predictor:
         path = SHIPPED_CHECKPOINT if path is None else Path(path)
         ck = load_checkpoint(path)
         name = path.name if precision == "fp32" else f"{path.name}:{precision}"
-        return cls(build_model(ck, path), name=name, threads=threads, precision=precision)
+        return cls(build_model(ck, path), name=name, threads=threads, precision=precision,
+                   class_prior=(ck.get("meta") or {}).get("class_prior_pixels"))
 
     @classmethod
     def untrained(cls, cfg: ModelConfig | None = None, seed: int = 0) -> "Predictor":
@@ -169,6 +184,7 @@ class Predictor:
             inputs["lidar_view_valid"] = inputs.pop("depth_view_valid")
         if state is not None and state.get("ref") != aux["ref"]:
             state = None          # the sensor set changed: the state no longer fits
+        aux["depth_input"] = "lidar_view" in inputs or "range" in inputs
         t1 = time.perf_counter()
         out = self.model(inputs, None if state is None else state["model"], attn=True)
         t2 = time.perf_counter()
@@ -209,7 +225,10 @@ class Predictor:
             if aux["point_rc"] and any(rc is not None for rc in aux["point_rc"]):
                 self._refine_depth(wp, frames, aux, calib, gates[:, 1])
             wp.depth_conf = self._unwarp(warp, out["depth_conf"][0][:, None], 0.0, valid)[:, 0]
-            sem = warp.unwarp(out["sem_logits"][0]).argmax(1).numpy().astype(np.uint8)
+            logits = warp.unwarp(out["sem_logits"][0])
+            if self.sem_adjust is not None and aux.get("depth_input"):
+                logits = logits - self.sem_adjust.to(logits.dtype)
+            sem = logits.argmax(1).numpy().astype(np.uint8)
             sem[~valid] = 0
             wp.semantics = sem
             wp.dynamic = self._unwarp(warp, torch.sigmoid(out["dyn_logit"][0])[:, None], None, valid)[:, 0]

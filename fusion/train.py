@@ -72,13 +72,27 @@ def compute_losses(out: dict, tgt: dict, setup: TrainSetup, first_has_prev: bool
     return terms
 
 
+def pool_class_counts(pool: list[dict], classes: int) -> dict[str, np.ndarray]:
+    """Label counts ``[classes]`` (one per class id, 0 = unlabeled) of the training pool's
+    pixels and LiDAR points."""
+    px = sum(np.bincount(d["semantics"].ravel(), minlength=classes)[:classes] for d in pool)
+    pt = sum(np.bincount(d["range_sem"].ravel(), minlength=classes)[:classes] for d in pool)
+    return {"pixels": np.asarray(px, np.int64), "points": np.asarray(pt, np.int64)}
+
+
+def class_prior(counts: np.ndarray) -> list[float]:
+    """Class frequencies ``[classes]`` over the labelled classes (unlabeled gets 0), as stored in
+    checkpoints (``meta["class_prior_pixels"]``) for the predictor's logit adjustment."""
+    c = np.asarray(counts, np.float64).copy()
+    c[0] = 0
+    return (c / max(c.sum(), 1.0)).round(6).tolist()
+
+
 def pool_class_weights(pool: list[dict], power: float, classes: int) -> dict[str, torch.Tensor]:
     """Semantic loss weights ``[classes]`` (one per class id, 0 = unlabeled) for pixels and
     LiDAR points from the label counts of the training pool
     (:func:`fusion.losses.class_balance_weights`)."""
-    px = sum(np.bincount(d["semantics"].ravel(), minlength=classes)[:classes] for d in pool)
-    pt = sum(np.bincount(d["range_sem"].ravel(), minlength=classes)[:classes] for d in pool)
-    return {"pixels": class_balance_weights(px, power), "points": class_balance_weights(pt, power)}
+    return {k: class_balance_weights(v, power) for k, v in pool_class_counts(pool, classes).items()}
 
 
 def lr_at(step: int, setup: TrainSetup) -> float:
@@ -198,6 +212,7 @@ def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | Non
             f"{k} [{' '.join(f'{w:.2f}' for w in v[1:].tolist())}]" for k, v in setup.class_weights.items()))
     meta = {"config": {"model": setup.model.to_dict(), "train": {k: getattr(tc, k) for k in tc.__dataclass_fields__}},
             "config_path": config_path, "device": str(device),
+            "class_prior_pixels": class_prior(pool_class_counts(pool, setup.model.classes)["pixels"]),
             **({} if distill_from is None else {"distill_from": str(distill_from)})}
     model.train()
     t0, cpu0 = time.perf_counter(), time.process_time()

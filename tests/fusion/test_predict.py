@@ -81,6 +81,25 @@ def test_ground_constrained_point_classes(seq, small):
     assert np.array_equal(wp.point_semantics[1], free.point_semantics[1])      # frame without a mask
 
 
+def test_logit_adjustment_with_depth_input_only(seq):
+    from fuse4d.fusion.predict import LOGIT_ADJUST_TAU
+    plain = Predictor.untrained(SMALL)
+    prior = np.full(SMALL.classes, 0.2)
+    prior[0], prior[3] = 0.0, 1e-9           # a class hardly seen in training gets a large boost
+    adjusted = Predictor(plain.model, class_prior=prior)
+    assert adjusted.sem_adjust[0, 3, 0, 0].item() == pytest.approx(LOGIT_ADJUST_TAU * np.log(1e-9), rel=1e-5)
+    wp, _ = adjusted.predict(seq[0:2])
+    assert (wp.semantics == 3).all()
+    ref, _ = plain.predict(seq[0:2])
+    assert not (ref.semantics == 3).all()
+    a, _ = adjusted.predict(seq[0:2], sensors={"camera", "imu"})         # camera-only: no adjustment
+    b, _ = plain.predict(seq[0:2], sensors={"camera", "imu"})
+    assert np.array_equal(a.semantics, b.semantics)
+    ck = load_checkpoint(SHIPPED_CHECKPOINT)
+    assert len(ck["meta"]["class_prior_pixels"]) == ck["model_config"]["classes"]
+    assert Predictor.from_checkpoint().sem_adjust is not None
+
+
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(DataError, match="missing.pt: model checkpoint not found"):
         Predictor.from_checkpoint(tmp_path / "missing.pt")
