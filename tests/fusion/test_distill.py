@@ -173,5 +173,6 @@ def test_shipped_student_is_smaller_than_its_teacher_and_loads():
     ck = load_checkpoint(path)
     s, t = (ModelConfig.from_dict(c["model_config"]) for c in (ck, load_checkpoint(SHIPPED_CHECKPOINT)))
     assert s.blocks < t.blocks and s.image_size[0] * s.image_size[1] < t.image_size[0] * t.image_size[1]
+    assert s.coords == t.coords          # a student of the shipped teacher, decoders alike
     assert ck["meta"]["distill_from"].endswith("tiny.pt") and path.stat().st_size < 20 * 2 ** 20
     assert Predictor.from_checkpoint(path).cfg == s
