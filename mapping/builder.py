@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fuse4d.data.classes import GROUND, ROAD, UNLABELED, colorize
+from fuse4d.data.classes import BUILDING, GROUND, ROAD, UNLABELED, colorize
 from fuse4d.data.types import Calibration, Frame, Sequence
 from fuse4d.deskew import MotionModel, deskew, polynomial_motion
 from fuse4d.errors import DataError
@@ -39,6 +39,36 @@ from fuse4d.mapping.pointmap import PointMap
 
 def _transform(T: np.ndarray, p: np.ndarray) -> np.ndarray:
     return p @ T[:3, :3].T + T[:3, 3]
+
+
+def snap_to_planes(points: np.ndarray, origin: np.ndarray, normals: np.ndarray, centres: np.ndarray,
+                   which: np.ndarray, max_shift: float) -> np.ndarray:
+    """Move noisy LiDAR returns along their rays onto the plane fitted to their neighbourhood.
+
+    A return's error lies along its ray (range noise); the plane through its neighbours
+    (``normals``, ``centres``: :func:`~fuse4d.mapping.normals.scan_normals`) averages that noise
+    out, so a return is moved to where its ray meets that plane when that is at most
+    ``max_shift`` m away and the ray meets the plane at least 0.2 off grazing: a return that
+    noise pushed across a voxel face goes back to the voxel its surface passes through.
+
+    Args:
+        points: ``[N, 3]`` world m. origin: ``[3]`` sensor position. normals, centres: ``[N, 3]``
+            (NaN normal = no plane: left). which: ``[N]`` bool, the returns that may move.
+    Returns:
+        ``[N, 3]`` float64 (a copy).
+    """
+    p = np.asarray(points, np.float64)
+    d = p - origin
+    r = np.linalg.norm(d, axis=1)
+    u = d / np.maximum(r, 1e-9)[:, None]
+    nrm = np.nan_to_num(np.asarray(normals, np.float64))
+    cos = np.einsum("ij,ij->i", nrm, u)
+    ok = np.asarray(which, bool) & np.isfinite(normals).all(1) & (np.abs(cos) >= 0.2)
+    t = np.einsum("ij,ij->i", nrm, np.asarray(centres, np.float64) - origin) / np.where(ok, cos, 1.0)
+    ok &= np.abs(t - r) <= max_shift
+    out = p.copy()
+    out[ok] = origin + u[ok] * t[ok, None]
+    return out
 
 
 class MapBuilder:
@@ -176,13 +206,17 @@ class MapBuilder:
             rng = np.linalg.norm(ps - origin, axis=1)
             keep = (rng >= cfg.min_range) & np.isfinite(rng)
             normals = None
-            if cfg.normals:
-                from fuse4d.mapping.normals import scan_normals
-                normals = scan_normals(ps[keep], cfg.normal_neighbours, 1.5, 0.2, 0.3)
             og = gs[keep]
             if point_semantics is not None:  # a point the model calls a wall is no ground surface for the voxels
                 og = og & np.isin(ls[keep], (UNLABELED,) + GROUND)
-            self.occupancy.integrate(origin, ps[keep], ls[keep], og, cfg.max_range, cfg.min_range, normals,
+            hits = ps[keep]
+            if cfg.normals:
+                from fuse4d.mapping.normals import scan_normals
+                normals, centres, flat = scan_normals(hits, cfg.normal_neighbours, 1.5, 0.2, 0.3, return_centroids=True)
+                if cfg.range_sigma > 0:  # planes flat to within the noise only (not a tree's crown)
+                    hits = snap_to_planes(hits, origin, normals, centres, ~og & (flat <= cfg.range_sigma),
+                                          3.0 * cfg.range_sigma)
+            self.occupancy.integrate(origin, hits, ls[keep], og, cfg.max_range, cfg.min_range, normals,
                                      np.maximum(above[static][keep], 0.0))
             near = keep & (rng <= cfg.max_range)
             el = keep & (rng <= cfg.elevation_max_range)
@@ -252,14 +286,55 @@ class MapBuilder:
         lo[seen] = self.occupancy.log_odds_at(c[seen] - [0.0, 0.0, 0.5 * cfg.voxel_size])
         free = lo <= 0.5 * cfg.l_min  # seen through several times more than hit
         self.transient_cells = self.elevation.drop_transient(free.reshape(self.elevation.mean.shape))
+        occ = self.occupancy.arrays()
+        occ["labels"] = self._ground_share(occ)
         self._finished = {
-            "occupancy": self.occupancy.arrays(),
+            "occupancy": occ,
             "elevation": self.elevation.layers(cfg.max_slope_deg, cfg.max_step, cfg.max_roughness,
                                                cfg.elevation_top_residual),
             "points": self.points.arrays(),
             "mesh": None if self.mesher is None else self.mesher.mesh(),
         }
         return self._finished
+
+    def _ground_share(self, occ: dict) -> np.ndarray:
+        """Labels ``[N]`` of the occupancy voxels, where the ground surface and an object share a voxel
+        decided by the share of the voxel below the ground (the ground truth's majority of matter).
+
+        The ground height at the voxel's column is the elevation map's ground layer (mean of the
+        ground points); the part of the voxel below it is ground matter, except beside a building,
+        whose walls go on below the ground (foundations). Above half, the voxel is the most voted
+        ground class whatever the object's votes (nothing else can fill the rest to a majority);
+        below ``thin_ground`` (a thin ground sliver) it is the most voted other class: an
+        object's points outnumber the sliver's, or not, by where the sensor stood.
+        """
+        cfg, labels = self.config, np.asarray(occ["labels"]).copy()
+        res = float(occ["resolution"])
+        ijk = np.asarray(occ["ijk"], np.int64) + np.round((np.asarray(occ["origin"]) - self.grid_origin) / res).astype(np.int64)
+        occupied = np.asarray(occ["log_odds"]) > float(occ["threshold"])
+        if not occupied.any():
+            return labels
+        idx = np.flatnonzero(occupied)
+        hist = self.occupancy.map.histograms(ijk[idx]).astype(np.int64)
+        g = np.zeros(hist.shape[1], bool)
+        g[list(GROUND)] = True
+        g_votes, o_votes = hist[:, g].sum(1), hist[:, ~g][:, 1:].sum(1)
+        mixed = (g_votes > 0) & (o_votes > 0)
+        idx, hist, ijk = idx[mixed], hist[mixed], ijk[idx[mixed]]
+        el = self.elevation
+        cell = np.floor(((ijk[:, :2] + 0.5) * res) / el.res).astype(np.int64) - el.lo
+        inside = np.all((cell >= 0) & (cell < el.gmean.shape), 1)
+        h = np.full(len(idx), np.nan)
+        h[inside] = el.gmean[cell[inside, 0], cell[inside, 1]]
+        share = np.clip((h - (self.grid_origin[2] + ijk[:, 2] * res)) / res, 0.0, 1.0)  # below the ground
+        gcls = np.flatnonzero(g)[hist[:, g].argmax(1)]
+        ocls = np.flatnonzero(~g)[1:][hist[:, ~g][:, 1:].argmax(1)]
+        known = np.isfinite(h)
+        ground_wins = known & (share > 0.5) & (ocls != BUILDING)  # a building's matter goes on below the ground
+        labels[idx[ground_wins]] = gcls[ground_wins]
+        thin = known & (share < cfg.thin_ground)
+        labels[idx[thin]] = ocls[thin]
+        return labels
 
     def write(self, store) -> None:
         """Write every map into ``store`` (a :class:`~fuse4d.store.RunStore`), each atomically."""

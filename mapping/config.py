@@ -16,9 +16,13 @@ class MappingConfig:
         occupied_threshold (log-odds above it = occupied), max_range (points farther
         carve free space up to it but add no hit), min_range; normals (scan normals give a
         ray's incidence on its surface: carving stops voxel / cos short of it; off = one voxel),
-        normal_neighbours (k of the normal PCA), carve_core (a ray frees a voxel only through
+        normal_neighbours (k of the normal PCA), range_sigma (m, the LiDAR's range noise: a
+        non-ground return up to 3σ from the plane of its neighbours, along its ray, is moved onto
+        it before it is binned; 0 = off; needs normals), carve_core (a ray frees a voxel only through
         the central fraction of its edge, 1 = anywhere), label_range (m: a point's class vote
-        weighs min(1, (label_range / range)²), at least 1/16; 0 = equal votes).
+        weighs min(1, (label_range / range)²), at least 1/16; 0 = equal votes); thin_ground
+        (a voxel holding both ground and object votes is ground when over half of it lies below
+        the elevation map's ground height, the object's class when under this fraction does).
     Ground segmentation: ground_cell (m, grid of the lowest-point filter),
         ground_window (cells, odd), ground_max_slope (rise per metre between cells),
         ground_height (m above the local ground estimate a point may be and stay ground).
@@ -45,7 +49,9 @@ class MappingConfig:
     normals: bool = True
     carve_core: float = 0.5
     label_range: float = 10.0
+    thin_ground: float = 0.1
     normal_neighbours: int = 12
+    range_sigma: float = 0.02
     max_range: float = 80.0
     min_range: float = 1.0
     ground_cell: float = 1.0
@@ -79,6 +85,10 @@ class MappingConfig:
             raise ConfigError(f"MappingConfig.l_miss and l_min must be < 0, got {self.l_miss}, {self.l_min}")
         if self.ground_window < 1 or self.ground_window % 2 == 0:
             raise ConfigError(f"MappingConfig.ground_window must be an odd number >= 1, got {self.ground_window}")
+        if not 0 <= self.thin_ground <= 0.5:
+            raise ConfigError(f"MappingConfig.thin_ground must be in [0, 0.5], got {self.thin_ground!r}")
+        if not self.range_sigma >= 0:
+            raise ConfigError(f"MappingConfig.range_sigma must be >= 0, got {self.range_sigma!r}")
         if not self.elevation_top_residual >= 0:
             raise ConfigError(f"MappingConfig.elevation_top_residual must be >= 0, got {self.elevation_top_residual!r}")
         if not self.label_range >= 0:

@@ -334,6 +334,15 @@ class OccupancyMap:
         ijk = np.floor(np.asarray(points, np.float64).reshape(-1, 3) / self.res).astype(np.int64)
         return (1.0 / (1.0 + np.exp(-self.log_odds_at(ijk)))).astype(np.float32)
 
+    def histograms(self, ijk: np.ndarray) -> np.ndarray:
+        """Class histograms ``[N, C]`` uint16 (weighted votes) of voxels ``ijk [N, 3]`` (zeros when none)."""
+        slot, loc = self._lookup(ijk)
+        out = np.zeros((len(slot), self.num_classes), np.uint16)
+        h = np.where(slot >= 0, self._hslot[np.maximum(slot, 0)], -1)
+        ok = h >= 0
+        out[ok] = self._hist[h[ok], loc[ok]]
+        return out
+
     def class_of(self, ijk: np.ndarray) -> np.ndarray:
         """Class ``[N]`` uint8 of voxels ``ijk [N, 3]``: the histogram's mode over the classes
         other than unlabeled (0 when none)."""
