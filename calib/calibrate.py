@@ -73,7 +73,7 @@ def calibrate_sequence(seq: Sequence, config: CalibConfig | None = None, truth: 
     if cfg.lidar_camera and {"camera", "lidar"} <= has and cal0.K is not None:
         from fuse4d.calib.frames import edge_frames
         from fuse4d.calib.lidar_camera import refine_extrinsic
-        frames = edge_frames(seq, cfg.frames, track, dynamic=dynamic)
+        frames = edge_frames(seq, cfg.frames, track, dynamic=dynamic, sigma=cfg.edge_sigma)
         est = refine_extrinsic(frames, cal0.K, cal0.T_cam_lidar, cfg, src)
         rep.update(lidar_camera_seconds=est.seconds, lidar_camera_compile_seconds=est.compile_seconds,
                    lidar_camera_frames=len(frames), lidar_camera_points=est.n_points,

@@ -13,7 +13,7 @@ from fuse4d.data.types import Calibration, Frame, Sequence
 
 def edge_frame(frame: Frame, calibration: Calibration, delta: tuple[np.ndarray, float] | None = None,
                max_points: int = 4000, point_mask: np.ndarray | None = None,
-               pixel_mask: np.ndarray | None = None) -> EdgeFrame:
+               pixel_mask: np.ndarray | None = None, sigma: float = 0.5) -> EdgeFrame:
     """:class:`EdgeFrame` of one frame.
 
     Args:
@@ -23,6 +23,7 @@ def edge_frame(frame: Frame, calibration: Calibration, delta: tuple[np.ndarray, 
         max_points: edge points kept (depth edges first, then intensity edges, nearest first).
         point_mask: ``[N]`` bool, True = drop the point (moving objects).
         pixel_mask: ``[H, W]`` bool, True = ignore the pixel (moving objects).
+        sigma: Gaussian blur (px) before the image gradient (``CalibConfig.edge_sigma``).
     """
     pts = deskew_to_stamp(np.asarray(frame.points, np.float32), frame.point_time, delta)
     if point_mask is not None:
@@ -31,7 +32,7 @@ def edge_frame(frame: Frame, calibration: Calibration, delta: tuple[np.ndarray, 
     _, w, xyz, kind = lidar_edges(pts, rows)
     r = np.linalg.norm(xyz, axis=1)
     order = np.lexsort((r, -w))
-    return EdgeFrame(xyz[order].astype(np.float32), w[order], oriented_edges(frame.image, mask=pixel_mask),
+    return EdgeFrame(xyz[order].astype(np.float32), w[order], oriented_edges(frame.image, sigma, mask=pixel_mask),
                      np.asarray(frame.image), pts[:, :3], frame.index, kind[order])
 
 
@@ -44,11 +45,13 @@ def pick_frames(seq: Sequence, count: int) -> list[int]:
 
 
 def edge_frames(seq: Sequence, count: int, track: LidarTrack | None, max_points: int = 4000,
-                dynamic: dict[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None) -> list[EdgeFrame]:
+                dynamic: dict[int, tuple[np.ndarray | None, np.ndarray | None]] | None = None,
+                sigma: float = 0.5) -> list[EdgeFrame]:
     """Edge frames at :func:`pick_frames` positions that hold both an image and a sweep.
 
     ``dynamic`` maps a sequence index to ``(point_mask, pixel_mask)`` of moving objects
-    (e.g. a run's ``lidar/dynamic`` > 0.5), which are left out of both sides.
+    (e.g. a run's ``lidar/dynamic`` > 0.5), which are left out of both sides; ``sigma`` as
+    :func:`edge_frame`.
     """
     out = []
     for i in pick_frames(seq, count):
@@ -56,5 +59,6 @@ def edge_frames(seq: Sequence, count: int, track: LidarTrack | None, max_points:
         if f.image is None or f.points is None or len(f.points) < 100:
             continue
         pm, xm = (dynamic or {}).get(i, (None, None))
-        out.append(edge_frame(f, seq.calibration, track.delta(i) if track is not None else None, max_points, pm, xm))
+        out.append(edge_frame(f, seq.calibration, track.delta(i) if track is not None else None, max_points, pm, xm,
+                              sigma))
     return out
