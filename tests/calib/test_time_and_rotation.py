@@ -107,3 +107,19 @@ def test_gyro_deskew_rotation_and_offset():
     assert np.allclose(ang[0], [0.05, 0, 0], atol=2e-3)
     assert np.allclose(ang[1], [0.025, 0, 0], atol=2e-3) and np.allclose(ang[2], 0, atol=1e-9)
     assert np.allclose(T[0, :3, 3], [-1.0, 0, 0])
+
+
+@pytest.mark.slow
+def test_end_to_end_with_lidar_odometry():
+    """``calibrate_sequence`` on a log whose IMU clock runs 20 ms ahead and whose IMU-LiDAR
+    rotation is 1 deg off, with the motion from its own LiDAR odometry (as ``fuse4d calib``)."""
+    from fuse4d.calib.calibrate import calibrate_sequence
+    from fuse4d.calib.config import CalibConfig
+    from fuse4d.calib.io import with_calibration_error
+    bad, truth = with_calibration_error(synthesize(seed=SEED, frames=150), 2.0, 0.1, 20.0, SEED)
+    r = calibrate_sequence(bad, CalibConfig(lidar_camera=False), truth=truth).report
+    assert r["time_offset_err_ms_before"] == pytest.approx(20.0) and r["imu_rot_err_deg_before"] == pytest.approx(1.0)
+    assert r["time_offset_excited"] and r["time_offset_err_ms"] < 1.0
+    assert 2 <= r["motion_passes"] <= 3
+    assert r["imu_rot_applied"] and r["imu_rot_err_determined_deg"] < 0.2
+    assert r["imu_rot_err_deg"] < r["imu_rot_err_deg_before"]
