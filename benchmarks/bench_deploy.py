@@ -125,12 +125,14 @@ def peak_rss(fn) -> float:
     return max(0, peak[0] - base) / 2 ** 20
 
 
-def heldout_metrics(model, seqs, window: int = 8) -> dict:
-    """Pooled depth AbsRel, semantic mIoU, pixel dynamic IoU, network RPE over ``seqs``."""
+def heldout_metrics(model, seqs, window: int = 8, class_prior=None) -> dict:
+    """Pooled depth AbsRel, semantic mIoU, pixel dynamic IoU, network RPE over ``seqs``
+    (``class_prior``: the checkpoint's ``meta["class_prior_pixels"]``, the predictor's logit
+    adjustment as ``Predictor.from_checkpoint`` applies it; None = none)."""
     from fuse4d import metrics
     from fuse4d.fusion.evaluation import _confusion, miou_from_confusion, net_pose_errors
     from fuse4d.fusion.predict import Predictor
-    pred = Predictor(model, name="bench")
+    pred = Predictor(model, name="bench", class_prior=class_prior)
     ab, n, conf, inter, union, rpe_t, rpe_r = 0.0, 0, 0, 0, 0, [], []
     for seq in seqs:
         state = None
@@ -154,7 +156,7 @@ def heldout_metrics(model, seqs, window: int = 8) -> dict:
             "net_rpe_m": float(np.sqrt(np.mean(rpe_t))) if rpe_t else float("nan")}
 
 
-def heldout_ate(model, seqs, sensors: str = "camera,imu") -> float:
+def heldout_ate(model, seqs, sensors: str = "camera,imu", class_prior=None) -> float:
     """Median over ``seqs`` of the ATE RMSE (m, SE(3)-aligned) of the engine's poses
     (``Pipeline.estimate``, passes 1-2) with ``model``'s pose factors on the ``sensors``
     subset of each log; NaN where the variant cannot run on that subset."""
@@ -162,7 +164,7 @@ def heldout_ate(model, seqs, sensors: str = "camera,imu") -> float:
     from fuse4d.config import load_config
     from fuse4d.fusion.predict import Predictor
     from fuse4d.pipeline import Pipeline
-    pred = Predictor(model, name="bench")
+    pred = Predictor(model, name="bench", class_prior=class_prior)
     cfg = load_config(run={"use_model": True, "sensors": sensors})
     ates = []
     for seq in seqs:
@@ -196,9 +198,14 @@ def main(argv=None) -> None:
     from fuse4d.data.synthetic import seeds_of, split_of, synthesize
     from fuse4d.errors import DataError
     from fuse4d.fusion.inputs import window_inputs
-    from fuse4d.fusion.predict import SHIPPED_CHECKPOINT, Predictor
+    from fuse4d.fusion.predict import SHIPPED_CHECKPOINT, Predictor, load_checkpoint
+
+    def prior(path):     # the logit adjustment Predictor.from_checkpoint applies (None: none)
+        return (load_checkpoint(path).get("meta") or {}).get("class_prior_pixels")
+    priors = {}
     try:
         model, which = Predictor.from_checkpoint(args.checkpoint).model, args.checkpoint or "shipped tiny.pt"
+        priors = {"": prior(args.checkpoint or SHIPPED_CHECKPOINT)}
     except DataError as e:
         if args.checkpoint:
             raise
@@ -210,6 +217,7 @@ def main(argv=None) -> None:
     spath = Path(args.student) if args.student else SHIPPED_CHECKPOINT.with_name("student.pt")
     if "student" in names and spath.is_file():
         student = Predictor.from_checkpoint(spath).model
+        priors["student"] = prior(spath)
         which += f"; student {spath}"
     seqs = [in_memory(synthesize(s, frames=max(args.frames, 32))) for s in t]
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,9 +243,10 @@ def main(argv=None) -> None:
                         v(x)
                         fps[k][S].append(S / (time.perf_counter() - t0))
             mem = {k: peak_rss(lambda v=v: v(inputs(v, 32))) for k, v in variants.items()}
-        acc = {k: heldout_metrics(v, seqs) for k, v in variants.items()}
+        pk = {k: priors.get("student" if k == "student" else "") for k in variants}
+        acc = {k: heldout_metrics(v, seqs, class_prior=pk[k]) for k, v in variants.items()}
         for k, v in variants.items():    # the ONNX variants run their camera+IMU graph here
-            acc[k]["ate_cam_imu"] = heldout_ate(v, seqs)
+            acc[k]["ate_cam_imu"] = heldout_ate(v, seqs, class_prior=pk[k])
     rs = {k: {S: [a / b for a, b in zip(fps[k][S], fps["fp32"][S])] for S in (8, 32)} for k in variants}
     ratio = {k: {S: statistics.median(rs[k][S]) for S in (8, 32)} for k in variants}
 
@@ -246,7 +255,8 @@ def main(argv=None) -> None:
         return f"{q[0]:.2f}-{q[1]:.2f}"
 
     print(f"model: {which}; held-out seeds {t} ({args.frames} frames each, 8-frame windows); "
-          f"{args.threads} threads; {args.reps} reps; load avg {os.getloadavg()[0]:.1f}")
+          f"{args.threads} threads; {args.reps} reps; load avg {os.getloadavg()[0]:.1f}; pixel-class logit "
+          f"adjustment {'on' if any(v is not None for v in priors.values()) else 'off'} (with LiDAR)")
     print("| variant | fps S=8 | ×fp32 (IQR) | fps S=32 | ×fp32 (IQR) | peak MB (S=32) | ckpt MB | depth AbsRel | "
           "sem mIoU | dyn IoU | net RPE m | cam+IMU ATE m |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
