@@ -149,9 +149,10 @@ class Estimator:
 
         With LiDAR it is one more edge across a step the LiDAR did not register. Without LiDAR it
         takes the place of the model's own factor on its step (``network_factors: gaps``), and with
-        an IMU its translations are rescaled by the visual-inertial scale
-        (:func:`~fuse4d.fusion.estimation.visual_scale.imu_scale`): the predicted depth's scale is
-        only approximately metric.
+        an IMU its translations are rescaled step by step by the visual-inertial scale track
+        (:func:`~fuse4d.fusion.estimation.visual_scale.imu_scale_track`; the predicted depth's scale is
+        only approximately metric and varies with the scene), and the steps it finds inconsistent with
+        the IMU are dropped (the model's own factor bridges them).
         """
         self.add_network_factor(i, j, T_i_j, covariance)
         if not self.has_lidar:
@@ -208,10 +209,12 @@ class Estimator:
         tic = time.perf_counter()
         use_imu = fe.use_imu and fe.imu is not None
         net, pred = fe.network, self.predicted_depth_factors
-        if use_imu and pred:  # the predicted depth's scale: from the IMU where observable
-            from fuse4d.fusion.estimation.visual_scale import imu_scale
-            self.depth_scale = imu_scale(t, {j: T for i, j, T, _ in pred if j == i + 1}, fe.imu, cfg.gravity)
-            pred = [(i, j, _scaled(T, self.depth_scale.scale), C) for i, j, T, C in pred]
+        if use_imu and pred:  # the predicted depth's scale, step by step, from the IMU; failed steps dropped
+            from fuse4d.fusion.estimation.visual_scale import imu_scale_track
+            self.depth_scale = imu_scale_track(t, {j: T for i, j, T, _ in pred if j == i + 1}, fe.imu, cfg.gravity,
+                                               self.imu_noise, fe._imu_covers)
+            pred = [(i, j, _scaled(T, self.depth_scale.at(j)), C) for i, j, T, C in pred
+                    if j not in self.depth_scale.outliers]
         if cfg.network_factors == "gaps" and (self.depth_factors or pred):   # depth odometry registered these steps
             covered = {(i, j) for i, j, _, _ in self.depth_factors + pred}
             net = [f for f in net if (f[0], f[1]) not in covered]
@@ -233,10 +236,10 @@ class Estimator:
         timings["pose_graph"] = time.perf_counter() - tic
         timings["total"] = time.perf_counter() - self._tic
         info = dict(sol.info, network_factors=len(fe.network), rgbd_factors=len(self.depth_factors),
-                    depth_odometry_factors=len(pred))
+                    depth_odometry_factors=len(self.predicted_depth_factors))
         if self.depth_scale is not None:
             info["depth_scale"] = {"scale": self.depth_scale.scale, "std": self.depth_scale.std,
-                                   "windows": self.depth_scale.windows}
+                                   "steps": len(self.depth_scale.steps), "outliers": len(self.depth_scale.outliers)}
         if sol.gravity is not None:
             info["gravity_odom"] = sol.gravity.tolist()
         return EstimationResult(t, T, self.frame, status, flags, _gaps_of(status, t), [], None, vel, sol.biases,
