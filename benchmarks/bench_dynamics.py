@@ -8,9 +8,10 @@ Usage (from the repository root)::
 Rows, per seed (ground-truth poses, frames rendered before the clock starts):
 
 * ``fuse4d``: the DynamicsStage with the default settings (history of past scans,
-  log-odds filter, carried posterior, object voting, tracker);
+  log-odds filter, backward evidence revising the previous scan, carried posterior, object
+  voting, tracker);
 * ``scan-to-scan``: the same free-space test against the previous scan only,
-  no filter, no carry, no objects (the classic two-scan visibility check) — the
+  no filter, no carry, no backward revision, no objects (the classic two-scan visibility check) — the
   in-run anchor; the ratio column is fuse4d / anchor.
 
 Printed: dynamic IoU (pooled over points, from frame 3), median per-frame time
@@ -31,7 +32,7 @@ from fuse4d.data.synthetic import synthesize
 from fuse4d.dynamics import DynamicsConfig, DynamicsStage
 from fuse4d.dynamics.evaluation import box_velocity_errors
 
-ANCHOR = dict(history=1, l_carry=0.0, cluster_fraction=1.0, l_prior=-1.0)
+ANCHOR = dict(history=1, l_carry=0.0, cluster_fraction=1.0, l_prior=-1.0, revise_previous=False)
 
 
 def run(frames, poses, calibration, config: DynamicsConfig, skip: int = 3) -> dict:

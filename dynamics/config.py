@@ -34,6 +34,9 @@ class DynamicsConfig:
             the moving share exceeds this.
         l_model: weight of the fusion model's per-point log-odds when the pipeline passes them.
         pair_fraction: two-sweep mode: share of an object's points that must violate free space.
+        revise_previous: backward evidence: the previous scan's points in the space a new scan sees
+            free are moving (receding objects, a car ahead at the ego's speed); its posterior is revised
+            before it is carried on and kept in the history.
         carry_radius: a point takes the posterior of the previous scan's nearest point within it
             (after moving that point with its track's velocity).
     Tracking (:mod:`~fuse4d.dynamics.tracking`):
@@ -75,6 +78,7 @@ class DynamicsConfig:
     cluster_min_points: int = 3
     cluster_fraction: float = 0.5
     carry_radius: float = 0.3
+    revise_previous: bool = True
     pair_fraction: float = 0.05
     l_model: float = 0.5
     track_gate: float = 2.5

@@ -10,6 +10,12 @@ observation of the point's location:
 * occupied by a surface that was itself static → ``-l_occ``;
 * occluded, unseen, or occupied by something moving → no information.
 
+Backward, each new scan also checks the previous one: a previous point in
+the space the new scan sees free has gone (a receding car, the rear of a car
+ahead at the ego's speed, whose new place stays hidden behind it from every
+earlier viewpoint); the previous scan's posterior is revised before it is
+carried on and kept as a static reference.
+
 The log-odds of these observations, the prior, and the previous scan's
 posterior carried to the nearest current point (after moving it with its
 track's velocity) are summed: a binary Bayes filter over repeated
@@ -88,53 +94,85 @@ def _cell_reduce(flat: np.ndarray, value: np.ndarray, size: int, fill: float, fi
 
 @dataclass
 class PastScan:
-    """One past scan as range grids, each already reduced over a cell's neighbourhood:
-    ``near`` the nearest return (+inf = none), ``static_lo`` / ``static_hi`` the nearest and
-    farthest static surface. ``T_sensor_world`` maps world points into the scan's sensor frame."""
+    """One past scan as range grids ``[rows, cols]`` (m; +inf / −inf = no return).
+
+    ``near`` is the nearest return reduced over a cell's neighbourhood (minimum filter);
+    ``near_above`` the same over non-ground returns only, with the cell's own nearest return of
+    any kind; ``static_lo`` / ``static_hi`` the nearest and farthest static return per cell and
+    ``static_lo_above`` / ``static_hi_above`` those of non-ground static returns (not reduced:
+    :func:`scan_evidence` tests each neighbour). ``T_sensor_world`` maps world points into the
+    scan's sensor frame.
+    """
 
     T_sensor_world: np.ndarray
     near: np.ndarray
+    near_above: np.ndarray
     static_lo: np.ndarray
     static_hi: np.ndarray
+    static_lo_above: np.ndarray
+    static_hi_above: np.ndarray
 
     @classmethod
     def build(cls, grid: SphericalGrid, points_world: np.ndarray, T_world_sensor: np.ndarray,
-              dynamic_prob: np.ndarray, config: DynamicsConfig) -> "PastScan":
-        """Range grids of a scan ``[N, 3]`` (world) seen from ``T_world_sensor`` with posteriors ``[N]``."""
-        from scipy.ndimage import maximum_filter, minimum_filter
+              dynamic_prob: np.ndarray, config: DynamicsConfig, ground: np.ndarray | None = None) -> "PastScan":
+        """Range grids of a scan ``[N, 3]`` (world) seen from ``T_world_sensor`` with posteriors ``[N]``
+        and ground flags ``[N]`` bool (None = no point is ground)."""
+        from scipy.ndimage import minimum_filter
 
         T_sw = np.linalg.inv(T_world_sensor)
         row, col, r = grid.cells(points_world @ T_sw[:3, :3].T + T_sw[:3, 3])
         keep = row >= 0
-        flat = row[keep] * grid.cols + col[keep]
-        size = grid.rows * grid.cols
-        near = _cell_reduce(flat, r[keep], size, np.inf, first=True)
-        static = dynamic_prob[keep] < 0.5
-        lo = _cell_reduce(flat[static], r[keep][static], size, np.inf, first=True)
-        hi = _cell_reduce(flat[static], r[keep][static], size, -np.inf, first=False)
-        shape = (grid.rows, grid.cols)
-        return cls(T_sw, _window(near.reshape(shape), config, minimum_filter),
-                   _window(lo.reshape(shape), config, minimum_filter),
-                   _window(hi.reshape(shape), config, maximum_filter))
+        flat, r = row[keep] * grid.cols + col[keep], r[keep]
+        above = np.ones(len(r), bool) if ground is None else ~np.asarray(ground, bool)[keep]
+        static = np.asarray(dynamic_prob)[keep] < 0.5
+        size, shape = grid.rows * grid.cols, (grid.rows, grid.cols)
+
+        def reduce(sel: np.ndarray, first: bool) -> np.ndarray:
+            return _cell_reduce(flat[sel], r[sel], size, np.inf if first else -np.inf, first).reshape(shape)
+
+        everything = np.ones(len(r), bool)
+        near_all = reduce(everything, True)
+        near_above = np.minimum(near_all, _window(reduce(above, True), config, minimum_filter))
+        return cls(T_sw, _window(near_all, config, minimum_filter), near_above,
+                   reduce(static, True), reduce(static, False),
+                   reduce(static & above, True), reduce(static & above, False))
 
 
-def scan_evidence(grid: SphericalGrid, points_world: np.ndarray, past: PastScan, config: DynamicsConfig
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def scan_evidence(grid: SphericalGrid, points_world: np.ndarray, past: PastScan, config: DynamicsConfig,
+                  ground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Free-space and static-occupancy observations of points ``[N, 3]`` (world) by one past scan.
 
+    A non-ground point (``ground [N]`` bool False, or None) is free when its own cell's ray and the
+    neighbourhood's non-ground rays all went beyond it: a neighbouring beam that ended on the ground
+    short of it passed *below* it (at 40 m one beam row is ~1 m of height) and says nothing about
+    its place. A ground point needs every neighbouring ray beyond it (beams graze the ground, so the
+    row below lands nearer). A point is on a static surface when a static return of its own cell,
+    or a non-ground static return of a neighbouring cell (any, for ground points), lies within the
+    margin of its range: a neighbour's ground return at a similar range does not make a car static.
+
     Returns:
-        ``free [N]`` bool (every ray of the point's neighbourhood passed it by the margin),
-        ``occupied_static [N]`` bool (the neighbourhood's static surfaces span the point's range).
+        ``free [N]`` bool (seen free by the margin), ``occupied_static [N]`` bool.
     """
     T = past.T_sensor_world
     row, col, r = grid.cells(points_world @ T[:3, :3].T + T[:3, 3])
     inside = row >= 0
     row = np.where(inside, row, 0)
+    on_ground = np.zeros(len(r), bool) if ground is None else np.asarray(ground, bool)
     margin = np.maximum(config.free_margin, config.free_margin_rel * r)
-    near = past.near[row, col]
+    near = np.where(on_ground, past.near[row, col], past.near_above[row, col])
     free = inside & np.isfinite(near) & (r < near - margin)
-    occ = inside & (r >= past.static_lo[row, col] - margin) & (r <= past.static_hi[row, col] + margin)
-    return free, occ
+    occ = np.zeros(len(r), bool)
+    for dr in range(-config.window_el, config.window_el + 1):
+        rr = np.clip(row + dr, 0, grid.rows - 1)
+        for dc in range(-config.window_az, config.window_az + 1):
+            cc = (col + dc) % grid.cols
+            if dr == 0 and dc == 0:
+                lo, hi = past.static_lo[rr, cc], past.static_hi[rr, cc]
+            else:
+                lo = np.where(on_ground, past.static_lo[rr, cc], past.static_lo_above[rr, cc])
+                hi = np.where(on_ground, past.static_hi[rr, cc], past.static_hi_above[rr, cc])
+            occ |= (r >= lo - margin) & (r <= hi + margin)
+    return free, inside & occ & ~free
 
 
 def _voxel_keys(points: np.ndarray, cell: float) -> np.ndarray:
@@ -191,6 +229,7 @@ class LidarMOS:
         self.ground = GroundGrid(config.ground_cell, config.ground_height)
         self._prev_points: np.ndarray | None = None
         self._prev_logodds: np.ndarray | None = None
+        self._prev: tuple | None = None  # (T_world_sensor, log-odds before voting, objects, seen static, valid, ground)
         self._flow: np.ndarray | None = None
 
     def update(self, points_world: np.ndarray, T_world_sensor: np.ndarray,
@@ -215,11 +254,14 @@ class LidarMOS:
         n = len(pts)
         r = np.linalg.norm(pts - T_world_sensor[:3, 3], axis=1)
         valid = (r >= cfg.min_range) & (r <= cfg.max_range)
+        ground = self.ground.update(pts, T_world_sensor[:3, 3], cfg.max_range + 10.0)
+        if cfg.revise_previous and self._prev is not None:
+            self._revise_previous(PastScan.build(self.grid, pts, T_world_sensor, np.zeros(n), cfg, ground))
         logodds = np.full(n, cfg.l_prior)
         n_free = np.zeros(n, np.int32)
         n_occ = np.zeros(n, np.int32)
         for past in self.past:
-            free, occ = scan_evidence(self.grid, pts, past, cfg)
+            free, occ = scan_evidence(self.grid, pts, past, cfg, ground)
             n_free += free
             n_occ += occ
         logodds += cfg.l_free * n_free - cfg.l_occ * n_occ
@@ -228,16 +270,36 @@ class LidarMOS:
             logodds += extra_logodds
         logodds = np.clip(logodds, -cfg.l_clamp, cfg.l_clamp)
         logodds[~valid] = -cfg.l_clamp
-        ground = self.ground.update(pts, T_world_sensor[:3, 3], cfg.max_range + 10.0)
         objects = np.full(n, -1, np.int64)
         above = ~ground & valid
         objects[above] = cluster_objects(pts[above], cfg.cluster_eps, cfg.cluster_min_points)
-        final = self._vote(logodds, objects, n_occ > n_free)
+        seen_static = n_occ > n_free
+        final = self._vote(logodds, objects, seen_static)
         prob = 1.0 / (1.0 + np.exp(-final))
-        self.past.append(PastScan.build(self.grid, pts, T_world_sensor, prob, cfg))
+        self.past.append(PastScan.build(self.grid, pts, T_world_sensor, prob, cfg, ground))
         self._prev_points, self._prev_logodds = pts, final
+        self._prev = (T_world_sensor, logodds, objects, seen_static, valid, ground)
         return {"prob": prob.astype(np.float32), "logodds": logodds.astype(np.float32), "ground": ground,
                 "objects": objects, "valid": valid}
+
+    def _revise_previous(self, now: PastScan) -> None:
+        """Backward evidence: the previous scan's points that lie in the space the new scan ``now``
+        sees free were moving (the surface has gone: a car driving away, the rear of a car ahead
+        moving at the ego's speed, whose new place hides behind it from every earlier viewpoint).
+        Their log-odds take ``+l_free``, the previous objects are voted again, and the revised
+        posterior replaces the previous scan's in the history (its static surfaces) and in the
+        posterior carried to the new scan. The output already returned for that scan is unchanged."""
+        cfg = self.config
+        T_prev, logodds, objects, seen_static, valid, ground = self._prev
+        free, _ = scan_evidence(self.grid, self._prev_points, now, cfg, ground)
+        free &= valid
+        if not free.any():
+            return
+        revised = np.clip(logodds + cfg.l_free * free, -cfg.l_clamp, cfg.l_clamp)
+        final = self._vote(revised, objects, seen_static & ~free)
+        self._prev_logodds = np.maximum(self._prev_logodds, final)
+        prob = 1.0 / (1.0 + np.exp(-self._prev_logodds))
+        self.past[-1] = PastScan.build(self.grid, self._prev_points, T_prev, prob, cfg, ground)
 
     def _carried(self, pts: np.ndarray) -> np.ndarray:
         """The previous posterior (log-odds above the prior) of the previous scan's points, moved by
@@ -256,30 +318,25 @@ class LidarMOS:
         pos = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
         return np.where(keys[pos] == q, vals[pos], 0.0)
 
-    def _vote(self, logodds: np.ndarray, objects: np.ndarray, seen_static: np.ndarray) -> np.ndarray:
+    def _vote(self, logodds: np.ndarray, objects: np.ndarray, seen_static: np.ndarray,
+              moving: np.ndarray | None = None) -> np.ndarray:
         """Objects become moving whole when, among their points that are either voted moving or were
         mostly seen as a static surface, the moving share exceeds ``cluster_fraction`` (points with
-        no evidence — e.g. a truck's rear, still where the truck was — do not vote)."""
+        no evidence — e.g. a truck's rear, still where the truck was — do not vote). ``moving [N]``
+        bool: the points voting moving (default: log-odds > 0)."""
         out = logodds.copy()
         sel = objects >= 0
         ids = objects[sel]
         if not len(ids):
             return out
         k = int(ids.max()) + 1
-        moving = np.bincount(ids, weights=logodds[sel] > 0, minlength=k)
-        static = np.bincount(ids, weights=seen_static[sel] & (logodds[sel] <= 0), minlength=k)
+        is_moving = (logodds > 0) if moving is None else moving
+        moving = np.bincount(ids, weights=is_moving[sel], minlength=k)
+        static = np.bincount(ids, weights=seen_static[sel] & ~is_moving[sel], minlength=k)
         share = moving / np.maximum(moving + static, 1)
         lift = (share > self.config.cluster_fraction) & (moving >= self.config.cluster_min_points)
         up = sel & lift[np.maximum(objects, 0)]
         out[up] = np.maximum(out[up], self.config.l_free)
-        return out
-        k = int(ids.max()) + 1
-        moving = np.bincount(ids, weights=(logodds[objects >= 0] > 0), minlength=k)
-        count = np.bincount(ids, minlength=k)
-        share = moving / np.maximum(count, 1)
-        lift = share > self.config.cluster_fraction
-        sel = (objects >= 0) & lift[np.maximum(objects, 0)]
-        out[sel] = np.maximum(out[sel], self.config.l_free)
         return out
 
 
@@ -298,16 +355,17 @@ def segment_pair(points_a: np.ndarray, T_world_sensor_a: np.ndarray, points_b: n
         T_world_sensor_a / _b: ``[4, 4]`` sensor poses (ray origins).
     """
     pa, pb = np.asarray(points_a, np.float64)[:, :3], np.asarray(points_b, np.float64)[:, :3]
-    past_a = PastScan.build(grid, pa, T_world_sensor_a, np.zeros(len(pa)), config)
-    past_b = PastScan.build(grid, pb, T_world_sensor_b, np.zeros(len(pb)), config)
-    free_a, _ = scan_evidence(grid, pa, past_b, config)
-    free_b, _ = scan_evidence(grid, pb, past_a, config)
     both = np.vstack([pa, pb])
+    ground = GroundGrid(config.ground_cell, config.ground_height).update(both)
+    ga, gb = ground[:len(pa)], ground[len(pa):]
+    past_a = PastScan.build(grid, pa, T_world_sensor_a, np.zeros(len(pa)), config, ga)
+    past_b = PastScan.build(grid, pb, T_world_sensor_b, np.zeros(len(pb)), config, gb)
+    free_a, _ = scan_evidence(grid, pa, past_b, config, ga)
+    free_b, _ = scan_evidence(grid, pb, past_a, config, gb)
     free = np.r_[free_a, free_b]
     r = np.r_[np.linalg.norm(pa - T_world_sensor_a[:3, 3], axis=1), np.linalg.norm(pb - T_world_sensor_b[:3, 3], axis=1)]
     valid = (r >= config.min_range) & (r <= config.max_range)
     free &= valid
-    ground = GroundGrid(config.ground_cell, config.ground_height).update(both)
     objects = np.full(len(both), -1, np.int64)
     above = ~ground & valid
     objects[above] = cluster_objects(both[above], config.cluster_eps, config.cluster_min_points)

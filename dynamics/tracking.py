@@ -298,7 +298,9 @@ class Tracker:
             used.add(b)
             if self.ground is not None and heading is not None:
                 tr.x[5] = self._ground_vz(tr)
-            if tr.hits >= cfg.track_min_hits and tr.measured >= 2:
+            # rows only once the velocity is observable: the filter started (median of three
+            # one-frame registrations) and refined by a long-baseline registration
+            if tr.hits >= cfg.track_min_hits and tr.measured >= 4:
                 velocity[keep[b]] = tr.velocity
                 self.rows.append((tr.id, t, *tr.centre, *tr.velocity, *tr.size, tr.yaw))
         for k, tr in enumerate(self.tracks):

@@ -38,6 +38,33 @@ def test_free_space_violation_on_known_geometry():
     assert not free.any()
 
 
+def test_far_point_is_free_above_a_neighbouring_beam_that_ended_on_the_ground():
+    """At 40 m one beam row is ~0.9 m of height: the row below a car's point lands on the road
+    short of it. That ray passed *below* the point; only non-ground rays of the neighbourhood decide."""
+    cfg = DynamicsConfig()
+    grid = SphericalGrid.for_sensor(cfg, 32, 1024, (-25.0, 15.0))
+    el = grid.el_min + grid.el_res * np.arange(grid.rows)
+    az = np.radians(np.arange(-5, 5, 0.35))
+    A, E = np.meshgrid(az, el)
+    d = np.stack([np.cos(E) * np.cos(A), np.cos(E) * np.sin(A), np.sin(E)], -1).reshape(-1, 3)
+    ground_range = np.where(d[:, 2] < 0, -1.7 / np.minimum(d[:, 2], -1e-9), np.inf)
+    rng = np.minimum(ground_range, 60.0 / d[:, 0])            # the road (1.7 m below), else a wall 60 m ahead
+    past = d * rng[:, None]
+    on_ground = ground_range <= rng
+    k = int(np.argmax(el > np.arcsin(-1.7 / 45.0)))            # lowest row reaching past 45 m
+    assert -1.7 / np.sin(el[k - 1]) < 40.0                       # the row below ends on the road first
+    q = 40.0 * np.array([[np.cos(el[k]), 0.0, np.sin(el[k])]])  # a car's point in row k, 40 m out
+    scan = PastScan.build(grid, past, np.eye(4), np.zeros(len(past)), cfg, on_ground)
+    assert scan_evidence(grid, q, scan, cfg, np.array([False]))[0].tolist() == [True]
+    # without ground flags every neighbouring ray must pass it: the road hit 1 row below vetoes
+    blind = PastScan.build(grid, past, np.eye(4), np.zeros(len(past)), cfg)
+    assert scan_evidence(grid, q, blind, cfg)[0].tolist() == [False]
+    # a road point itself keeps the whole neighbourhood (grazing beams land nearer below it)
+    road = 30.0 * np.array([[np.cos(el[k - 2]), 0.0, np.sin(el[k - 2])]])
+    road *= -1.7 / road[0, 2]
+    assert scan_evidence(grid, road, scan, cfg, np.array([True]))[0].tolist() == [False]
+
+
 def test_cluster_objects_separates_objects_and_drops_small_ones():
     rng = np.random.default_rng(0)
     a = rng.uniform(0, 1, (50, 3))
