@@ -35,6 +35,17 @@ def exported(tmp_path_factory):
     return model, f32, d
 
 
+def _assert_match(out: dict, ref, names) -> None:
+    """ONNX outputs ``out`` (by name) equal torch's ``ref`` (in ``names`` order): same shapes, NaN
+    where torch has NaN, and within ATOL + RTOL·|ref| elsewhere."""
+    for k, r in zip(names, ref):
+        r = r.numpy()
+        assert out[k].shape == r.shape, k
+        assert np.array_equal(np.isnan(out[k]), np.isnan(r)), k
+        err = np.nan_to_num(np.abs(out[k] - r) - RTOL * np.abs(r))
+        assert err.max() <= ATOL, (k, float(err.max()))
+
+
 @pytest.mark.parametrize("S", [2, 5])
 def test_onnx_matches_torch(exported, S):
     model, f32, _ = exported
@@ -43,12 +54,7 @@ def test_onnx_matches_torch(exported, S):
     with torch.no_grad():
         ref = ExportableModel(model)(*x, *st)
     out = run_onnx(sess, *x, *st)
-    for k, r in zip(OUTPUTS, ref):
-        r = r.numpy()
-        assert out[k].shape == r.shape, k
-        assert np.array_equal(np.isnan(out[k]), np.isnan(r)), k
-        err = np.nan_to_num(np.abs(out[k] - r) - RTOL * np.abs(r))
-        assert err.max() <= ATOL, (k, float(err.max()))
+    _assert_match(out, ref, OUTPUTS)
     # a continuation window: the state handed on by the graph drives the next window as in torch
     x2 = example_inputs(model.cfg, S, seed=S + 100)
     with torch.no_grad():
@@ -73,12 +79,7 @@ def test_camera_imu_graph_matches_torch(exported):
             ref = ExportableModel(model, ("imu", "camera"))(*x, *st)
             full = model({"image": x[0], "imu": x[1]}, {"tokens": st[0], "last_cam": st[1]})
         out = run_onnx(sess, *x, *st)
-        for k, r in zip(OUTPUTS_CAM_IMU, ref):
-            r = r.numpy()
-            assert out[k].shape == r.shape, k
-            assert np.array_equal(np.isnan(out[k]), np.isnan(r)), k
-            err = np.nan_to_num(np.abs(out[k] - r) - RTOL * np.abs(r))
-            assert err.max() <= ATOL, (k, float(err.max()))
+        _assert_match(out, ref, OUTPUTS_CAM_IMU)
         torch.testing.assert_close(ref[0], full["depth"], rtol=0, atol=0)    # the wrapper is the model itself
         g = out["gates"][0]
         assert np.isnan(g[:, 1]).all() and np.isfinite(g[:, [0, 2]]).all()  # rgb, lidar, imu, depth
