@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from fuse4d.data.types import Calibration, Frame
+from fuse4d.deskew import deskew, polynomial_motion
 from fuse4d.dynamics.config import DynamicsConfig
 from fuse4d.dynamics.lidar_mos import LidarMOS, SphericalGrid
-from fuse4d.dynamics.motion import deskew_to_world
 from fuse4d.dynamics.tracking import TRACK_COLUMNS, Tracker
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,22 @@ def combine_cues(cues: dict[str, np.ndarray], weights: dict[str, np.ndarray | fl
         den = den + w
     den = np.maximum(den, 1e-9) if isinstance(den, np.ndarray) else max(den, 1e-9)
     return (1.0 / (1.0 + np.exp(-num / den))).astype(np.float32)
+
+
+def sweep_to_world(points: np.ndarray, point_time: np.ndarray | None, T_world_sensor: np.ndarray,
+                   T_world_sensor_prev: np.ndarray | None, dt: float) -> np.ndarray:
+    """Points of a sweep ``[N, >=3]`` (sensor frame at each point's capture time) → world ``[N, 3]`` float64.
+
+    Each point captured ``point_time`` seconds from the stamp is moved to the stamp by
+    :func:`fuse4d.deskew.deskew` on the constant-twist path through ``T_world_sensor_prev`` (``dt`` s
+    earlier) and ``T_world_sensor`` (:func:`~fuse4d.deskew.polynomial_motion`), then into the world.
+    Without times or a previous pose (or ``dt <= 0``), every point takes ``T_world_sensor``.
+    """
+    xyz = np.asarray(points, np.float64)[:, :3]
+    if point_time is not None and T_world_sensor_prev is not None and dt > 0 and len(xyz):
+        T_stamp_prev = np.linalg.inv(T_world_sensor) @ T_world_sensor_prev
+        xyz = deskew(xyz, point_time, polynomial_motion(np.array([-dt]), T_stamp_prev[None]))
+    return xyz @ T_world_sensor[:3, :3].T + T_world_sensor[:3, 3]
 
 
 class DynamicsStage:
@@ -131,7 +147,7 @@ class DynamicsStage:
             dt = t - self._prev[0]
             if 0 < dt <= 0.5:
                 prev_T = self._prev[1]
-        pts = deskew_to_world(frame.points, None if self.lidar_deskewed else frame.point_time, T_wl, prev_T, dt)
+        pts = sweep_to_world(frame.points, None if self.lidar_deskewed else frame.point_time, T_wl, prev_T, dt)
         flow = None
         if self._prev_velocity is not None and 0 < dt <= 0.5:
             flow = self._prev_velocity * dt
