@@ -170,20 +170,35 @@ class OccupancyMap:
             self._n_hist = need
         return h
 
-    def _flat(self, ijk: np.ndarray, runs: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Flat pool indices ``[N]`` of voxels ``ijk [N, 3]`` (allocating blocks), their block
-        slots ``[N]`` and the unique slots. With ``runs`` the input is ordered along rays, so
-        equal consecutive block keys are collapsed before the sort (fewer keys to sort)."""
-        bk = pack(ijk >> 3)
-        if runs and len(bk):
-            start = np.flatnonzero(np.concatenate([[True], bk[1:] != bk[:-1]]))
-            ub, inv = np.unique(bk[start], return_inverse=True)
-            inv = np.repeat(inv, np.diff(np.append(start, len(bk))))
+    def _index(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Voxels ``ijk [N, 3]`` (allocating their blocks): ``(flat [N], compact [N], uslots [U])``.
+
+        ``flat`` indexes the pools; ``compact = rank * 512 + local`` numbers the voxels within the
+        ``U`` distinct blocks of this call (``uslots``, ordered by block key), so per-call scratch
+        arrays of ``U * 512`` replace sorts. Blocks are found through a dense table over their
+        bounding box when it is small (a scan's endpoints), else by ``np.unique``."""
+        bijk = ijk >> 3
+        if not len(bijk):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        lo = np.array([bijk[:, a].min() for a in range(3)])  # per column: a reduction over axis 0
+        shape = np.array([bijk[:, a].max() for a in range(3)]) - lo + 1  # of [N, 3] is ~10x slower
+        size = int(np.prod(shape))
+        if size <= max(16 * len(bijk), 1 << 16):
+            rel = bijk - lo
+            lb = (rel[:, 0] * int(shape[1]) + rel[:, 1]) * int(shape[2]) + rel[:, 2]
+            touched = np.zeros(size, bool)
+            touched[lb] = True
+            ulb = np.flatnonzero(touched)  # ascending = ascending block key
+            ub = pack(np.stack(np.unravel_index(ulb, tuple(int(v) for v in shape)), -1) + lo)
+            rank = np.empty(size, np.int64)
+            rank[ulb] = np.arange(len(ulb))
+            inv = rank[lb]
         else:
-            ub, inv = np.unique(bk, return_inverse=True)
+            ub, inv = np.unique(pack(bijk), return_inverse=True)
+            inv = inv.reshape(-1)
         uslots = self._slots(ub)
-        slot = uslots[inv]
-        return slot * _BV + _local(ijk), slot, uslots
+        loc = _local(ijk)
+        return uslots[inv] * _BV + loc, inv * _BV + loc, uslots
 
     # -- integration -------------------------------------------------------------------
     def integrate(self, origin: np.ndarray, points: np.ndarray, labels: np.ndarray | None = None,
@@ -227,12 +242,15 @@ class OccupancyMap:
             good = np.isfinite(nrm).all(1)
             c = np.abs(np.einsum("ij,ij->i", np.where(good[:, None], nrm, 0.0), u))
             cos_inc = np.where(good & ~g, c, cos_inc)
-        ph = p
-        hit_ijk = np.floor(ph[is_hit] / res).astype(np.int64)
-        # one ray per endpoint voxel
+        # the voxel each ray ends in (a hit's, or where a far ray stops at max_range); one ray per
+        # endpoint voxel: the first point in it (a per-scan scratch, no sort)
+        end = p if is_hit.all() else np.where(is_hit[:, None], p, o + u * np.minimum(r, max_range)[:, None])
+        e_flat, e_comp, e_uslots = self._index(np.floor(end / res).astype(np.int64))
+        order = np.arange(len(p), dtype=np.int32)
+        scratch = np.full(len(e_uslots) * _BV, len(p), np.int32)
+        np.minimum.at(scratch, e_comp, order)
+        first = np.flatnonzero(scratch[e_comp] == order)
         rc = np.minimum(r, max_range)
-        ekey = pack(np.floor((o + u * rc[:, None]) / res).astype(np.int64))
-        _, first = np.unique(ekey, return_index=True)
         margin = np.where(g[first] | (normals is not None), res / np.maximum(cos_inc[first], _MIN_SIN), res)
         if clearance is not None:  # the last stretch of a descending ray skims the ground: no carving there
             h = np.asarray(clearance, np.float64)[first]
@@ -240,30 +258,43 @@ class OccupancyMap:
             margin = np.maximum(margin, skim)
         margin = np.where(is_hit[first], margin, 0.0)
         n = np.maximum(np.floor((rc[first] - margin) / res).astype(np.int64), 0)
-        pre = None
-        if len(hit_ijk):
-            flat_h, slot_h, uslot_h = self._flat(hit_ijk)
-            pre = self._lo.reshape(-1)[flat_h]
+        lo = self._lo.reshape(-1)
+        flat_h = e_flat[is_hit]
+        pre = lo[flat_h]  # a hit wins over a miss in the same scan: its update starts from before the carving
         if n.sum():
             ray, k0, cnt = _segments(u[first], n)
             flat_f = self._ray_samples(o / res, u[first][ray], k0, cnt)
-            lo = self._lo.reshape(-1)
+            lo = self._lo.reshape(-1)  # the samples may have grown the pool
             lo[flat_f] = np.maximum(lo[flat_f] + self.l_miss, self.l_min)
-        if pre is not None:
-            self._lo.reshape(-1)[flat_h] = np.minimum(pre + self.l_hit, self.l_max)
-            if labels is not None:
-                lab = np.clip(np.asarray(labels)[is_hit].astype(np.int64), 0, self.num_classes - 1)
-                self._hist_slots(uslot_h)
-                idx = (self._hslot[slot_h] * _BV + _local(hit_ijk)) * self.num_classes + lab
-                # a label's footprint grows with range (a range-image pixel covers r² more):
-                # votes weigh (label_range / r)², in 1/16 steps, from 1/16 up to 1
-                w = np.ones(len(idx), np.int64)
-                if self.label_range > 0:
-                    w = np.clip(np.round(16.0 * (self.label_range / r[is_hit]) ** 2), 1, 16).astype(np.int64)
-                uidx, inv = np.unique(idx, return_inverse=True)
-                cnt = np.bincount(inv.reshape(-1), weights=w).astype(np.int64)
-                hist = self._hist.reshape(-1)
-                hist[uidx] = np.minimum(hist[uidx].astype(np.int64) + cnt, _HIST_MAX).astype(np.uint16)
+        if not len(flat_h):
+            return
+        lo[flat_h] = np.minimum(pre + self.l_hit, self.l_max)
+        if labels is None:
+            return
+        lab = np.clip(np.asarray(labels)[is_hit].astype(np.int64), 0, self.num_classes - 1)
+        comp_h = e_comp[is_hit]
+        hit_blocks = np.zeros(len(e_uslots), bool)
+        hit_blocks[comp_h >> 9] = True
+        self._hist_slots(e_uslots[hit_blocks])
+        idx = (self._hslot[flat_h >> 9] * _BV + (flat_h & (_BV - 1))) * self.num_classes + lab
+        # a label's footprint grows with range (a range-image pixel covers r² more):
+        # votes weigh (label_range / r)², in 1/16 steps, from 1/16 up to 1
+        if self.label_range > 0:
+            w = np.clip(np.round(16.0 * (self.label_range / r[is_hit]) ** 2), 1, 16).astype(np.int64)
+        else:
+            w = np.ones(len(idx), np.int64)
+        hist = self._hist.reshape(-1)
+        # the scan's votes per voxel bound what any of its classes gains: where that cannot pass
+        # the uint16 ceiling, votes are added in place (ufunc.at, no sort); the rest saturate
+        total = np.zeros(len(e_uslots) * _BV, np.int64)
+        np.add.at(total, comp_h, w)
+        safe = hist[idx].astype(np.int64) + total[comp_h] <= _HIST_MAX
+        if not safe.all():
+            uidx, inv = np.unique(idx[~safe], return_inverse=True)
+            cnt = np.bincount(inv.reshape(-1), weights=w[~safe]).astype(np.int64)
+            hist[uidx] = np.minimum(hist[uidx].astype(np.int64) + cnt, _HIST_MAX).astype(np.uint16)
+            idx, w = idx[safe], w[safe]
+        np.add.at(hist, idx, w.astype(np.uint16))
 
     def _ray_samples(self, o: np.ndarray, u: np.ndarray, k0: np.ndarray, n: np.ndarray) -> np.ndarray:
         """Flat pool indices ``[M]`` of the voxels under ``n [R]`` samples, one voxel apart from
@@ -288,20 +319,24 @@ class OccupancyMap:
         bmin = (base - reach) >> 3
         shape = ((base + reach) >> 3) - bmin + 1
         off = (base - bmin * _B).astype(np.int32)  # sensor voxel relative to the table's first voxel
-        cells = []
-        core = np.ones(total, bool) if self.carve_core < 1.0 else None
+        h = np.float32(0.5 * self.carve_core)
+        cells, core = [], None
         for a in range(3):
             c = np.repeat(u[:, a].astype(np.float32), n)
             c *= k
             c += np.float32(frac[a] + off[a])  # >= 0 inside the table: truncation is floor
             ci = c.astype(np.int32)
-            if core is not None:  # the sample must pass the voxel's core, not clip a corner
-                core &= np.abs(c - ci - np.float32(0.5)) < np.float32(0.5 * self.carve_core)
+            if self.carve_core < 1.0:  # the sample must pass the voxel's core, not clip a corner
+                c -= ci
+                c -= np.float32(0.5)
+                inside = np.abs(c, out=c) < h
+                core = inside if core is None else np.logical_and(core, inside, out=core)
             cells.append(ci)
-        if core is not None:
-            cells = [ci[core] for ci in cells]
-            if not len(cells[0]):
+        if core is not None:  # an index gather: a boolean mask this random compresses slowly
+            keep = np.flatnonzero(core)
+            if not len(keep):
                 return np.zeros(0, np.int64)
+            cells = [x[keep] for x in cells]
         ci, cj, ck = cells
         loc = ((ci & 7) << 6) | ((cj & 7) << 3) | (ck & 7)
         lb = ((ci >> 3) * int(shape[1]) + (cj >> 3)) * int(shape[2]) + (ck >> 3)
