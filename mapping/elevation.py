@@ -280,10 +280,12 @@ def cell_maximum(mean: np.ndarray, resolution: float, max_residual: float = 0.04
     The gradient is the 3 × 3 plane fit's (:func:`plane_fit`) where at least ``min_cells`` cells
     are observed and the fit leaves at most ``max_residual`` m RMS (a smooth surface); elsewhere
     (walls, object edges, sparse cells) the mean is kept. A 15 cm kerb leaves ~3.5 cm and
-    reads as a slope: its cells are raised by up to ~4 cm.
+    reads as a slope: its cells are raised by up to ~4 cm. A fit steeper than 45° is no top
+    surface either: cells observed in two columns only (ground beside a wall's top) fit a plane
+    exactly whatever the step, and raised Argoverse 2 ground by 3.9 m.
     """
     gx, gy, rough, _, n = plane_fit(mean, resolution)
-    smooth = (n >= min_cells) & (rough <= max_residual)
+    smooth = (n >= min_cells) & (rough <= max_residual) & (np.abs(gx) + np.abs(gy) <= 1.0)
     return np.where(smooth, mean + 0.5 * resolution * (np.abs(gx) + np.abs(gy)), mean).astype(np.float32)
 
 
