@@ -32,8 +32,11 @@ from fuse4d.fusion.estimation.imu import GRAVITY, Preintegration, gravity_vector
 log = logging.getLogger(__name__)
 
 #: default robust kernel (name, scale on the whitened residual) per relative-factor kind
+#: (``imu_lidar``: IMU factors between two LiDAR-registered states, where the LiDAR holds the poses and a
+#: burst of IMU noise or a bias jump is an outlier to reject, not a motion to follow; sparse solver only)
 DEFAULT_KERNELS = {"lidar": ("huber", 3.0), "loop": ("huber", 10.0), "network": ("huber", 3.0), "prior": (None, 0.0),
-                   "bias_prior": (None, 0.0), "velocity_prior": (None, 0.0), "imu": ("huber", 5.0)}
+                   "bias_prior": (None, 0.0), "velocity_prior": (None, 0.0), "imu": ("huber", 5.0),
+                   "imu_lidar": ("cauchy", 3.0)}
 
 
 def sqrt_information(information: np.ndarray) -> np.ndarray:
@@ -209,8 +212,12 @@ class PoseGraph:
         """A relative pose predicted by the fusion model, with its ``covariance [6, 6]`` (m², rad²)."""
         self.add_relative(i, j, T_i_j, np.linalg.inv(np.asarray(covariance, float)), kind="network")
 
-    def add_imu(self, i: int, j: int, preint: Preintegration, gyro_walk: float, acc_walk: float) -> None:
+    def add_imu(self, i: int, j: int, preint: Preintegration, gyro_walk: float, acc_walk: float,
+                kind: str = "imu") -> None:
         """IMU preintegration factor between nodes ``i`` and ``j`` plus the bias random walk.
+
+        ``kind`` picks the robust kernel (``imu``, or ``imu_lidar`` between two LiDAR-registered states);
+        the ``pypose`` solver applies the ``imu`` kernel to every kind.
 
         Raises:
             ValueError: the graph has no velocity/bias states.
@@ -220,7 +227,7 @@ class PoseGraph:
         self._check(i, j)
         cov = preint.cov + 1e-12 * np.eye(9)
         walk = np.sqrt(np.r_[[gyro_walk ** 2 * preint.dt] * 3, [acc_walk ** 2 * preint.dt] * 3])
-        self.imu.append((i, j, preint, sqrt_information(np.linalg.inv(cov)), 1.0 / np.maximum(walk, 1e-12)))
+        self.imu.append((i, j, preint, sqrt_information(np.linalg.inv(cov)), 1.0 / np.maximum(walk, 1e-12), kind))
 
     def add_bias_prior(self, i: int, bias: np.ndarray, sigma: np.ndarray) -> None:
         """Gaussian prior on node ``i``'s biases ``[6]`` with standard deviations ``sigma [6]``."""

@@ -113,8 +113,8 @@ class SparseSolver:
                 ((R, p, _, _),) = S
                 return np.einsum("kab,kb->ka", U, _pose_residual(PR, Pp, eye, np.zeros_like(p), R, p))
             out.append(_Group("prior", np.array([[p[0]] for p in g.priors]), _POSE, fn, kernels.get("prior")))
-        if g.imu:
-            out.append(self._imu_group(kernels.get("imu")))
+        for kind in sorted({f[5] for f in g.imu}):
+            out.append(self._imu_group([f for f in g.imu if f[5] == kind], kind, kernels.get(kind, kernels.get("imu"))))
         if g.bias_priors:
             mean = np.stack([p[1] for p in g.bias_priors])
             w = np.stack([p[2] for p in g.bias_priors])
@@ -127,8 +127,7 @@ class SparseSolver:
                               lambda S, m=mean, w=w: (S[0][2] - m) * w, kernels.get("velocity_prior")))
         return out
 
-    def _imu_group(self, kernel) -> _Group:
-        rows = self.g.imu
+    def _imu_group(self, rows: list, kind: str, kernel) -> _Group:
         pre = [f[2] for f in rows]
         dRt = np.swapaxes(np.stack([p.dR for p in pre]), -1, -2)
         dv, dp = np.stack([p.dv for p in pre]), np.stack([p.dp for p in pre])
@@ -148,7 +147,7 @@ class SparseSolver:
             rp = np.einsum("kab,kb->ka", Rit, pj - pi - vi * dt - 0.5 * gv * dt * dt) - (dp + corr[:, 6:9])
             r9 = np.einsum("kab,kb->ka", U, np.concatenate([rR, rv, rp], -1))
             return np.concatenate([r9, (bj - bi) * Uw], -1)
-        return _Group("imu", np.array([[f[0], f[1]] for f in rows]), slice(0, 15), fn, kernel)
+        return _Group(kind, np.array([[f[0], f[1]] for f in rows]), slice(0, 15), fn, kernel)
 
     # -- states ---------------------------------------------------------------------------------
     def _slots(self, grp: _Group, R, p, v, b):
