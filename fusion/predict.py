@@ -228,7 +228,7 @@ class Predictor:
             logits = warp.unwarp(out["sem_logits"][0])
             if self.sem_adjust is not None and aux.get("depth_input"):
                 logits = logits - self.sem_adjust.to(logits.dtype)
-            sem = logits.argmax(1).numpy().astype(np.uint8)
+            sem = logits.numpy().argmax(1).astype(np.uint8)     # numpy: 5x torch's argmax over dim 1 (NCHW)
             sem[~valid] = 0
             wp.semantics = sem
             wp.dynamic = self._unwarp(warp, torch.sigmoid(out["dyn_logit"][0])[:, None], None, valid)[:, 0]
@@ -236,7 +236,7 @@ class Predictor:
             wp.patch_grid = self.cfg.patch_grid
             wp.descriptors = out["desc"][0].permute(0, 2, 3, 1).numpy().astype(np.float16)
         if "point_sem_logits" in out:
-            sem_lab = out["point_sem_logits"][0].argmax(1).numpy().astype(np.uint8)       # [S, rows, cols]
+            sem_lab = out["point_sem_logits"][0].numpy().argmax(1).astype(np.uint8)       # [S, rows, cols]
             dyn = torch.sigmoid(out["point_dyn_logit"][0]).numpy().astype(np.float32)
             wp.point_semantics, wp.point_dynamic = [], []
             for i, f in enumerate(frames):
