@@ -26,7 +26,7 @@ class EstimationConfig:
         mode (``batch``: one optimisation at the end; ``window``: also a sliding
         window of ``window_size`` keyframes while streaming).
     Fusion-model factors: network_factors ``gaps`` (only across steps the LiDAR or depth-camera
-        odometry did not register) or ``all``.
+        odometry did not register; with LiDAR, only where the IMU does not span the step either) or ``all``.
     Loop closure: loop_closure, loop_search_radius, loop_drift_fraction,
         loop_min_separation, loop_sc_threshold, loop_min_fitness, loop_max_rmse.
     """
