@@ -1,0 +1,118 @@
+"""Stixel-world depth for camera-only windows: objects stand on the ground.
+
+A monocular network places the road well (its depth follows the image row) but is unsure
+how far a car or a wall is. In a driving scene every upright thing meets the ground
+somewhere below it in the image (Badino et al., "The Stixel World", DAGM 2009): the column
+of pixels above that contact point, up to where the class changes, is one upright surface
+whose points lie on the vertical line through the contact point. So, per image column and
+from the bottom up:
+
+1. fit the ground plane ``n·X = d`` (camera frame, RANSAC) to the pixels the model calls
+   road, sidewalk or terrain, back-projected with the model's depth;
+2. the last ground pixel under a run of one non-ground class is the contact point: the
+   plane's depth there (a ray/plane intersection, which is what the model's ground depth
+   is noisy about). Its centre is half a row below the true contact, so a surface comes out
+   up to ``z/(2·f·h)`` short (4 % at 12 m, f = 100 px, h = 1.5 m); the upper edge instead
+   did worse on the network's blurred class boundaries (train seeds 2/3: 0.321 vs 0.316);
+3. every pixel of the run takes the depth where its ray passes the vertical line
+   (direction ``n``) through that point.
+
+Contact points farther than ``max_contact`` are left to the network: near the horizon a
+small tilt of the plane moves the intersection a lot. The fit is refused (depth returned
+unchanged) when the plane does not look like ground seen by a forward camera (its normal
+more than 35° from the image's vertical, the camera height outside 0.2–5 m, or fewer than
+half the ground pixels on it), e.g. a hand-held camera looking at a table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fuse4d.data.classes import GROUND
+
+#: contact points beyond this range (m) keep the network's depth; chosen on train seeds 2/3
+#: (camera-only AbsRel, both scenarios: no refinement 0.384, 20 m 0.324, 30 m 0.311, 40 m 0.310,
+#: unlimited 0.35: near the horizon the intersection is unstable)
+MAX_CONTACT_M = 30.0
+
+
+def ground_plane(points: np.ndarray, iters: int = 60, tol: float = 0.1,
+                 seed: int = 0) -> tuple[np.ndarray, float, float] | None:
+    """RANSAC plane through ground points ``[N, 3]`` (camera frame, m).
+
+    The inlier band is ``tol`` m, widened in proportion beyond 10 m (monocular depth error
+    grows with range); the plane is refitted to the inliers, each weighted by ``1/band²``.
+
+    Returns:
+        ``(n [3], d, inlier fraction)`` with ``n·X = d`` and ``n`` pointing down the image
+        (``n[1] > 0``), or None for fewer than 50 points.
+    """
+    X = np.asarray(points, np.float64)
+    if len(X) < 50:
+        return None
+    rng = np.random.default_rng(seed)
+    if len(X) > 4000:
+        X = X[rng.choice(len(X), 4000, replace=False)]
+    band = tol * np.maximum(1.0, X[:, 2] / 10.0)
+    best, best_n = None, 0
+    for _ in range(iters):
+        a, b, c = X[rng.choice(len(X), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n)
+        if norm < 1e-9:
+            continue
+        n = n / norm
+        inl = np.abs(X @ n - n @ a) < band
+        if inl.sum() > best_n:
+            best, best_n = inl, int(inl.sum())
+    if best is None:
+        return None
+    A, w = X[best], 1.0 / band[best] ** 2
+    mean = (A * w[:, None]).sum(0) / w.sum()
+    n = np.linalg.eigh(((A - mean) * w[:, None]).T @ (A - mean))[1][:, 0]
+    n = n if n[1] >= 0 else -n
+    return n, float(n @ mean), best_n / len(X)
+
+
+def stixel_depth(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray,
+                 max_contact: float = MAX_CONTACT_M) -> np.ndarray:
+    """Camera-only depth ``[H, W]`` (m, 0 = none) corrected by the stixel world.
+
+    Args:
+        depth: the network's depth ``[H, W]`` metres; semantics: its classes ``[H, W]``
+            (``data.classes``); K: intrinsics ``[3, 3]`` of that image (pixels).
+        max_contact: contact points beyond this depth (m) keep the network's depth.
+
+    Returns:
+        a new ``[H, W]`` float32 depth; unchanged where no ground plane is found (see the
+        module docstring) or a pixel has no contact point below it.
+    """
+    D = np.asarray(depth, np.float32)
+    H, W = D.shape
+    v, u = np.mgrid[0:H, 0:W]
+    rays = np.stack([u, v, np.ones_like(u)], -1).astype(np.float64) @ np.linalg.inv(K).T   # z = 1
+    ground = np.isin(semantics, GROUND) & (D > 0)
+    fit = ground_plane(rays[ground] * D[ground][:, None])
+    if fit is None:
+        return D.copy()
+    n, d, frac = fit
+    if frac < 0.5 or n[1] < np.cos(np.radians(35.0)) or not 0.2 <= d <= 5.0:
+        return D.copy()
+    nr = rays @ n
+    hit = nr > 1e-6
+    lam_plane = np.where(hit, d / np.where(hit, nr, 1.0), np.nan)         # ray-plane depth
+    lam_plane[~(lam_plane <= max_contact)] = np.nan
+    out = D.copy()
+    P = np.full((W, 3), np.nan)            # current contact point per column (camera frame)
+    cls = np.full(W, -1, np.int64)         # class of the run above it (-1 = none yet)
+    for r in range(H - 1, -1, -1):         # bottom-up, vectorised over columns
+        g, s, a = ground[r], semantics[r].astype(np.int64), rays[r]
+        P = np.where(g[:, None], a * lam_plane[r][:, None], P)
+        cls = np.where(g, -1, np.where(cls == -1, s, cls))
+        P[~g & (s != cls)] = np.nan        # the class changed: a surface behind, contact unknown
+        an, aa = a @ n, (a * a).sum(1)
+        det = aa - an ** 2                 # ray parallel to the vertical: no single point
+        lam = ((a * P).sum(1) - an * (P @ n)) / np.where(det > 1e-9, det, 1.0)
+        ok = ~g & np.isfinite(lam) & (lam > 0) & (det > 1e-9) & (D[r] > 0)
+        out[r] = np.where(ok, lam, D[r])
+    return out
