@@ -81,17 +81,6 @@ def _window(grid: np.ndarray, config: DynamicsConfig, op) -> np.ndarray:
     return op(grid, size=size, mode=("nearest", "wrap"))
 
 
-def _cell_reduce(flat: np.ndarray, value: np.ndarray, size: int, fill: float, first: bool) -> np.ndarray:
-    """Per-cell minimum (``first``) or maximum of ``value`` over cells ``flat`` → ``[size]`` (``fill`` = empty)."""
-    out = np.full(size, fill)
-    if len(flat):
-        order = np.lexsort((value, flat))
-        f = flat[order]
-        edge = np.flatnonzero(np.r_[True, f[1:] != f[:-1]]) if first else np.flatnonzero(np.r_[f[1:] != f[:-1], True])
-        out[f[edge]] = value[order][edge]
-    return out
-
-
 @dataclass
 class PastScan:
     """One past scan as range grids ``[rows, cols]`` (m; +inf / −inf = no return).
@@ -111,12 +100,14 @@ class PastScan:
     static_hi: np.ndarray
     static_lo_above: np.ndarray
     static_hi_above: np.ndarray
+    _sorted: tuple | None = None  # (cell, range, above) of the returns, sorted by cell then range
 
     @classmethod
     def build(cls, grid: SphericalGrid, points_world: np.ndarray, T_world_sensor: np.ndarray,
-              dynamic_prob: np.ndarray, config: DynamicsConfig, ground: np.ndarray | None = None) -> "PastScan":
+              dynamic_prob: np.ndarray | None, config: DynamicsConfig, ground: np.ndarray | None = None
+              ) -> "PastScan":
         """Range grids of a scan ``[N, 3]`` (world) seen from ``T_world_sensor`` with posteriors ``[N]``
-        and ground flags ``[N]`` bool (None = no point is ground)."""
+        (None = every point static) and ground flags ``[N]`` bool (None = no point is ground)."""
         from scipy.ndimage import minimum_filter
 
         T_sw = np.linalg.inv(T_world_sensor)
@@ -124,22 +115,45 @@ class PastScan:
         keep = row >= 0
         flat, r = row[keep] * grid.cols + col[keep], r[keep]
         above = np.ones(len(r), bool) if ground is None else ~np.asarray(ground, bool)[keep]
-        static = np.asarray(dynamic_prob)[keep] < 0.5
-        size, shape = grid.rows * grid.cols, (grid.rows, grid.cols)
+        order = np.lexsort((r, flat))  # one sort; every subset of it stays sorted by cell, then range
+        flat, r, above = flat[order], r[order], above[order]
+        shape = (grid.rows, grid.cols)
+        near_all = _sorted_reduce(flat, r, shape, True)
+        near_above = np.minimum(near_all, _window(_sorted_reduce(flat[above], r[above], shape, True),
+                                                  config, minimum_filter))
+        out = cls(T_sw, _window(near_all, config, minimum_filter), near_above, *([None] * 4),
+                  _sorted=(flat, r, above, keep, order))
+        return out.with_posterior(dynamic_prob)
 
-        def reduce(sel: np.ndarray, first: bool) -> np.ndarray:
-            return _cell_reduce(flat[sel], r[sel], size, np.inf if first else -np.inf, first).reshape(shape)
+    def with_posterior(self, dynamic_prob: np.ndarray | None) -> "PastScan":
+        """This scan's static grids from its points' posteriors ``[N]`` (None = all static), in place."""
+        flat, r, above, keep, order = self._sorted
+        static = np.ones(len(r), bool) if dynamic_prob is None else (np.asarray(dynamic_prob)[keep] < 0.5)[order]
+        shape = self.near.shape
+        sa = static & above
+        self.static_lo = _sorted_reduce(flat[static], r[static], shape, True)
+        self.static_hi = _sorted_reduce(flat[static], r[static], shape, False)
+        self.static_lo_above = _sorted_reduce(flat[sa], r[sa], shape, True)
+        self.static_hi_above = _sorted_reduce(flat[sa], r[sa], shape, False)
+        # [2, cells]: row 0 for non-ground queries (non-ground neighbours), row 1 for ground ones (any)
+        self._lo_nb = np.stack([self.static_lo_above.ravel(), self.static_lo.ravel()])
+        self._hi_nb = np.stack([self.static_hi_above.ravel(), self.static_hi.ravel()])
+        return self
 
-        everything = np.ones(len(r), bool)
-        near_all = reduce(everything, True)
-        near_above = np.minimum(near_all, _window(reduce(above, True), config, minimum_filter))
-        return cls(T_sw, _window(near_all, config, minimum_filter), near_above,
-                   reduce(static, True), reduce(static, False),
-                   reduce(static & above, True), reduce(static & above, False))
+
+def _sorted_reduce(flat: np.ndarray, value: np.ndarray, shape: tuple[int, int], first: bool) -> np.ndarray:
+    """Per-cell minimum (``first``) or maximum of ``value`` over cells ``flat`` (both sorted by cell,
+    then value) → grid ``shape`` (+inf / −inf = empty)."""
+    out = np.full(shape[0] * shape[1], np.inf if first else -np.inf)
+    if len(flat):
+        edge = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]]) if first else \
+            np.flatnonzero(np.r_[flat[1:] != flat[:-1], True])
+        out[flat[edge]] = value[edge]
+    return out.reshape(shape)
 
 
 def scan_evidence(grid: SphericalGrid, points_world: np.ndarray, past: PastScan, config: DynamicsConfig,
-                  ground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  ground: np.ndarray | None = None, occupancy: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Free-space and static-occupancy observations of points ``[N, 3]`` (world) by one past scan.
 
     A non-ground point (``ground [N]`` bool False, or None) is free when its own cell's ray and the
@@ -149,6 +163,7 @@ def scan_evidence(grid: SphericalGrid, points_world: np.ndarray, past: PastScan,
     row below lands nearer). A point is on a static surface when a static return of its own cell,
     or a non-ground static return of a neighbouring cell (any, for ground points), lies within the
     margin of its range: a neighbour's ground return at a similar range does not make a car static.
+    ``occupancy=False`` skips the static test (all False).
 
     Returns:
         ``free [N]`` bool (seen free by the margin), ``occupied_static [N]`` bool.
@@ -159,20 +174,33 @@ def scan_evidence(grid: SphericalGrid, points_world: np.ndarray, past: PastScan,
     row = np.where(inside, row, 0)
     on_ground = np.zeros(len(r), bool) if ground is None else np.asarray(ground, bool)
     margin = np.maximum(config.free_margin, config.free_margin_rel * r)
-    near = np.where(on_ground, past.near[row, col], past.near_above[row, col])
+    flat = row * grid.cols + col
+    near = past.near_above.ravel().take(flat)
+    near[on_ground] = past.near.ravel().take(flat[on_ground])
     free = inside & np.isfinite(near) & (r < near - margin)
     occ = np.zeros(len(r), bool)
-    for dr in range(-config.window_el, config.window_el + 1):
-        rr = np.clip(row + dr, 0, grid.rows - 1)
-        for dc in range(-config.window_az, config.window_az + 1):
-            cc = (col + dc) % grid.cols
-            if dr == 0 and dc == 0:
-                lo, hi = past.static_lo[rr, cc], past.static_hi[rr, cc]
-            else:
-                lo = np.where(on_ground, past.static_lo[rr, cc], past.static_lo_above[rr, cc])
-                hi = np.where(on_ground, past.static_hi[rr, cc], past.static_hi_above[rr, cc])
-            occ |= (r >= lo - margin) & (r <= hi + margin)
-    return free, inside & occ & ~free
+    if not occupancy:
+        return free, occ
+    # the own cell first, then the neighbours, each only for the points not yet found on a surface
+    todo = np.flatnonzero(inside & ~free)
+    lo_own, hi_own = past.static_lo.ravel(), past.static_hi.ravel()
+    offsets = [(0, 0)] + [(dr, dc) for dr in range(-config.window_el, config.window_el + 1)
+                          for dc in range(-config.window_az, config.window_az + 1) if (dr, dc) != (0, 0)]
+    for dr, dc in offsets:
+        if not len(todo):
+            break
+        rt, mt = r[todo], margin[todo]
+        if dr == dc == 0:
+            f = flat[todo]
+            lo, hi = lo_own.take(f), hi_own.take(f)
+        else:
+            f = np.clip(row[todo] + dr, 0, grid.rows - 1) * grid.cols + (col[todo] + dc) % grid.cols
+            f += on_ground[todo] * (grid.rows * grid.cols)
+            lo, hi = past._lo_nb.ravel().take(f), past._hi_nb.ravel().take(f)
+        hit = (rt >= lo - mt) & (rt <= hi + mt)
+        occ[todo[hit]] = True
+        todo = todo[~hit]
+    return free, occ
 
 
 def _voxel_keys(points: np.ndarray, cell: float) -> np.ndarray:
@@ -255,8 +283,9 @@ class LidarMOS:
         r = np.linalg.norm(pts - T_world_sensor[:3, 3], axis=1)
         valid = (r >= cfg.min_range) & (r <= cfg.max_range)
         ground = self.ground.update(pts, T_world_sensor[:3, 3], cfg.max_range + 10.0)
+        now = PastScan.build(self.grid, pts, T_world_sensor, None, cfg, ground)  # static grids: see the end
         if cfg.revise_previous and self._prev is not None:
-            self._revise_previous(PastScan.build(self.grid, pts, T_world_sensor, np.zeros(n), cfg, ground))
+            self._revise_previous(now)
         logodds = np.full(n, cfg.l_prior)
         n_free = np.zeros(n, np.int32)
         n_occ = np.zeros(n, np.int32)
@@ -276,7 +305,7 @@ class LidarMOS:
         seen_static = n_occ > n_free
         final = self._vote(logodds, objects, seen_static)
         prob = 1.0 / (1.0 + np.exp(-final))
-        self.past.append(PastScan.build(self.grid, pts, T_world_sensor, prob, cfg, ground))
+        self.past.append(now.with_posterior(prob))
         self._prev_points, self._prev_logodds = pts, final
         self._prev = (T_world_sensor, logodds, objects, seen_static, valid, ground)
         return {"prob": prob.astype(np.float32), "logodds": logodds.astype(np.float32), "ground": ground,
@@ -290,8 +319,8 @@ class LidarMOS:
         posterior replaces the previous scan's in the history (its static surfaces) and in the
         posterior carried to the new scan. The output already returned for that scan is unchanged."""
         cfg = self.config
-        T_prev, logodds, objects, seen_static, valid, ground = self._prev
-        free, _ = scan_evidence(self.grid, self._prev_points, now, cfg, ground)
+        _, logodds, objects, seen_static, valid, ground = self._prev
+        free, _ = scan_evidence(self.grid, self._prev_points, now, cfg, ground, occupancy=False)
         free &= valid
         if not free.any():
             return
@@ -299,7 +328,7 @@ class LidarMOS:
         final = self._vote(revised, objects, seen_static & ~free)
         self._prev_logodds = np.maximum(self._prev_logodds, final)
         prob = 1.0 / (1.0 + np.exp(-self._prev_logodds))
-        self.past[-1] = PastScan.build(self.grid, self._prev_points, T_prev, prob, cfg, ground)
+        self.past[-1].with_posterior(prob)  # the previous scan's grids, its static returns revised
 
     def _carried(self, pts: np.ndarray) -> np.ndarray:
         """The previous posterior (log-odds above the prior) of the previous scan's points, moved by
@@ -358,10 +387,10 @@ def segment_pair(points_a: np.ndarray, T_world_sensor_a: np.ndarray, points_b: n
     both = np.vstack([pa, pb])
     ground = GroundGrid(config.ground_cell, config.ground_height).update(both)
     ga, gb = ground[:len(pa)], ground[len(pa):]
-    past_a = PastScan.build(grid, pa, T_world_sensor_a, np.zeros(len(pa)), config, ga)
-    past_b = PastScan.build(grid, pb, T_world_sensor_b, np.zeros(len(pb)), config, gb)
-    free_a, _ = scan_evidence(grid, pa, past_b, config, ga)
-    free_b, _ = scan_evidence(grid, pb, past_a, config, gb)
+    past_a = PastScan.build(grid, pa, T_world_sensor_a, None, config, ga)
+    past_b = PastScan.build(grid, pb, T_world_sensor_b, None, config, gb)
+    free_a, _ = scan_evidence(grid, pa, past_b, config, ga, occupancy=False)
+    free_b, _ = scan_evidence(grid, pb, past_a, config, gb, occupancy=False)
     free = np.r_[free_a, free_b]
     r = np.r_[np.linalg.norm(pa - T_world_sensor_a[:3, 3], axis=1), np.linalg.norm(pb - T_world_sensor_b[:3, 3], axis=1)]
     valid = (r >= config.min_range) & (r <= config.max_range)
