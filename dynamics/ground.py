@@ -57,13 +57,31 @@ class GroundGrid:
         """Ground height ``[N]`` (m) under ``xy [N, 2]``: the lowest minimum of the 3 × 3 cells around
         (a steep neighbour does not lift the ground); +inf where nothing was seen."""
         best = np.full(len(xy), np.inf)
+        if not len(xy) or not len(self._keys):
+            return best
         base = np.floor(xy / self.cell).astype(np.int64) + (1 << 20)
+        lo, hi = base.min(axis=0) - 1, base.max(axis=0) + 1
+        i, j = self._keys >> 21, self._keys & ((1 << 21) - 1)
+        inside = (i >= lo[0]) & (i <= hi[0]) & (j >= lo[1]) & (j <= hi[1])
+        shape = hi - lo + 1
+        if shape[0] * shape[1] > 1 << 24:  # a far-flung query: hashed lookups instead of a dense block
+            return self._lookup_sparse(base)
+        block = np.full(shape[0] * shape[1], np.inf)  # the minima over the queries' bounding block
+        block[(i[inside] - lo[0]) * shape[1] + (j[inside] - lo[1])] = self._zmin[inside]
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                z = block.take((base[:, 0] + di - lo[0]) * shape[1] + (base[:, 1] + dj - lo[1]))
+                # the neighbour only lowers the ground by a slope-bounded amount
+                best = np.minimum(best, z + (0.0 if di == dj == 0 else 0.3 * self.cell))
+        return best
+
+    def _lookup_sparse(self, base: np.ndarray) -> np.ndarray:
+        """:meth:`lookup` on the hashed cells ``base [N, 2]`` (offset cell indices) by binary search."""
+        best = np.full(len(base), np.inf)
         for di in (-1, 0, 1):
             for dj in (-1, 0, 1):
                 k = ((base[:, 0] + di) << 21) | (base[:, 1] + dj)
-                pos = np.clip(np.searchsorted(self._keys, k), 0, max(len(self._keys) - 1, 0))
-                hit = (self._keys[pos] == k) if len(self._keys) else np.zeros(len(k), bool)
-                z = np.where(hit, self._zmin[pos] if len(self._keys) else np.inf, np.inf)
-                # the neighbour only lowers the ground by a slope-bounded amount
+                pos = np.clip(np.searchsorted(self._keys, k), 0, len(self._keys) - 1)
+                z = np.where(self._keys[pos] == k, self._zmin[pos], np.inf)
                 best = np.minimum(best, z + (0.0 if di == dj == 0 else 0.3 * self.cell))
         return best

@@ -81,13 +81,16 @@ def full_centre(points: np.ndarray, heading: np.ndarray | None, sensor: np.ndarr
     return centre + (ca - 0.5 * (a.min() + a.max())) * axis
 
 
-def _normals(points: np.ndarray, tree, k: int = 8) -> np.ndarray:
-    """Unit normals ``[M, 3]`` of points ``[M, 3]`` from their k nearest neighbours (PCA; NaN when < 4)."""
+def _normals(points: np.ndarray, tree, k: int = 8, at: np.ndarray | None = None) -> np.ndarray:
+    """Unit normals ``[M, 3]`` of points ``[M, 3]`` (or of ``points[at]``, ``at [K]`` indices) from their
+    k nearest neighbours among ``points`` (``tree`` holds them; PCA; NaN when < 4 within 1 m)."""
     k = min(k, len(points))
-    d, j = tree.query(points, k=k, distance_upper_bound=1.0)
+    idx = np.arange(len(points)) if at is None else np.asarray(at)
+    q = points[idx]
+    d, j = tree.query(q, k=k, distance_upper_bound=1.0)
     ok = np.isfinite(d)
-    j = np.where(ok, j, np.arange(len(points))[:, None])
-    nb = points[j] - points[:, None]
+    j = np.where(ok, j, idx[:, None])
+    nb = points[j] - q[:, None]
     w = ok[..., None].astype(np.float64)
     cnt = np.maximum(ok.sum(1), 1)[:, None]
     c = nb - (nb * w).sum(1)[:, None] / cnt[..., None]
@@ -120,7 +123,8 @@ def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, it
     from scipy.spatial import cKDTree
 
     tree = cKDTree(target)
-    nrm = _normals(target, tree)
+    nrm = np.full((len(target), 3), np.nan)  # normals of the target points matched so far (lazily)
+    have = np.zeros(len(target), bool)
     yaw = pivot is not None
     c = np.zeros(3) if pivot is None else np.asarray(pivot, np.float64)
     best = (np.asarray(init, np.float64).reshape(-1, 3)[0], -1.0, np.inf, 0.0)
@@ -137,6 +141,9 @@ def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, it
             if ok.sum() < 5:
                 break
             resid = float(dist[ok].mean())
+            need = np.unique(j[ok][~have[j[ok]]])
+            if len(need):
+                nrm[need], have[need] = _normals(target, tree, at=need), True
             n = nrm[j[ok]]
             good = np.isfinite(n).all(1)
             if good.sum() < 5:
