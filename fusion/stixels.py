@@ -15,7 +15,13 @@ from the bottom up:
    up to ``z/(2·f·h)`` short (4 % at 12 m, f = 100 px, h = 1.5 m); the upper edge instead
    did worse on the network's blurred class boundaries (train seeds 2/3: 0.321 vs 0.316);
 3. every pixel of the run takes the depth where its ray passes the vertical line
-   (direction ``n``) through that point.
+   (direction ``n``) through that point;
+4. a run that starts at the image's bottom edge (a car right ahead) stands on ground below
+   the image, so it is nearer than where the bottom edge's ray meets the ground: its depth is
+   capped there, not set.
+
+On train seeds 2/3 (both scenarios) camera-only AbsRel went 0.384 → 0.316 with steps 1-3 and
+0.291 with step 4; held-out seeds 0/1/10/11/20, measured once after: 0.368 → 0.311.
 
 Contact points farther than ``max_contact`` are left to the network: near the horizon a
 small tilt of the plane moves the intersection a lot. The fit is refused (depth returned
@@ -103,16 +109,23 @@ def stixel_depth(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray,
     lam_plane = np.where(hit, d / np.where(hit, nr, 1.0), np.nan)         # ray-plane depth
     lam_plane[~(lam_plane <= max_contact)] = np.nan
     out = D.copy()
-    P = np.full((W, 3), np.nan)            # current contact point per column (camera frame)
+    # a run that starts at the image's bottom edge stands on ground below the image, so nearer
+    # than where the bottom edge's ray meets the ground: its depth is bounded, not known
+    bottom = np.stack([u[-1] + 0.0, np.full(W, H - 0.5), np.ones(W)], -1) @ np.linalg.inv(K).T
+    nb = bottom @ n
+    lam_b = np.where(nb > 1e-6, d / np.where(nb > 1e-6, nb, 1.0), np.nan)
+    P = np.where(~ground[-1][:, None] & (lam_b <= max_contact)[:, None], bottom * lam_b[:, None], np.nan)
+    bound = np.isfinite(P[:, 0])           # the run's contact is an upper bound only
     cls = np.full(W, -1, np.int64)         # class of the run above it (-1 = none yet)
     for r in range(H - 1, -1, -1):         # bottom-up, vectorised over columns
         g, s, a = ground[r], semantics[r].astype(np.int64), rays[r]
         P = np.where(g[:, None], a * lam_plane[r][:, None], P)
+        bound &= ~g
         cls = np.where(g, -1, np.where(cls == -1, s, cls))
         P[~g & (s != cls)] = np.nan        # the class changed: a surface behind, contact unknown
         an, aa = a @ n, (a * a).sum(1)
         det = aa - an ** 2                 # ray parallel to the vertical: no single point
         lam = ((a * P).sum(1) - an * (P @ n)) / np.where(det > 1e-9, det, 1.0)
         ok = ~g & np.isfinite(lam) & (lam > 0) & (det > 1e-9) & (D[r] > 0)
-        out[r] = np.where(ok, lam, D[r])
+        out[r] = np.where(ok, np.where(bound, np.minimum(lam, D[r]), lam), D[r])
     return out

@@ -235,6 +235,7 @@ def window_factors(odo: DepthOdometry, frame, wp, k: int, position: int, registe
     if wp is None or wp.depth is None or frame.image is None:
         return []
     guess = wp.T_prev_cur[k] if np.isfinite(wp.T_prev_cur[k]).all() else None
-    return odo.step(position, frame.image, wp.depth[k],
+    depth = wp.extras.get("depth_network", wp.depth)      # before the stixel correction (fusion/predict.py)
+    return odo.step(position, frame.image, depth[k],
                     None if wp.dynamic is None else wp.dynamic[k],
                     None if wp.semantics is None else wp.semantics[k], guess, register)

@@ -62,3 +62,15 @@ def test_ground_plane_recovers_height_and_normal_despite_outliers():
     n, d, frac = ground_plane(X)
     assert np.degrees(np.arccos(n[1])) < 0.5 and abs(d - HEIGHT) < 0.02 and 0.75 < frac < 0.85
     assert ground_plane(X[:10]) is None
+
+
+def test_a_run_cut_by_the_image_bottom_is_bounded_by_the_bottom_edge_ray():
+    gt, sem, _, car = scene(car_z=3.0)                    # the car's ground contact is below the image
+    assert car[-1].any()
+    model = gt.copy()
+    model[car] = 9.0
+    model[car & (np.arange(W)[None] >= 70)] = 2.0         # nearer than the bound: kept
+    out = stixel_depth(model.astype(np.float32), sem, K)
+    bound = HEIGHT * FY / (H - 0.5 - CY)                  # where the bottom edge's ray meets the road (3.8 m)
+    left, right = car & (np.arange(W)[None] < 70), car & (np.arange(W)[None] >= 70)
+    assert np.allclose(out[left], bound, rtol=1e-3) and np.allclose(out[right], 2.0)
