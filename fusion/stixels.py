@@ -18,10 +18,13 @@ from the bottom up:
    (direction ``n``) through that point;
 4. a run that starts at the image's bottom edge (a car right ahead) stands on ground below
    the image, so it is nearer than where the bottom edge's ray meets the ground: its depth is
-   capped there, not set.
+   capped there, not set;
+5. a facade hidden at its foot (a parked car, a pole, a tree in front) takes the base line
+   of the facade columns on either side.
 
-On train seeds 2/3 (both scenarios) camera-only AbsRel went 0.384 → 0.316 with steps 1-3 and
-0.291 with step 4; held-out seeds 0/1/10/11/20, measured once after: 0.368 → 0.311.
+On train seeds 2/3 (both scenarios, 24 frames each) camera-only AbsRel went 0.384 → 0.316
+with steps 1-3, 0.291 with step 4 and 0.285 with step 5; on held-out seeds 0/1/10/11/20,
+measured after each choice: 0.368 → 0.330 → 0.311 → 0.309.
 
 Contact points farther than ``max_contact`` are left to the network: near the horizon a
 small tilt of the plane moves the intersection a lot. The fit is refused (depth returned
@@ -34,12 +37,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from fuse4d.data.classes import GROUND
+from fuse4d.data.classes import BUILDING, GROUND
 
 #: contact points beyond this range (m) keep the network's depth; chosen on train seeds 2/3
 #: (camera-only AbsRel, both scenarios: no refinement 0.384, 20 m 0.324, 30 m 0.311, 40 m 0.310,
 #: unlimited 0.35: near the horizon the intersection is unstable)
 MAX_CONTACT_M = 30.0
+
+#: facades hidden behind parked cars, poles or trees take the base line between the nearest
+#: columns on either side where the facade meets the ground, across at most this fraction of
+#: the image width (a straight base projects to a straight image line). Train seeds 2/3:
+#: AbsRel 0.2914 without, 0.2881 / 0.2871 / 0.2854 at 1/16, 1/8, 1/4 of the width.
+FACADE_GAP = 0.25
 
 
 def ground_plane(points: np.ndarray, iters: int = 60, tol: float = 0.1,
@@ -81,13 +90,15 @@ def ground_plane(points: np.ndarray, iters: int = 60, tol: float = 0.1,
 
 
 def stixel_depth(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray,
-                 max_contact: float = MAX_CONTACT_M) -> np.ndarray:
+                 max_contact: float = MAX_CONTACT_M, facade_gap: float = FACADE_GAP) -> np.ndarray:
     """Camera-only depth ``[H, W]`` (m, 0 = none) corrected by the stixel world.
 
     Args:
         depth: the network's depth ``[H, W]`` metres; semantics: its classes ``[H, W]``
             (``data.classes``); K: intrinsics ``[3, 3]`` of that image (pixels).
         max_contact: contact points beyond this depth (m) keep the network's depth.
+        facade_gap: widest run of columns (fraction of the image width) across which a
+            facade's base line is carried behind occluders (0 = off).
 
     Returns:
         a new ``[H, W]`` float32 depth; unchanged where no ground plane is found (see the
@@ -117,15 +128,60 @@ def stixel_depth(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray,
     P = np.where(~ground[-1][:, None] & (lam_b <= max_contact)[:, None], bottom * lam_b[:, None], np.nan)
     bound = np.isfinite(P[:, 0])           # the run's contact is an upper bound only
     cls = np.full(W, -1, np.int64)         # class of the run above it (-1 = none yet)
+    crow = np.full(W, -1, np.int64)        # row of the run's contact (-1: none, or a bound)
+    base = np.full(W, -1, np.int64)        # per column: contact row of its lowest building run
+    hidden = np.zeros((H, W), bool)        # building pixels whose run's contact is hidden
     for r in range(H - 1, -1, -1):         # bottom-up, vectorised over columns
         g, s, a = ground[r], semantics[r].astype(np.int64), rays[r]
         P = np.where(g[:, None], a * lam_plane[r][:, None], P)
+        crow = np.where(g, r, crow)
         bound &= ~g
         cls = np.where(g, -1, np.where(cls == -1, s, cls))
-        P[~g & (s != cls)] = np.nan        # the class changed: a surface behind, contact unknown
-        an, aa = a @ n, (a * a).sum(1)
-        det = aa - an ** 2                 # ray parallel to the vertical: no single point
-        lam = ((a * P).sum(1) - an * (P @ n)) / np.where(det > 1e-9, det, 1.0)
-        ok = ~g & np.isfinite(lam) & (lam > 0) & (det > 1e-9) & (D[r] > 0)
+        changed = ~g & (s != cls)          # the class changed: a surface behind, contact unknown
+        P[changed], crow[changed] = np.nan, -1
+        lam = _on_vertical(a, P, n)
+        ok = ~g & np.isfinite(lam) & (D[r] > 0)
         out[r] = np.where(ok, np.where(bound, np.minimum(lam, D[r]), lam), D[r])
+        facade = ok & ~bound & (s == BUILDING) & (crow >= 0)
+        base = np.where(facade & (base < 0), crow, base)
+        hidden[r] = ~g & ~ok & (s == BUILDING) & (D[r] > 0)
+    if facade_gap:
+        _fill_facades(out, hidden, base, rays, K, n, d, max_contact, int(facade_gap * W))
     return out
+
+
+def _on_vertical(a: np.ndarray, P: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Depth ``[W]`` along rays ``a [W, 3]`` (z = 1) of their closest approach to the vertical
+    lines ``P + t·n`` (``P [W, 3]``, NaN = none); NaN where a ray runs parallel to the line."""
+    an, aa = a @ n, (a * a).sum(1)
+    det = aa - an ** 2
+    lam = ((a * P).sum(1) - an * (P @ n)) / np.where(det > 1e-9, det, 1.0)
+    return np.where((det > 1e-9) & (lam > 0), lam, np.nan)
+
+
+def _fill_facades(out: np.ndarray, hidden: np.ndarray, base: np.ndarray, rays: np.ndarray,
+                  K: np.ndarray, n: np.ndarray, d: float, max_contact: float, gap: int) -> None:
+    """Give hidden facade pixels ``hidden [H, W]`` (in place, ``out [H, W]``) the depth of the
+    vertical through the facade's base line, interpolated in the image between the nearest
+    columns left and right whose building run met the ground (``base [W]`` rows, -1 = none)."""
+    cols = np.flatnonzero(base >= 0)
+    if len(cols) < 2 or not hidden.any():
+        return
+    W = len(base)
+    k = np.searchsorted(cols, np.arange(W))
+    lo, hi = cols[np.clip(k - 1, 0, len(cols) - 1)], cols[np.clip(k, 0, len(cols) - 1)]
+    fill = (base < 0) & (k > 0) & (k < len(cols)) & (hi - lo <= gap)
+    if not fill.any():
+        return
+    u = np.flatnonzero(fill)
+    t = (u - lo[u]) / (hi[u] - lo[u])
+    row = (1 - t) * base[lo[u]] + t * base[hi[u]]
+    ray = np.stack([u, row, np.ones(len(u))], -1) @ np.linalg.inv(K).T
+    nr = ray @ n
+    lam_b = np.where(nr > 1e-6, d / np.where(nr > 1e-6, nr, 1.0), np.nan)
+    P = np.where((lam_b <= max_contact)[:, None], ray * lam_b[:, None], np.nan)
+    for r in np.flatnonzero(hidden[:, u].any(1)):
+        m = hidden[r, u] & (r < row)
+        lam = _on_vertical(rays[r, u], P, n)
+        sel = m & np.isfinite(lam)
+        out[r, u[sel]] = lam[sel]

@@ -37,7 +37,10 @@ def test_upright_surfaces_take_the_depth_of_their_ground_contact():
     # the contact row's centre lies half a row below the true contact: ~4 % short here
     assert np.median(rel[wall & ~above_car]) < 0.05 and np.median(rel[car]) < 0.05
     assert np.median(np.abs(model - gt)[wall] / gt[wall]) > 0.4
-    assert np.allclose(out[above_car], 18.0)              # contact unknown: the network's depth stays
+    # the wall above the car has no contact of its own: it takes the base line of the wall either side
+    assert np.median(rel[above_car]) < 0.05
+    no_facade = stixel_depth(model.astype(np.float32), sem, K, facade_gap=0)
+    assert np.allclose(no_facade[above_car], 18.0)        # without it the network's depth stays
     assert np.array_equal(out[sem == ROAD], model[sem == ROAD].astype(np.float32))
 
 
