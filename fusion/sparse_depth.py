@@ -25,6 +25,7 @@ def lidar_depth_image(points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray
     out = np.zeros((H, W), np.float32)
     if points is None or len(points) == 0:
         return out
+    from fuse4d.encoders.lidar import nearest_per_pixel     # lazily: that module imports torch
     xyz = np.asarray(points, np.float64)[:, :3] @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
     z = xyz[:, 2]
     front = z > min_depth
@@ -34,8 +35,8 @@ def lidar_depth_image(points: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray
     v = np.floor(uv[:, 1] / z + 0.5).astype(np.int64)
     inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
     u, v, z = u[inside], v[inside], z[inside]
-    order = np.argsort(-z)                                 # far first: the nearest point is written last
-    out[v[order], u[order]] = z[order].astype(np.float32)
+    pix, win = nearest_per_pixel(v * W + u, z, H * W)      # the nearest point wins a pixel
+    out.reshape(-1)[pix] = z[win].astype(np.float32)
     return out
 
 

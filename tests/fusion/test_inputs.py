@@ -1,4 +1,7 @@
-"""LiDAR points enter the camera view at the camera's stamp: the sweep's motion is undone."""
+"""LiDAR points enter the camera view at the camera's stamp: the sweep's motion is undone; the
+z-buffers of the input preparation pick the nearest point as the sorted writes did."""
+
+import math
 
 import numpy as np
 import pytest
@@ -60,3 +63,56 @@ def test_lidar_refinement_fixes_the_models_local_scale_and_ignores_occluded_poin
     assert err_before > 0.09 and err_after < 0.3 * err_before, (err_before, err_after)  # 0.100 -> 0.023
     assert np.median(np.abs(out[occluded] / gt[occluded] - 1)) < 0.03     # occluded points do not pull the depth
     assert np.array_equal(refine_with_lidar(pred, lidar, weight=0.0), pred.astype(np.float32))
+
+
+def _sorted_zbuffer(pix: np.ndarray, key: np.ndarray, n_pix: int) -> np.ndarray:
+    """The reference z-buffer (what the input preparation did before): write every point far to
+    near in a stable order; the last write wins. ``[n_pix]`` winner index, -1 = none."""
+    order = np.argsort(-key, kind="stable")
+    win = np.full(n_pix, -1, np.int64)
+    win[pix[order]] = order
+    return win
+
+
+def test_fast_zbuffer_picks_the_same_points_as_the_sorted_writes(frames):
+    from fuse4d.encoders.lidar import nearest_per_pixel, range_image, range_pixels, sparse_depth
+    rng = np.random.default_rng(0)
+    seq, fr = frames
+    pts = fr[1].points
+    r, c = range_pixels(pts, (32, 256), seq.calibration.lidar_fov_deg)
+    cases = [(r * 256 + c, np.linalg.norm(pts[:, :3], axis=1), 32 * 256),          # a real scan
+             (rng.integers(0, 40, 3000), rng.integers(0, 4, 3000).astype(np.float32), 40),  # many ties
+             (rng.integers(0, 70000, 5000), rng.random(5000), 70000),                # beyond 16-bit pixel ids
+             (np.array([3, 3, 1]), np.array([1.0, np.nan, 2.0]), 5)]                 # NaN: written last, as before
+    for pix, key, n in cases:
+        ref = _sorted_zbuffer(pix, key, n)
+        p, w = nearest_per_pixel(pix, key, n)
+        got = np.full(n, -1, np.int64)
+        got[p] = w
+        assert np.array_equal(got, ref)
+        assert len(np.unique(p)) == len(p) == np.count_nonzero(ref >= 0)
+    # the images built on it: the sorted-write range image, bit for bit
+    img, r2, c2 = range_image(pts, (32, 256), seq.calibration.lidar_fov_deg)
+    rg = np.linalg.norm(pts[:, :3], axis=1)
+    win = _sorted_zbuffer(r * 256 + c, rg, 32 * 256)
+    hit = win >= 0
+    ref = np.zeros((4, 32 * 256), np.float32)
+    ref[0, hit] = np.log1p(rg[win[hit]]) / math.log1p(80.0)      # a Python float: float32 math
+    ref[1, hit] = 1.0
+    ref[2, hit] = np.clip(pts[win[hit], 3] / (255.0 if pts[:, 3].max() > 1.5 else 1.0), 0, 1)
+    ref[3, hit] = np.clip(pts[win[hit], 2] / 3.0, -3, 3)
+    assert np.array_equal(img.reshape(4, -1), ref) and np.array_equal(r2, r) and np.array_equal(c2, c)
+    assert hit.mean() > 0.5                      # a dense scan: most pixels hit
+    # the camera-view sparse depth with per-pixel values (the nearest point's)
+    cal = seq.calibration
+    p = pts[:, :3].astype(np.float64) @ cal.T_cam_lidar[:3, :3].T + cal.T_cam_lidar[:3, 3]
+    d, val = sparse_depth(p, cal.K, (64, 192), np.arange(len(p)))
+    front = np.flatnonzero(p[:, 2] > 0.1)
+    uv = (p[front] @ cal.K.T)[:, :2] / p[front, 2:3]
+    u, v = np.floor(uv[:, 0] + 0.5).astype(np.int64), np.floor(uv[:, 1] + 0.5).astype(np.int64)
+    ok = (u >= 0) & (u < 192) & (v >= 0) & (v < 64)
+    win = _sorted_zbuffer((v * 192 + u)[ok], p[front[ok], 2], 64 * 192)
+    hit = win >= 0
+    assert hit.sum() > 500 and np.array_equal(val.reshape(-1)[hit], front[ok][win[hit]])
+    assert np.array_equal(d.reshape(-1)[hit], p[front[ok][win[hit]], 2].astype(np.float32))
+    assert not d.reshape(-1)[~hit].any()
