@@ -27,7 +27,9 @@ On train seeds 2/3 (both scenarios, 24 frames each) camera-only AbsRel went 0.38
 with steps 1-3, 0.291 with step 4, 0.285 with step 5 and 0.274 with vehicles as one class;
 on held-out seeds 0/1/10/11/20, measured after each choice: 0.368 → 0.330 → 0.311 → 0.309 →
 0.298. On the KITTI raw sample (camera only, against its LiDAR projected into the image, 6
-frames): 0.590 → 0.440.
+frames): 0.590 → 0.440. Tried and not kept: the ground's own depth replaced by the plane
+(train 0.274 → 0.267, held-out 0.298 → 0.297 with seeds 0 and 10 worse: relief), breaking a
+run where the network's depth jumps (train 0.316 → 0.364: its depth is too noisy for that).
 
 Contact points farther than ``max_contact`` are left to the network: near the horizon a
 small tilt of the plane moves the intersection a lot. The fit is refused (depth returned
