@@ -141,6 +141,30 @@ def optimiser_step(model: FusionModel, opt: torch.optim.Optimizer, terms: dict[s
     return loss
 
 
+@torch.no_grad()
+def camera_depth_scale(model: FusionModel, pool: list[dict], setup: TrainSetup, windows: int = 48,
+                       seed: int = 0) -> float:
+    """The network's camera-only depth scale on its own training pool: the median of
+    ground truth / predicted depth over valid pixels (≤ ``max_depth``) of ``windows`` clean
+    camera-only windows (no corruption). A monocular network's depth carries a learnt scale
+    bias; the predictor multiplies camera-only depth by this (``meta["depth_scale_camera"]``)."""
+    import dataclasses
+    tc = dataclasses.replace(setup.train, corrupt_prob=0.0, batch=1)
+    rng = np.random.default_rng([seed, 20261129])
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ratios = []
+    for _ in range(windows):
+        inputs, tgt, _ = make_batch(pool, rng, tc, setup.model, sensors={"camera"})
+        d = model({k: v.to(device) for k, v in inputs.items()})["depth"].cpu()
+        g = tgt["depth"]
+        ok = (g > 0) & (g <= setup.model.max_depth) & (d > 0)
+        ratios.append((g[ok] / d[ok]).numpy())
+    model.train(was_training)
+    return float(np.median(np.concatenate(ratios)))
+
+
 def save_weights(model: FusionModel, path: Path, meta: dict) -> None:
     """Write the shippable checkpoint ``{"model", "model_config", "meta"}`` atomically."""
     tmp = path.with_suffix(".tmp")
@@ -238,6 +262,10 @@ def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | Non
                 plot_losses(history, out / "loss_curve.png")
     if start >= tc.steps:
         echo(f"{out} already trained for {start} steps")
+    else:
+        meta["depth_scale_camera"] = camera_depth_scale(model, pool, setup)
+        echo(f"camera-only depth scale on the training pool: {meta['depth_scale_camera']:.3f}")
+        save_weights(model, out / "model.pt", {**meta, "steps": tc.steps})
     return out / "model.pt"
 
 

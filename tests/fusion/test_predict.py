@@ -167,3 +167,17 @@ def test_shipped_model_rotation_follows_the_gyro_on_a_held_out_seed():
         err[len(sensors)] = np.degrees(np.median([rotation_angle(np.linalg.inv(g) @ T)
                                                   for g, T in zip(gt, wp.T_prev_cur)]))
     assert err[2] < 0.1 and err[2] < 0.8 * err[1], err
+
+
+def test_camera_only_depth_scale_and_stixels(seq):
+    plain = Predictor.untrained(SMALL)
+    plain.stixels = False
+    scaled = Predictor(plain.model, depth_scale_camera=0.5)
+    scaled.stixels = False
+    a, _ = scaled.predict(seq[0:2], sensors={"camera", "imu"})
+    b, _ = plain.predict(seq[0:2], sensors={"camera", "imu"})
+    assert np.allclose(a.depth, 0.5 * b.depth) and np.array_equal(a.extras["depth_network"], b.depth)
+    c, _ = scaled.predict(seq[0:2])                                       # with LiDAR: no scale
+    d, _ = plain.predict(seq[0:2])
+    assert np.array_equal(c.depth, d.depth) and "depth_network" not in c.extras
+    assert 0.5 < Predictor.from_checkpoint().depth_scale_camera < 1.5

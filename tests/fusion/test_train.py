@@ -14,7 +14,7 @@ from fuse4d.fusion.augment import make_batch
 from fuse4d.fusion.config import ModelConfig, TrainConfig, TrainSetup, load_train_config
 from fuse4d.fusion.data_pool import build_pool, train_seeds
 from fuse4d.fusion.model import FusionModel
-from fuse4d.fusion.train import compute_losses, train
+from fuse4d.fusion.train import camera_depth_scale, compute_losses, train
 
 SMALL = ModelConfig(image_size=(32, 96), dim=32, heads=2, blocks=1, range_size=(16, 128), registers=1,
                     state_tokens=2)
@@ -90,6 +90,27 @@ def test_deterministic_and_resumable(pool, cache, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "c" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [0, 1, 2, 3]
     assert (tmp_path / "a" / "loss_curve.png").stat().st_size > 1000
+    assert torch.load(a, weights_only=True)["meta"]["depth_scale_camera"] > 0
+
+
+def test_camera_depth_scale_measures_the_networks_bias(pool, cache):
+    s = setup_for(cache)
+    torch.manual_seed(0)
+    model = FusionModel(SMALL)
+
+    class TwiceAsFar(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, inputs):
+            out = dict(self.m(inputs))
+            out["depth"] = out["depth"] * 2
+            return out
+
+    s1 = camera_depth_scale(model, pool, s, windows=3)
+    s2 = camera_depth_scale(TwiceAsFar(model), pool, s, windows=3)
+    assert s1 > 0 and s2 == pytest.approx(s1 / 2, rel=1e-5) and model.training
 
 
 def test_bad_resume_and_config_errors(cache, tmp_path):
