@@ -36,12 +36,23 @@ class CalibConfig:
             ``translation_prior_px2`` px² per edge point of one frame (translation is weakly
             observable from one frame's edges at a distance and would otherwise drift onto
             texture; over many frames the data outweighs it); 0 = none.
+        prior_max_frames: the prior applies only to fewer frames than this. Even at one
+            frame's weight it held 20 frames' translation near the start's error (train seeds
+            2/12/22, true-motion deskew, from 2 deg / 10 cm: 2.8/6.9/3.5 cm with it, 2.5/4.0/1.8
+            cm without; rotation 0.171/0.300/0.163 -> 0.047/0.313/0.146 deg), and it held every
+            bootstrap resample there too, shrinking the std.
         edge_sigma: Gaussian blur (px) of the image before its gradient. Less blur keeps
             an outline from merging with the texture beside it: from the truth, the cost's
             minimum on train seeds 2/12/22 moved 0.128/0.214/0.086 deg off at 1 px and
             0.043/0.170/0.064 deg at 0.5 px (with the depth image's own edges instead: 0.014 deg).
         bootstrap: bootstrap draws (frames, or image tiles for one frame) for the
             std; 0 or 1 = Gauss-Newton std (optimistic).
+        bootstrap_blocks: frames are drawn in this many blocks of consecutive frames
+            (neighbouring frames see the same structures: not independent draws); 0 = each
+            frame on its own.
+        std_floor_deg / std_floor_m: added in quadrature to each component's std: the cost's
+            own bias, which no resampling of the same scene reveals (from the truth its minimum
+            sat 0.04/0.27/0.04 deg and 1.2/1.9/0.7 cm off on train seeds 2/12/22, 20 frames).
         max_points: LiDAR edge points kept per frame (strongest first).
         min_edge_points: fewer edge points in view than this over all frames = "no
             structure in view" (a DataError).
@@ -72,8 +83,12 @@ class CalibConfig:
     vertical_min_range: float = 11.0
     translation_prior_m: float = 0.1
     translation_prior_px2: float = 0.25
+    prior_max_frames: int = 4
     edge_sigma: float = 0.5
     bootstrap: int = 20
+    bootstrap_blocks: int = 8
+    std_floor_deg: float = 0.1
+    std_floor_m: float = 0.01
     max_points: int = 4000
     min_edge_points: int = 150
     lm_iterations: int = 15

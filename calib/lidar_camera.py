@@ -254,9 +254,9 @@ def refine_extrinsic(frames: list[EdgeFrame], K: np.ndarray, T_init: np.ndarray,
     n_real = max(int(np.sum(w0 > 0)), 1)
     # the prior weighs as one frame's worth of points: it holds a single frame's weakly observed
     # translation, and fades as frames add information (at a fixed weight per point it pinned a
-    # 60-frame solution to the start's 10 cm error)
+    # 60-frame solution to the start's 10 cm error); from prior_max_frames frames on there is none
     prior = (T_init[:3, 3].copy(), np.sqrt(n_real / len(frames) * cfg.translation_prior_px2)
-             / cfg.translation_prior_m) if cfg.translation_prior_m > 0 else None
+             / cfg.translation_prior_m) if cfg.translation_prior_m > 0 and len(frames) < cfg.prior_max_frames else None
     coarse, _ = level(T_init, truncs[0])
     starts = [T_init]
     if cfg.search_deg > 0:
@@ -292,9 +292,11 @@ def refine_extrinsic(frames: list[EdgeFrame], K: np.ndarray, T_init: np.ndarray,
     if n_in < cfg.min_edge_points:
         raise DataError(source, f"no structure in view: only {n_in} LiDAR edge points land near image edges "
                                 f"(need {cfg.min_edge_points}); use frames with nearby objects, poles, buildings")
-    groups = _groups(frames, P, w, T_best, K)
+    groups = _groups(frames, P, w, T_best, K, cfg.bootstrap_blocks)
     std = bootstrap_std(T_best, _call(args, prior), w, groups, cfg.bootstrap, max(4, cfg.lm_iterations // 2), seed=0) \
         if cfg.bootstrap > 1 else _gn_std(r, J, act)
+    floor = np.r_[np.full(3, cfg.std_floor_m), np.full(3, np.radians(cfg.std_floor_deg))]
+    std = np.hypot(std, floor)
     std_rot, std_tr = float(np.degrees(std[3:].max())), float(std[:3].max())
     rot_ok, tr_ok = std_rot <= cfg.max_std_deg, std_tr <= cfg.max_std_m
     if not tr_ok and rot_ok:  # translation unobservable: keep the start's, refine the rotation only
@@ -306,6 +308,7 @@ def refine_extrinsic(frames: list[EdgeFrame], K: np.ndarray, T_init: np.ndarray,
         r, J = r[:M], J[:M]
         std[3:] = bootstrap_std(T_best, _call(args, prior), w, groups, cfg.bootstrap, max(4, cfg.lm_iterations // 2),
                                 seed=1, free=_ROT)[3:] if cfg.bootstrap > 1 else std[3:]
+        std[3:] = np.hypot(std[3:], floor[3:])
         std_rot = float(np.degrees(std[3:].max()))
         rot_ok = std_rot <= cfg.max_std_deg
     rot_ok = rot_ok and bool(near)
@@ -377,12 +380,14 @@ def _density_weights(frames, P, w0, kind, T, K, trunc) -> np.ndarray:
     return w
 
 
-def _groups(frames, P, w, T, K) -> np.ndarray:
-    """``[F, N]`` bootstrap group of each point: its frame when there are 4 or more frames,
-    else its tile in a 4 × 8 grid over the image (a single frame)."""
+def _groups(frames, P, w, T, K, blocks: int = 0) -> np.ndarray:
+    """``[F, N]`` bootstrap group of each point: its frame when there are 4 or more frames (or its
+    block of consecutive frames, ``blocks`` > 0 of them), else its tile in a 4 × 8 grid over the
+    image (a single frame)."""
     F = len(frames)
     if F >= 4:
-        return np.broadcast_to(np.arange(F)[:, None], w.shape).copy()
+        b = np.arange(F) * blocks // F if 3 <= blocks < F else np.arange(F)
+        return np.broadcast_to(b[:, None], w.shape).copy()
     H, W = frames[0].edges.shape[-2:]
     g = np.zeros(w.shape, int)
     for i in range(F):
