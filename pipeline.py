@@ -37,7 +37,6 @@ from fuse4d.config import PipelineConfig
 from fuse4d.data.types import Sequence
 from fuse4d.errors import DataError
 from fuse4d.fileio import atomic_write_text
-from fuse4d.geometry import transform_points
 from fuse4d.outputs import load_state, read_prediction, save_state, write_prediction
 from fuse4d.progress import frame_bar
 from fuse4d.result import Result
@@ -295,8 +294,7 @@ class Pipeline:
                 store.write_points("ground", i, [_values(ground, n, np.uint8, 0)])
             if relabel is not None:
                 sem = _values(None if i >= len(model_sem) else model_sem[i], n, np.uint8, 0)
-                pw = None if n == 0 or not np.isfinite(T).all() else \
-                    transform_points(T @ seq.calibration.T_body_lidar, frame.points[:, :3])
+                pw = relabel.world_points(seq, T_world_body, i, frame)  # deskewed: thin poles stay thin over scans
                 for j, lab in relabel.add(i, pw, sem, None if p_dyn is None else p_dyn > 0.5,
                                           None if ground is None else ground > 0,
                                           None if n == 0 else np.linalg.norm(frame.points[:, :3], axis=1)):

@@ -12,6 +12,10 @@ about 90 % of the time, and a 0.5 m voxel mixes the edges of small objects.
 A point keeps the model's class when its voxel has no class, is not occupied, or disagrees
 with the point's ground flag (the geometric ground segmentation decides ground vs. not);
 moving points always keep theirs.
+
+Then the shape rules of :mod:`fuse4d.mapping.shapes` run on the static points of the scan and its
+neighbours (``past`` scans already relabelled and the ``lag`` queued after it, deskewed, in the
+world frame): a thin upright column of points is a pole, at any range.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from collections import deque
 
 import numpy as np
 
-from fuse4d.data.classes import GROUND, NUM_CLASSES
+from fuse4d.data.classes import GROUND, NUM_CLASSES, POLE
+from fuse4d.mapping.shapes import ShapeRules, ground_height, pole_mask
 
 _IS_GROUND = np.isin(np.arange(NUM_CLASSES), GROUND)
 
@@ -33,13 +38,41 @@ class MapLabels:
             with a lattice ``anchor``), read through :meth:`classes_at`.
         lag: frames between a scan and its relabelling (≥ 0); at 10 Hz, 20 frames is 2 s.
         min_range: points at most this far from the sensor (m) keep their class.
+        shapes: sizes of the shape rules (None = no shape rules); they need the ground flags.
+        past: relabelled scans kept as context of the shape rules (with the ``lag`` queued ones).
     """
 
-    def __init__(self, occupancy, lag: int = 20, min_range: float = 10.0):
-        if lag < 0:
-            raise ValueError("lag must be ≥ 0")
+    def __init__(self, occupancy, lag: int = 20, min_range: float = 10.0, shapes: ShapeRules | None = ShapeRules(),
+                 past: int = 10):
+        if lag < 0 or past < 0:
+            raise ValueError("lag and past must be ≥ 0")
         self.occupancy, self.lag, self.min_range = occupancy, int(lag), float(min_range)
+        self.shapes = shapes
         self._queue: deque = deque()
+        self._past: deque = deque(maxlen=int(past))
+
+    @staticmethod
+    def world_points(seq, T_world_body: np.ndarray, i: int, frame=None) -> np.ndarray | None:
+        """Frame ``i``'s (``frame``: ``seq[i]`` when already read) LiDAR points ``[N, 3]`` in the world frame (m), deskewed through the poses
+        of the frames either side (within 0.5 s) unless the log's points are already
+        (``metadata["lidar_deskewed"]``); None when the frame has no points or no pose."""
+        from fuse4d.deskew import deskew, polynomial_motion
+        from fuse4d.geometry import transform_points
+
+        frame, T_bl = seq[i] if frame is None else frame, seq.calibration.T_body_lidar
+        T = np.asarray(T_world_body[i], np.float64)
+        if frame.points is None or len(frame.points) == 0 or not np.isfinite(T).all():
+            return None
+        T_wl, local = T @ T_bl, np.asarray(frame.points[:, :3], np.float64)
+        ts = seq.timestamps
+        near = [k for k in (i - 1, i + 1) if 0 <= k < len(T_world_body) and np.isfinite(T_world_body[k]).all()
+                and 0 < abs(ts[k] - ts[i]) < 0.5]
+        if near and frame.point_time is not None and not seq.metadata.get("lidar_deskewed"):
+            inv = np.linalg.inv(T_wl)
+            motion = polynomial_motion(np.array([ts[k] - ts[i] for k in near]),
+                                       np.stack([inv @ T_world_body[k] @ T_bl for k in near]))
+            local = deskew(local, frame.point_time, motion, bins=256)
+        return transform_points(T_wl, local).astype(np.float32)
 
     def classes_at(self, points: np.ndarray) -> np.ndarray:
         """Class ``[N]`` uint8 of the occupied voxels holding world points ``[N, 3]`` m (0 = none:
@@ -68,7 +101,7 @@ class MapLabels:
             ``[(index, labels [N] uint8 or None)]`` of the scans that left the queue, in order.
         """
         pts = None if points_world is None else np.asarray(points_world, np.float32)
-        self._queue.append((index, pts, labels, moving, ground, ranges))
+        self._queue.append((index, pts, labels, moving, ground, ranges, self._parts(pts, moving, ground)))
         out = []
         while len(self._queue) > self.lag:
             out.append(self._relabel(*self._queue.popleft()))
@@ -76,11 +109,20 @@ class MapLabels:
 
     def flush(self) -> list[tuple[int, np.ndarray | None]]:
         """Relabel and return every queued scan (at the end of the log)."""
-        out = [self._relabel(*q) for q in self._queue]
-        self._queue.clear()
+        out = []
+        while self._queue:
+            out.append(self._relabel(*self._queue.popleft()))
         return out
 
-    def _relabel(self, index, pts, labels, moving, ground, ranges):
+    def _parts(self, pts, moving, ground):
+        """(static non-ground, ground) points of a scan, the shape rules' context; None without them."""
+        if self.shapes is None or pts is None or ground is None or len(ground) != len(pts):
+            return None
+        g = np.asarray(ground, bool)
+        static = np.ones(len(pts), bool) if moving is None else ~np.asarray(moving, bool)
+        return pts[static & ~g], pts[g]
+
+    def _relabel(self, index, pts, labels, moving, ground, ranges, parts):
         if labels is None or pts is None or len(labels) != len(pts):
             return index, labels
         new = np.asarray(labels, np.uint8).copy()
@@ -93,4 +135,18 @@ class MapLabels:
         if ground is not None and len(ground) == len(new):
             ok &= _IS_GROUND[cls] == np.asarray(ground, bool)
         new[ok] = cls[ok]
+        if parts is not None:
+            self._shape_rules(new, pts, ~np.asarray(ground, bool) & (np.ones(len(new), bool) if moving is None
+                                                                      else ~np.asarray(moving, bool)), parts)
         return index, new
+
+    def _shape_rules(self, labels: np.ndarray, pts: np.ndarray, candidate: np.ndarray, parts) -> None:
+        """Label the ``candidate`` points (static, non-ground) of a scan that stand on a pole, in place,
+        judged on its own ``parts`` and its neighbours'."""
+        ctx = [parts] + list(self._past) + [q[-1] for q in self._queue if q[-1] is not None]
+        self._past.append(parts)
+        if not candidate.any():
+            return
+        gtab = ground_height(np.concatenate([c[1] for c in ctx]))
+        pole = pole_mask(pts[candidate], np.concatenate([c[0] for c in ctx]), gtab, self.shapes)
+        labels[np.flatnonzero(candidate)[pole]] = POLE

@@ -1,0 +1,91 @@
+"""Shape rules of point classes: a thin upright column is a pole; a trunk, a wall, a person are not."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fuse4d.data.classes import BUILDING, POLE, ROAD
+from fuse4d.mapping.relabel import MapLabels
+from fuse4d.mapping.shapes import ShapeRules, ground_at, ground_height, pole_features, pole_mask
+
+RNG = np.random.default_rng(0)
+
+
+def _cylinder(x, y, r, z0, z1, n):
+    """Points on the side of an upright cylinder that a sensor at the origin sees (its near half)."""
+    a = np.arctan2(-y, -x) + RNG.uniform(-np.pi / 2, np.pi / 2, n)
+    return np.c_[x + r * np.cos(a), y + r * np.sin(a), RNG.uniform(z0, z1, n)]
+
+
+def _sphere(x, y, z, r, n):
+    v = RNG.normal(size=(n, 3))
+    return np.array([x, y, z]) + r * v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _scene():
+    """Ground at z = 0 and five objects; returns (ground [G,3], {name: points [K,3]})."""
+    g = np.c_[RNG.uniform(-5, 30, 20000), RNG.uniform(-15, 15, 20000), RNG.normal(0, 0.02, 20000)]
+    objs = {
+        "street light": _cylinder(10.0, 5.0, 0.1, 0.3, 7.0, 600),
+        "sign": _cylinder(14.0, -4.0, 0.05, 0.3, 2.6, 200),
+        "trunk + crown": np.concatenate([_cylinder(12.0, 9.0, 0.25, 0.3, 3.0, 400), _sphere(12.0, 9.0, 4.5, 2.0, 2000)]),
+        "wall": np.c_[RNG.uniform(5, 25, 8000), np.full(8000, -10.0) + RNG.normal(0, 0.02, 8000), RNG.uniform(0.3, 6, 8000)],
+        "person": np.c_[RNG.uniform(19.85, 20.15, 300), RNG.uniform(2.75, 3.25, 300), RNG.uniform(0.3, 1.8, 300)],
+        "car": np.c_[RNG.uniform(6, 10.5, 3000), RNG.uniform(-3, -1.2, 3000), RNG.uniform(0.3, 1.5, 3000)],
+    }
+    return g, objs
+
+
+def test_poles_are_found_and_nothing_else_is():
+    ground, objs = _scene()
+    ctx = np.concatenate(list(objs.values()))
+    gtab = ground_height(ground)
+    assert abs(ground_at(gtab, np.array([[3.0, 2.0]]))[0]) < 0.05 and np.isnan(ground_at(gtab, np.array([[500.0, 0.0]])))[0]
+    for name, pts in objs.items():
+        share = pole_mask(pts, ctx, gtab).mean()
+        if name in ("street light", "sign"):
+            assert share > 0.9, (name, share)
+        else:
+            assert share < 0.02, (name, share)
+    f = pole_features(objs["street light"], ctx, gtab)
+    assert np.nanmedian(f["height"]) > 6.0 and np.nanmedian(f["width"]) < 0.2 and np.nanmedian(f["base"]) < 0.5
+    # a pole standing on nothing known (no ground under it) is not a pole
+    assert not pole_mask(objs["street light"], ctx, ground_height(ground[ground[:, 0] < 0])).any()
+    # a shorter pole than the rule's height is not one either
+    assert not pole_mask(objs["sign"], ctx, gtab, ShapeRules(pole_height=3.0)).any()
+
+
+def test_map_labels_call_a_static_pole_a_pole_and_keep_moving_points():
+    ground, objs = _scene()
+    pole, wall = objs["street light"], objs["wall"]
+    pts = np.concatenate([pole, wall, ground[:2000]]).astype(np.float32)
+    lab = np.r_[np.full(len(pole), BUILDING), np.full(len(wall), BUILDING), np.full(2000, ROAD)].astype(np.uint8)
+    gflag = np.r_[np.zeros(len(pole) + len(wall), bool), np.ones(2000, bool)]
+    moving = np.zeros(len(pts), bool)
+    moving[:10] = True
+
+    class _Empty:  # no occupied voxel anywhere: only the shape rules act
+        class map:
+            res = 0.5
+
+            @staticmethod
+            def class_of(ijk):
+                return np.zeros(len(ijk), np.uint8)
+
+            @staticmethod
+            def log_odds_at(ijk):
+                return np.zeros(len(ijk))
+
+    ml = MapLabels(_Empty, lag=1)
+    assert ml.add(0, pts, lab, moving, gflag) == []
+    (j, out), = ml.add(1, pts, lab, None, gflag)
+    assert j == 0
+    n = len(pole)
+    assert (out[10:n] == POLE).mean() > 0.9 and (out[:10] == BUILDING).all()
+    assert (out[n:n + len(wall)] == BUILDING).all() and (out[n + len(wall):] == ROAD).all()
+    # without ground flags, or with the rules off, nothing changes
+    ml = MapLabels(_Empty, lag=0, shapes=None)
+    (_, same), = ml.add(0, pts, lab, None, gflag)
+    assert (same == lab).all()
+    (_, same), = MapLabels(_Empty, lag=0).add(0, pts, lab, None, None)
+    assert (same == lab).all()
