@@ -42,6 +42,7 @@ _MASK = (1 << 21) - 1
 _MIN_SIN = 0.02            # grazing-angle floor of the ground carving margin
 _SKIM = 1.5               # voxels above the ground under which a ray stops carving
 _HIST_MAX = np.iinfo(np.uint16).max
+_MAX_TABLE = 1 << 22          # entries of a per-scan dense block table (beyond: sort)
 
 
 def pack(ijk: np.ndarray) -> np.ndarray:
@@ -183,7 +184,7 @@ class OccupancyMap:
         lo = np.array([bijk[:, a].min() for a in range(3)])  # per column: a reduction over axis 0
         shape = np.array([bijk[:, a].max() for a in range(3)]) - lo + 1  # of [N, 3] is ~10x slower
         size = int(np.prod(shape))
-        if size <= max(16 * len(bijk), 1 << 16):
+        if size <= min(max(16 * len(bijk), 1 << 16), _MAX_TABLE):
             rel = bijk - lo
             lb = (rel[:, 0] * int(shape[1]) + rel[:, 1]) * int(shape[2]) + rel[:, 2]
             touched = np.zeros(size, bool)
@@ -338,6 +339,8 @@ class OccupancyMap:
                 return np.zeros(0, np.int64)
             cells = [x[keep] for x in cells]
         ci, cj, ck = cells
+        if int(np.prod(shape)) > _MAX_TABLE:  # rays kilometres long: the reach's cube of blocks is too big
+            return self._index(np.stack(cells, -1).astype(np.int64) + bmin * _B)[0]
         loc = ((ci & 7) << 6) | ((cj & 7) << 3) | (ck & 7)
         lb = ((ci >> 3) * int(shape[1]) + (cj >> 3)) * int(shape[2]) + (ck >> 3)
         touched = np.zeros(int(np.prod(shape)), bool)

@@ -114,3 +114,32 @@ def test_near_labels_outvote_far_ones_and_unlabeled_never_wins():
     for lab in (0, 0, 0, 4):
         m.integrate(np.zeros(3), target, np.array([lab], np.uint8))
     assert m.class_of(np.array([[40, 0, 0]]))[0] == 4
+
+
+def test_class_votes_saturate_at_the_uint16_ceiling_without_wrapping():
+    """Votes are added in place while a voxel's scan cannot pass 65535; past it they saturate (a
+    wrapped uint16 would drop the leading class to a few votes and hand the voxel to another)."""
+    m = OccupancyMap(0.5, label_range=10.0)
+    pts = np.random.default_rng(1).uniform([5.05, 0.05, 0.05], [5.45, 0.45, 0.45], (1500, 3))   # voxel (10, 0, 0)
+    for _ in range(3):   # 1500 votes of weight 16 per scan: 24000, 48000, then past the ceiling
+        m.integrate(np.zeros(3), pts, np.full(len(pts), 3, np.uint8))
+    h = m.histograms(np.array([[10, 0, 0]]))[0]
+    assert h[3] == 65535 and h.sum() == 65535
+    m.integrate(np.zeros(3), pts[:100], np.full(100, 5, np.uint8))   # another class: the in-place path
+    h = m.histograms(np.array([[10, 0, 0]]))[0]
+    assert h[3] == 65535 and h[5] == 1600 and m.class_of(np.array([[10, 0, 0]]))[0] == 3
+
+
+def test_endpoints_kilometres_apart_take_the_sorted_block_lookup():
+    """A scan whose endpoints span more blocks than a dense per-scan table should hold (a return
+    3 km away) is indexed by sorting; hits, carving and classes come out as for a compact scan."""
+    far = np.array([[-3000.2, 0.2, 0.2]])   # behind the sensor: its ray shares no voxel with the wall's
+    near = OccupancyMap(0.5)
+    near.integrate(np.zeros(3), _wall(5.1), np.full(400, 3, np.uint8))
+    both = OccupancyMap(0.5)
+    both.integrate(np.zeros(3), np.vstack([_wall(5.1), far]), np.full(401, 3, np.uint8))
+    a, b = near.voxels(), both.voxels()
+    wall = b["ijk"][:, 0] >= 0
+    assert np.array_equal(a["ijk"], b["ijk"][wall]) and np.allclose(a["log_odds"], b["log_odds"][wall])
+    assert both.occupancy_at(far)[0] > 0.6 and both.class_of(np.floor(far / 0.5).astype(int))[0] == 3
+    assert both.occupancy_at(np.array([[-1500.0, 0.1, 0.1]]))[0] < 0.5   # carved all the way
