@@ -60,3 +60,19 @@ def test_kitti_frame_improves_a_2deg_start(shared):
     rot, trans = _errors(est.T_cam_lidar, T_true)
     assert rot < 0.75 and trans < 0.08
     assert est.rot_excited
+
+
+def test_bootstrap_draws_blocks_of_consecutive_frames():
+    """Many frames are resampled in blocks of neighbours (they see the same structures), one
+    frame alone is resampled by image tile."""
+    from fuse4d.calib.lidar_camera import EdgeFrame, _groups
+    edges = np.zeros((3, 40, 80), bool)
+    f = EdgeFrame(np.zeros((4, 3), np.float32), np.ones(4, np.float32), edges, np.zeros((40, 80, 3), np.uint8),
+                  np.zeros((4, 3), np.float32))
+    w = np.ones((16, 4), np.float32)
+    g = _groups([f] * 16, np.zeros((16, 4, 3)), w, np.eye(4), np.eye(3), blocks=8)
+    assert np.array_equal(g[:, 0], np.repeat(np.arange(8), 2)) and (g == g[:, :1]).all()
+    assert np.array_equal(_groups([f] * 16, np.zeros((16, 4, 3)), w, np.eye(4), np.eye(3))[:, 0], np.arange(16))
+    K = np.array([[40.0, 0, 39.5], [0, 40.0, 19.5], [0, 0, 1]])
+    P = np.array([[[-1.9, -0.8, 2.0], [1.9, -0.8, 2.0], [-1.9, 0.8, 2.0], [1.9, 0.8, 2.0]]])  # the four corners
+    assert sorted(_groups([f], P, w[:1], np.eye(4), K, blocks=8)[0]) == [0, 7, 24, 31]
