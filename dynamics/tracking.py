@@ -31,6 +31,7 @@ from fuse4d.errors import DataError
 _VHIST = 6               # velocity measurements (at their mid-times) the turn-rate fit keeps
 _MIN_TURN_SPEED = 2.0    # m/s: slower objects' headings are too noisy to extrapolate
 _MAX_TURN_RATE = 1.5     # rad/s
+_MAX_SOURCE = 400        # points of the new scan a velocity registration uses (evenly strided)
 _VERTICAL_ACCEL = 0.1     # vertical process noise of the velocity filter, per unit of accel_sigma
 _YAW_PRIOR = 0.01        # weak pull of a registration's turn to 0 (per inlier, per rad²)
 
@@ -81,6 +82,13 @@ def full_centre(points: np.ndarray, heading: np.ndarray | None, sensor: np.ndarr
     return centre + (ca - 0.5 * (a.min() + a.max())) * axis
 
 
+def _thin(points: np.ndarray, most: int) -> np.ndarray:
+    """At most ``most`` of ``points [N, 3]``, evenly strided (all when fewer)."""
+    if len(points) <= most:
+        return points
+    return points[np.linspace(0, len(points) - 1, most).astype(np.int64)]
+
+
 def _normals(points: np.ndarray, tree, k: int = 8, at: np.ndarray | None = None) -> np.ndarray:
     """Unit normals ``[M, 3]`` of points ``[M, 3]`` (or of ``points[at]``, ``at [K]`` indices) from their
     k nearest neighbours among ``points`` (``tree`` holds them; PCA; NaN when < 4 within 1 m)."""
@@ -122,6 +130,7 @@ def icp_translation(source: np.ndarray, target: np.ndarray, init: np.ndarray, it
     """
     from scipy.spatial import cKDTree
 
+    source = _thin(source, _MAX_SOURCE)
     tree = cKDTree(target)
     nrm = np.full((len(target), 3), np.nan)  # normals of the target points matched so far (lazily)
     have = np.zeros(len(target), bool)
@@ -193,6 +202,7 @@ def axis_search(source: np.ndarray, target: np.ndarray, predicted: np.ndarray, r
     cands = np.vstack([np.asarray(predicted, np.float64)[None],
                        np.arange(-n, n + 1)[:, None] * step * axis[None]])
     tree = cKDTree(target)
+    source = _thin(source, _MAX_SOURCE)
     shifted = source[None] - cands[:, None, :]
     dist, _ = tree.query(shifted.reshape(-1, 3), distance_upper_bound=radius)
     score = np.isfinite(dist).reshape(len(cands), -1).sum(1) - 1e-3 * np.linalg.norm(cands - predicted, axis=1)
