@@ -70,21 +70,22 @@ def _mode(hist: np.ndarray) -> np.ndarray:
     return np.where(rest.any(-1), rest.argmax(-1) + 1, 0).astype(np.uint8)
 
 
-def _segments(u: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _segments(u: np.ndarray, n: np.ndarray, tie: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which rays carve which stretch: ``(ray [M], first sample [M], samples [M])``.
 
     Rays ``u [R, 3]`` carve ``n [R]`` voxels each. Beyond 16 voxels the stretch
     ``[T, 2T)`` of neighbouring rays runs within half a voxel of each other, so there
     only the longest ray per direction bin of ``1 / 2T`` rad carves (directions binned
     as unit voxels at distance ``4T``): far fewer samples, the same voxels up to the
-    bins' edges.
+    bins' edges. Among equally long rays of a bin the lowest ``tie [R]`` carves (default:
+    the first), so the choice does not depend on the rays' order.
     """
     rays, k0s, cnts = [np.arange(len(n))], [np.zeros(len(n), np.int64)], [np.minimum(n, 16)]
     t = 16
     while (n > t).any():
         idx = np.flatnonzero(n > t)
         key = pack(np.floor(u[idx] * (4 * t)).astype(np.int64))
-        order = np.lexsort((-n[idx], key))
+        order = np.lexsort((-n[idx], key) if tie is None else (tie[idx], -n[idx], key))
         lead = order[np.concatenate([[True], key[order][1:] != key[order][:-1]])]
         sel = idx[lead]
         rays.append(sel)
@@ -263,7 +264,8 @@ class OccupancyMap:
         flat_h = e_flat[is_hit]
         pre = lo[flat_h]  # a hit wins over a miss in the same scan: its update starts from before the carving
         if n.sum():
-            ray, k0, cnt = _segments(u[first], n)
+            # equally long rays of a direction bin: the one ending in the lowest voxel key carves
+            ray, k0, cnt = _segments(u[first], n, pack(np.floor(end[first] / res).astype(np.int64)))
             flat_f = self._ray_samples(o / res, u[first][ray], k0, cnt)
             lo = self._lo.reshape(-1)  # the samples may have grown the pool
             lo[flat_f] = np.maximum(lo[flat_f] + self.l_miss, self.l_min)
