@@ -13,14 +13,32 @@ model (pose composition, covariances, the estimator) stays float64 as before.
 
     model = apply_precision(build_model(ck), "int8")      # a new module; the input is untouched
 
-Why int8 stays near 1.1-1.4x here (measured on this project's AVX2 CPU: ``lscpu`` lists avx2/fma,
-no avx512 and no avx_vnni, so an int8 kernel runs vpmaddubsw+vpmaddwd, at most ~2x an fp32 FMA):
-the fp32 profile spends 44-48 % in convolutions, 3-5 % in Linear, 15-26 % in attention and
-25-30 % in memory-bound ops, so even 2x on every conv and Linear caps the model at
-1 / (1 - 0.53 / 2) ~ 1.36x. Static int8 of all 21 conv blocks too (torch.ao eager mode, x86
-engine, conv+ReLU fused, calibrated on 2 train-seed windows) measured 1.05-1.44x the fp32 CPU
-time at S = 8 and 1.05x at S = 32 (NHWC inputs 1.01-1.09x; 1 thread, load 9-10), depth changed
-by 4.2 % per pixel, so it is not adopted.
+Why int8 cannot reach 2x fp32 on this CPU (``lscpu``: avx2/fma, no avx512, no avx_vnni, no
+bf16), measured per op by ``python benchmarks/bench_deploy.py --roofline`` (the fp32 forward of
+tiny.pt on a train-seed window, 1 thread, CPU time; every conv and Linear re-timed at the exact
+shape it sees, with torch's own int8 kernels; load 9.5):
+
+| S | fp32 ms/frame | conv | int8 conv x (with q/dq) | Linear | int8 Linear x | rest | cap, these kernels | cap, free conv+Linear |
+|---|---|---|---|---|---|---|---|---|
+| 8 | 44.6 | 46 % | 0.92 (0.83) | 6 % | 1.21 | 49 % | 0.97 | 2.05 |
+| 32 | 66.7 | 42 % | 1.30 (1.08) | 3 % | 1.32 | 55 % | 1.12 | 1.83 |
+
+"Rest" is attention (28 % at S = 32, quadratic in S x tokens), pools, resampling, copies and
+norms, which int8 does not touch. Even conv and Linear taking no time at all would give 2.05x
+at S = 8 (conv+Linear would have to run 41x faster in int8; an AVX2 int8 kernel, vpmaddubsw +
+vpmaddwd, is at most ~2x an fp32 FMA) and 1.83x at S = 32: the 2x goal is bound by this
+hardware and the model's op mix, not by the tooling. The fbgemm int8 convolutions are no faster
+than oneDNN's fp32 ones at these small channel counts (0.92x / 1.30x). The static int8-conv
+attempt of the previous session (torch.ao eager, x86, conv+ReLU fused, calibrated on 2
+train-seed windows) measured 1.05-1.44x at S = 8 and 1.05x at S = 32 and moved depth by 4.2 %
+per pixel: not adopted. onnxruntime's int8 graph (``fuse4d model export --int8``) is 1.15x its
+own fp32 graph; its lead over torch fp32 is onnxruntime's, not int8's.
+
+``bf16`` on this CPU: 23-33x slower than fp32 (same table: bf16 model 0.030x at S = 8,
+0.044x at S = 32; a bf16 conv 0.01-0.02x, Linear 0.10-0.13x). Without avx512_bf16 / AMX /
+avx_vnni_2, ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is False, so a bf16 convolution
+falls to ``aten::_slow_conv2d_forward`` (im2col and a generic bf16 GEMM, profiled). The flag
+works (outputs within the stated tolerances) but pays off only on CPUs with native bf16.
 """
 
 from __future__ import annotations
