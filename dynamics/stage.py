@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fuse4d.data.types import Calibration, Frame
-from fuse4d.deskew import deskew, polynomial_motion
+from fuse4d.deskew import constant_velocity_motion, deskew
 from fuse4d.dynamics.config import DynamicsConfig
 from fuse4d.dynamics.lidar_mos import LidarMOS, SphericalGrid
 from fuse4d.dynamics.tracking import TRACK_COLUMNS, Tracker
@@ -59,14 +59,16 @@ def sweep_to_world(points: np.ndarray, point_time: np.ndarray | None, T_world_se
     """Points of a sweep ``[N, >=3]`` (sensor frame at each point's capture time) → world ``[N, 3]`` float64.
 
     Each point captured ``point_time`` seconds from the stamp is moved to the stamp by
-    :func:`fuse4d.deskew.deskew` on the constant-twist path through ``T_world_sensor_prev`` (``dt`` s
-    earlier) and ``T_world_sensor`` (:func:`~fuse4d.deskew.polynomial_motion`), then into the world.
+    :func:`fuse4d.deskew.deskew` at constant velocity between ``T_world_sensor_prev`` (``dt`` s
+    earlier) and ``T_world_sensor``: the rotation vector scaled in time, the sensor on the straight
+    chord between the two positions (the translation in the stamp's axes), then into the world.
     Without times or a previous pose (or ``dt <= 0``), every point takes ``T_world_sensor``.
     """
     xyz = np.asarray(points, np.float64)[:, :3]
     if point_time is not None and T_world_sensor_prev is not None and dt > 0 and len(xyz):
-        T_stamp_prev = np.linalg.inv(T_world_sensor) @ T_world_sensor_prev
-        xyz = deskew(xyz, point_time, polynomial_motion(np.array([-dt]), T_stamp_prev[None]))
+        T_prev_cur = np.linalg.inv(T_world_sensor_prev) @ T_world_sensor
+        T_prev_cur[:3, 3] = T_world_sensor[:3, :3].T @ (T_world_sensor[:3, 3] - T_world_sensor_prev[:3, 3])
+        xyz = deskew(xyz, point_time, constant_velocity_motion(T_prev_cur, dt))
     return xyz @ T_world_sensor[:3, :3].T + T_world_sensor[:3, 3]
 
 
