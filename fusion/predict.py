@@ -117,9 +117,9 @@ class Predictor:
     corrected by the stixel world (:func:`~fuse4d.fusion.stixels.stixel_depth`: upright things
     stand on the ground plane); held-out camera-only AbsRel 0.368 → 0.297 (seeds 0/1/10/11/20),
     and → 0.271 with tiny.pt's ``depth_scale_camera`` (0.957) applied first.
-    The network's own depth stays in ``extras["depth_network"]`` for the depth odometry: its
-    photometric alignment did worse on the piecewise stixel depth (camera+IMU ATE on train
-    seed 2: 0.17 % → 0.44 %).
+    The depth before the stixels stays in ``extras["depth_network"]`` for the depth odometry:
+    its photometric alignment did worse on the piecewise stixel depth (camera+IMU ATE on train
+    seed 2: 0.17 % → 0.44 %). It carries the training-pool scale only without an IMU.
     """
 
     def __init__(self, model: FusionModel, name: str = "fusion", threads: int | None = None,
@@ -198,6 +198,7 @@ class Predictor:
         if state is not None and state.get("ref") != aux["ref"]:
             state = None          # the sensor set changed: the state no longer fits
         aux["depth_input"] = "lidar_view" in inputs or "range" in inputs
+        aux["imu"] = "imu" in inputs
         t1 = time.perf_counter()
         out = self.model(inputs, None if state is None else state["model"], attn=True)
         t2 = time.perf_counter()
@@ -245,8 +246,13 @@ class Predictor:
             sem[~valid] = 0
             wp.semantics = sem
             if not aux.get("depth_input") and (self.stixels or self.depth_scale_camera != 1.0):
-                wp.extras["depth_network"] = wp.depth.copy()       # the depth odometry's input
-                wp.depth *= np.float32(self.depth_scale_camera)
+                # the depth odometry's input: without stixels, and with the training-pool scale only
+                # where no IMU sets the metric scale (the visual-inertial smoother was tuned on the raw
+                # depth: camera+IMU train seeds 2/3 0.17/0.88 % raw vs 0.25/1.17 % scaled; camera
+                # only 1.22/1.83 % raw vs 0.67/1.60 % scaled)
+                scale = np.float32(self.depth_scale_camera)
+                wp.extras["depth_network"] = wp.depth * (np.float32(1.0) if aux.get("imu") else scale)
+                wp.depth *= scale
             if self.stixels and not aux.get("depth_input"):
                 from fuse4d.fusion.stixels import stixel_depth
                 for i in np.flatnonzero(valid):
