@@ -119,7 +119,7 @@ class Predictor:
     and → 0.271 with tiny.pt's ``depth_scale_camera`` (0.957) applied first.
     The depth before the stixels stays in ``extras["depth_network"]`` for the depth odometry:
     its photometric alignment did worse on the piecewise stixel depth (camera+IMU ATE on train
-    seed 2: 0.17 % → 0.44 %). It carries the training-pool scale only without an IMU.
+    seed 2: 0.17 % → 0.44 %), and it is left unscaled.
     """
 
     def __init__(self, model: FusionModel, name: str = "fusion", threads: int | None = None,
@@ -198,7 +198,6 @@ class Predictor:
         if state is not None and state.get("ref") != aux["ref"]:
             state = None          # the sensor set changed: the state no longer fits
         aux["depth_input"] = "lidar_view" in inputs or "range" in inputs
-        aux["imu"] = "imu" in inputs
         t1 = time.perf_counter()
         out = self.model(inputs, None if state is None else state["model"], attn=True)
         t2 = time.perf_counter()
@@ -246,13 +245,12 @@ class Predictor:
             sem[~valid] = 0
             wp.semantics = sem
             if not aux.get("depth_input") and (self.stixels or self.depth_scale_camera != 1.0):
-                # the depth odometry's input: without stixels, and with the training-pool scale only
-                # where no IMU sets the metric scale (the visual-inertial smoother was tuned on the raw
-                # depth: camera+IMU train seeds 2/3 0.17/0.88 % raw vs 0.25/1.17 % scaled; camera
-                # only 1.22/1.83 % raw vs 0.67/1.60 % scaled)
-                scale = np.float32(self.depth_scale_camera)
-                wp.extras["depth_network"] = wp.depth * (np.float32(1.0) if aux.get("imu") else scale)
-                wp.depth *= scale
+                # the depth odometry's input: the network's raw depth. With the training-pool scale it
+                # did better on train seeds 2/3 camera-only (ATE 1.22/1.83 % -> 0.67/1.60 %) but not on
+                # held-out ones (seeds 0/10/20: 0.87/2.98/1.70 % -> 0.97/2.07/3.05 %, Sim(3) scale
+                # 0.974/0.910/0.974 -> 1.027/0.947/1.066), and worse with an IMU (0.17/0.88 -> 0.25/1.17 %)
+                wp.extras["depth_network"] = wp.depth.copy()
+                wp.depth *= np.float32(self.depth_scale_camera)
             if self.stixels and not aux.get("depth_input"):
                 from fuse4d.fusion.stixels import stixel_depth
                 for i in np.flatnonzero(valid):
