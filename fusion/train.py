@@ -262,7 +262,7 @@ def train(setup: TrainSetup, out: str | Path, echo=print, config_path: str | Non
                 plot_losses(history, out / "loss_curve.png")
     if start >= tc.steps:
         echo(f"{out} already trained for {start} steps")
-    else:
+    elif dist is None:   # a student's pool is rendered at the teacher's resolution: no scale (= 1)
         meta["depth_scale_camera"] = camera_depth_scale(model, pool, setup)
         echo(f"camera-only depth scale on the training pool: {meta['depth_scale_camera']:.3f}")
         save_weights(model, out / "model.pt", {**meta, "steps": tc.steps})
