@@ -244,18 +244,8 @@ class Predictor:
             sem = logits.numpy().argmax(1).astype(np.uint8)     # numpy: 5x torch's argmax over dim 1 (NCHW)
             sem[~valid] = 0
             wp.semantics = sem
-            if not aux.get("depth_input") and (self.stixels or self.depth_scale_camera != 1.0):
-                # the depth odometry's input: the network's raw depth. With the training-pool scale it
-                # did better on train seeds 2/3 camera-only (ATE 1.22/1.83 % -> 0.67/1.60 %) but not on
-                # held-out ones (seeds 0/10/20: 0.87/2.98/1.70 % -> 0.97/2.07/3.05 %, Sim(3) scale
-                # 0.974/0.910/0.974 -> 1.027/0.947/1.066), and worse with an IMU (0.17/0.88 -> 0.25/1.17 %)
-                wp.extras["depth_network"] = wp.depth.copy()
-                wp.depth *= np.float32(self.depth_scale_camera)
-            if self.stixels and not aux.get("depth_input"):
-                from fuse4d.fusion.stixels import stixel_depth
-                for i in np.flatnonzero(valid):
-                    wp.depth[i] = stixel_depth(wp.depth[i], sem[i], calib.K)
-                wp.extras["depth_stixels"] = True
+            if not aux.get("depth_input"):
+                self._camera_only_depth(wp, valid, calib.K)
             wp.dynamic = self._unwarp(warp, torch.sigmoid(out["dyn_logit"][0])[:, None], None, valid)[:, 0]
             wp.attn_tokens = torch.stack(out["attn_tokens"], 0)[:, 0].numpy().astype(np.float32)
             wp.patch_grid = self.cfg.patch_grid
@@ -278,6 +268,23 @@ class Predictor:
                     wp.point_semantics.append(sem_lab[i][rc])
                     wp.point_dynamic.append(dyn[i][rc])
         return wp
+
+    def _camera_only_depth(self, wp: WindowPrediction, valid: np.ndarray, K: np.ndarray) -> None:
+        """Camera-only depth ``[S, H, W]`` (in place): times the checkpoint's training-pool scale, then
+        the stixel world (:func:`~fuse4d.fusion.stixels.stixel_depth`) on frames ``valid [S]``. The
+        network's raw depth stays in ``extras["depth_network"]`` for the depth odometry. Scaling that
+        too did better on train seeds 2/3 camera-only (ATE 1.22/1.83 % -> 0.67/1.60 %) but not on
+        held-out ones (seeds 0/10/20: 0.87/2.98/1.70 % -> 0.97/2.07/3.05 %, Sim(3) scale
+        0.974/0.910/0.974 -> 1.027/0.947/1.066), and worse with an IMU (0.17/0.88 -> 0.25/1.17 %)."""
+        if not self.stixels and self.depth_scale_camera == 1.0:
+            return
+        wp.extras["depth_network"] = wp.depth.copy()
+        wp.depth *= np.float32(self.depth_scale_camera)
+        if self.stixels:
+            from fuse4d.fusion.stixels import stixel_depth
+            for i in np.flatnonzero(valid):
+                wp.depth[i] = stixel_depth(wp.depth[i], wp.semantics[i], K)
+            wp.extras["depth_stixels"] = True
 
     @staticmethod
     def _refine_depth(wp: WindowPrediction, frames, aux: dict, calib, lidar_gate: np.ndarray) -> None:

@@ -125,18 +125,15 @@ def stixel_depth(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray,
     n, d, frac = fit
     if frac < 0.5 or n[1] < np.cos(np.radians(35.0)) or not 0.2 <= d <= 5.0:
         return D.copy()
-    nr = an = rays @ n
+    an = rays @ n
     det = (rays * rays).sum(-1) - an ** 2                 # 0: a ray along the vertical
-    hit = nr > 1e-6
-    lam_plane = np.where(hit, d / np.where(hit, nr, 1.0), np.nan)         # ray-plane depth
-    lam_plane[~(lam_plane <= max_contact)] = np.nan
+    lam_plane = _plane_depth(rays, n, d, max_contact)
     out = D.copy()
     # a run that starts at the image's bottom edge stands on ground below the image, so nearer
     # than where the bottom edge's ray meets the ground: its depth is bounded, not known
     bottom = np.stack([u[-1] + 0.0, np.full(W, H - 0.5), np.ones(W)], -1) @ np.linalg.inv(K).T
-    nb = bottom @ n
-    lam_b = np.where(nb > 1e-6, d / np.where(nb > 1e-6, nb, 1.0), np.nan)
-    P = np.where(~ground[-1][:, None] & (lam_b <= max_contact)[:, None], bottom * lam_b[:, None], np.nan)
+    lam_b = _plane_depth(bottom, n, d, max_contact)
+    P = np.where(~ground[-1][:, None], bottom * lam_b[:, None], np.nan)
     bound = np.isfinite(P[:, 0])           # the run's contact is an upper bound only
     cls = np.full(W, -1, np.int64)         # class of the run above it (-1 = none yet)
     crow = np.full(W, -1, np.int64)        # row of the run's contact (-1: none, or a bound)
@@ -160,6 +157,15 @@ def stixel_depth(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray,
     if facade_gap:
         _fill_facades(out, hidden, base, rays, K, n, d, max_contact, int(facade_gap * W))
     return out
+
+
+def _plane_depth(rays: np.ndarray, n: np.ndarray, d: float, max_depth: float) -> np.ndarray:
+    """Depth ``[...]`` (m, along z = 1 rays ``[..., 3]``) where each ray meets the plane
+    ``n·X = d``; NaN where it does not (pointing away) or only beyond ``max_depth``."""
+    nr = rays @ n
+    lam = np.where(nr > 1e-6, d / np.where(nr > 1e-6, nr, 1.0), np.nan)
+    lam[~(lam <= max_depth)] = np.nan
+    return lam
 
 
 def _on_vertical(a: np.ndarray, P: np.ndarray, n: np.ndarray, an: np.ndarray, det: np.ndarray) -> np.ndarray:
@@ -189,9 +195,7 @@ def _fill_facades(out: np.ndarray, hidden: np.ndarray, base: np.ndarray, rays: n
     t = (u - lo[u]) / (hi[u] - lo[u])
     row = (1 - t) * base[lo[u]] + t * base[hi[u]]
     ray = np.stack([u, row, np.ones(len(u))], -1) @ np.linalg.inv(K).T
-    nr = ray @ n
-    lam_b = np.where(nr > 1e-6, d / np.where(nr > 1e-6, nr, 1.0), np.nan)
-    P = np.where((lam_b <= max_contact)[:, None], ray * lam_b[:, None], np.nan)
+    P = ray * _plane_depth(ray, n, d, max_contact)[:, None]
     for r in np.flatnonzero(hidden[:, u].any(1)):
         m = hidden[r, u] & (r < row)
         a = rays[r, u]
