@@ -11,11 +11,12 @@ about 90 % of the time, and a 0.5 m voxel mixes the edges of small objects.
 
 A point keeps the model's class when its voxel has no class, is not occupied, or disagrees
 with the point's ground flag (the geometric ground segmentation decides ground vs. not);
-moving points always keep theirs.
+moving points keep theirs unless the shape rules below decide.
 
 Then the shape rules of :mod:`fuse4d.mapping.shapes` run on the static points of the scan and its
 neighbours (``past`` scans already relabelled and the ``lag`` queued after it, deskewed, in the
-world frame): a thin upright column of points is a pole, at any range.
+world frame): a thin upright column of points is a pole, at any range; a moving object's points
+take the class its size gives (a person, a car, a truck).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import deque
 import numpy as np
 
 from fuse4d.data.classes import GROUND, NUM_CLASSES, POLE
-from fuse4d.mapping.shapes import ShapeRules, ground_height, pole_mask
+from fuse4d.mapping.shapes import ShapeRules, ground_height, moving_classes, pole_mask
 
 _IS_GROUND = np.isin(np.arange(NUM_CLASSES), GROUND)
 
@@ -136,17 +137,25 @@ class MapLabels:
             ok &= _IS_GROUND[cls] == np.asarray(ground, bool)
         new[ok] = cls[ok]
         if parts is not None:
-            self._shape_rules(new, pts, ~np.asarray(ground, bool) & (np.ones(len(new), bool) if moving is None
-                                                                      else ~np.asarray(moving, bool)), parts)
+            mv = np.zeros(len(new), bool) if moving is None else np.asarray(moving, bool)
+            self._shape_rules(new, pts, ~np.asarray(ground, bool), mv, parts)
         return index, new
 
-    def _shape_rules(self, labels: np.ndarray, pts: np.ndarray, candidate: np.ndarray, parts) -> None:
-        """Label the ``candidate`` points (static, non-ground) of a scan that stand on a pole, in place,
-        judged on its own ``parts`` and its neighbours'."""
+    def _shape_rules(self, labels: np.ndarray, pts: np.ndarray, nonground: np.ndarray, moving: np.ndarray,
+                     parts) -> None:
+        """Apply the shape rules to a scan's labels, in place: its static non-ground points that stand
+        on a pole (judged on its own ``parts`` and its neighbours') become poles; its moving points
+        take the class their object's size gives."""
         ctx = [parts] + list(self._past) + [q[-1] for q in self._queue if q[-1] is not None]
         self._past.append(parts)
-        if not candidate.any():
+        candidate = nonground & ~moving
+        if not candidate.any() and not moving.any():
             return
         gtab = ground_height(np.concatenate([c[1] for c in ctx]))
-        pole = pole_mask(pts[candidate], np.concatenate([c[0] for c in ctx]), gtab, self.shapes)
-        labels[np.flatnonzero(candidate)[pole]] = POLE
+        if candidate.any():
+            pole = pole_mask(pts[candidate], np.concatenate([c[0] for c in ctx]), gtab, self.shapes)
+            labels[np.flatnonzero(candidate)[pole]] = POLE
+        if moving.any():
+            idx = np.flatnonzero(moving)
+            cls = moving_classes(pts[idx], labels[idx], nonground[idx], gtab, self.shapes)
+            labels[idx[cls > 0]] = cls[cls > 0]

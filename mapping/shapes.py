@@ -18,6 +18,16 @@ A point is on a **pole** when the column of non-ground points it stands in (with
   thinner than ``pole_width`` m (about 3/4 of a diameter, as the sensors see a half circle): a tree
   trunk is wider, a person shorter, a car lower.
 
+A **moving** object's class comes from its size (``moving_classes``): the moving points of one scan
+are grouped into objects (points closer than ``link`` m in xy); an object no longer than
+``person_length`` m whose top stands ``person_height`` m above the ground is a pedestrian, whatever
+the model said (it sees a person one patch wide next to a wall as the wall); an object the model
+calls a vehicle is a truck or bus (other-vehicle) when its own vertical extent exceeds
+``truck_height`` m or it is longer than ``truck_length`` m, and a car otherwise (cars and vans are
+at most about 2.4 m tall and 5.5 m long; a truck's box is taller than 2.6 m). A vehicle's
+extent is measured on its own points, not from the ground: its lower body is often hidden by the
+traffic in between.
+
 Units are metres in a world frame whose z axis is up (the odometry's level frame); every size is a
 physical one, nothing is fitted to the synthetic world. The points must be deskewed: at 10 m/s a
 sweep smears a pole over a metre, and the scans no longer agree on where it stands.
@@ -44,6 +54,12 @@ class ShapeRules:
     slab: float = 0.5
     pole_width: float = 0.2
     column_width: float = 0.3
+    link: float = 0.5
+    min_points: int = 5
+    person_length: float = 1.0
+    person_height: tuple[float, float] = (1.2, 2.2)
+    truck_height: float = 2.6
+    truck_length: float = 7.0
 
 
 class _Grid:
@@ -223,3 +239,51 @@ def pole_mask(points: np.ndarray, context: np.ndarray, ground_table, rules: Shap
     with np.errstate(invalid="ignore"):
         return ((f["height"] >= rules.pole_height) & (f["isolation"] <= rules.pole_isolation) & (f["base"] <= rules.pole_base)
                 & (f["width"] <= rules.pole_width))
+
+
+def objects(points: np.ndarray, link: float) -> np.ndarray:
+    """Object id ``[N]`` int64 of points ``[N, 3]`` (m): connected components of the points
+    closer than ``link`` m to one another in xy."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    if len(points) == 0:
+        return np.zeros(0, np.int64)
+    pairs = cKDTree(points[:, :2]).query_pairs(link, output_type="ndarray")
+    g = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(points),) * 2)
+    return connected_components(g, directed=False)[1].astype(np.int64)
+
+
+def moving_classes(points: np.ndarray, labels: np.ndarray, nonground: np.ndarray, ground_table,
+                   rules: ShapeRules = ShapeRules()) -> np.ndarray:
+    """Classes ``[N]`` uint8 of the moving points ``[N, 3]`` (world, m) of one scan from the size of
+    the object each belongs to (see the module docstring); ``labels`` ``[N]`` are the model's,
+    ``nonground`` ``[N]`` bool the points off the ground band (the object's class is voted by
+    them; a moving point in the band takes its object's class). 0 = keep the point's label."""
+    from fuse4d.data.classes import CAR, OTHER_VEHICLE, PEDESTRIAN
+
+    out = np.zeros(len(points), np.uint8)
+    if len(points) < rules.min_points:
+        return out
+    obj = objects(points, rules.link)
+    order = np.argsort(obj, kind="stable")
+    ground = ground_at(ground_table, points[:, :2])
+    for m in np.split(order, np.flatnonzero(np.diff(obj[order])) + 1):
+        if len(m) < rules.min_points:
+            continue
+        p = points[m]
+        xy = p[:, :2] - p[:, :2].mean(0)
+        axes = np.linalg.eigh(xy.T @ xy)[1]
+        length = np.ptp(xy @ axes[:, 1])  # along the principal axis
+        g = ground[m]
+        top = p[:, 2].max() - (np.nanmin(g) if np.isfinite(g).any() else p[:, 2].min())
+        if length <= rules.person_length and rules.person_height[0] <= top <= rules.person_height[1]:
+            out[m] = PEDESTRIAN
+            continue
+        ng = nonground[m]
+        vote = np.bincount(labels[m][ng], minlength=max(CAR, OTHER_VEHICLE) + 1) if ng.any() else None
+        if vote is not None and vote.argmax() in (CAR, OTHER_VEHICLE):
+            tall = np.ptp(p[:, 2]) > rules.truck_height or length > rules.truck_length
+            out[m] = OTHER_VEHICLE if tall else CAR
+    return out

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fuse4d.data.classes import BUILDING, POLE, ROAD
+from fuse4d.data.classes import BUILDING, CAR, OTHER_VEHICLE, PEDESTRIAN, POLE, ROAD, VEGETATION
 from fuse4d.mapping.relabel import MapLabels
-from fuse4d.mapping.shapes import ShapeRules, ground_at, ground_height, pole_features, pole_mask
+from fuse4d.mapping.shapes import (ShapeRules, ground_at, ground_height, moving_classes, objects, pole_features,
+                                   pole_mask)
 
 RNG = np.random.default_rng(0)
 
@@ -89,6 +90,11 @@ def test_map_labels_call_a_static_pole_a_pole_and_keep_moving_points():
     assert (same == lab).all()
     (_, same), = MapLabels(_Empty, lag=0).add(0, pts, lab, None, None)
     assert (same == lab).all()
+    # a moving person-sized object the model called a wall is a pedestrian
+    walker = _box(8.0, 4.0, 0.5, 0.35, 0.1, 1.75, 150)
+    (_, out), = MapLabels(_Empty, lag=0).add(0, np.concatenate([pts, walker]), np.r_[lab, np.full(150, BUILDING, np.uint8)],
+                                             np.r_[np.zeros(len(pts), bool), np.ones(150, bool)], np.r_[gflag, np.zeros(150, bool)])
+    assert (out[-150:] == PEDESTRIAN).all() and (out[n:n + len(wall)] == BUILDING).all()
 
 
 def test_world_points_are_deskewed_through_the_neighbouring_poses():
@@ -111,3 +117,35 @@ def test_world_points_are_deskewed_through_the_neighbouring_poses():
     seq.metadata.clear()
     assert np.abs(MapLabels.world_points(seq, T, 1, frame)[:, 0] - 20.0).max() > 0.45
     assert MapLabels.world_points(seq, T, 0, frame) is None
+
+
+def _box(x, y, length, width, z0, z1, n):
+    return np.c_[RNG.uniform(x - length / 2, x + length / 2, n), RNG.uniform(y - width / 2, y + width / 2, n),
+                 RNG.uniform(z0, z1, n)]
+
+
+def test_moving_objects_take_the_class_their_size_gives():
+    ground, _ = _scene()
+    gtab = ground_height(ground)
+    parts = {  # (points, the model's label, the class the size rules should give; 0 = keep)
+        "walker by a wall": (_box(8.0, 4.0, 0.5, 0.35, 0.1, 1.75, 150), BUILDING, PEDESTRIAN),
+        "truck called a car": (_box(15.0, -3.0, 8.5, 2.5, 0.3, 3.4, 3000), CAR, OTHER_VEHICLE),
+        "car called a truck": (_box(22.0, 3.0, 4.5, 1.8, 0.2, 1.5, 2000), OTHER_VEHICLE, CAR),
+        "van": (_box(5.0, -8.0, 5.3, 2.0, 0.3, 2.4, 2000), CAR, CAR),
+        "tree flagged moving": (_sphere(25.0, -10.0, 4.5, 2.0, 1500), VEGETATION, 0),
+        "too few points": (_box(-2.0, 10.0, 0.4, 0.4, 0.1, 1.7, 4), BUILDING, 0),
+    }
+    pts = np.concatenate([v[0] for v in parts.values()])
+    lab = np.concatenate([np.full(len(v[0]), v[1], np.uint8) for v in parts.values()])
+    nonground = pts[:, 2] > 0.25
+    assert len(np.unique(objects(pts, 0.5))) == len(parts)
+    out = moving_classes(pts, lab, nonground, gtab)
+    k = 0
+    for name, (p, _, want) in parts.items():
+        got = out[k:k + len(p)]
+        k += len(p)
+        assert (got == want).all(), (name, np.unique(got))  # the truck's band points too: ROAD never wins
+    # sizes are the rule's: a lower truck limit calls the van a truck; a person taller than the limit is not one
+    assert (moving_classes(pts, lab, nonground, gtab, ShapeRules(truck_height=2.0))[-3500 - 4:-1500 - 4] == OTHER_VEHICLE).all()
+    assert (moving_classes(pts, lab, nonground, gtab, ShapeRules(person_height=(1.2, 1.6)))[:150] == 0).all()
+    assert moving_classes(pts[:3], lab[:3], nonground[:3], gtab).tolist() == [0, 0, 0]
