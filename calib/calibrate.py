@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fuse4d.calib.config import CalibConfig
-from fuse4d.calib.lie import np_so3_log, rotation_error_deg
+from fuse4d.calib.lie import np_so3_exp, np_so3_log, rotation_error_deg
 from fuse4d.data.types import Calibration, Sequence
 from fuse4d.errors import DataError
 
@@ -173,12 +173,40 @@ def _imu_estimates(seq, track, cfg: CalibConfig, cal: Calibration, rep: dict, sr
                    gyro_bias=re.gyro_bias.tolist())
         notes += re.notes
         bias = re.gyro_bias
-        if re.applied:  # weakly determined directions keep the start
+        R = re.R_body_lidar if re.applied else cal.T_body_lidar[:3, :3]  # weakly determined directions keep the start
+        if cfg.yaw_from_acceleration:
+            R = _fuse_acceleration_yaw(seq, track, cfg, cal, re, R, off, rep, notes)
+        if re.applied or not np.allclose(R, cal.T_body_lidar[:3, :3]):
             T_cl = cal.T_cam_lidar
             T_bl = cal.T_body_lidar.copy()
-            T_bl[:3, :3] = re.R_body_lidar
+            T_bl[:3, :3] = R
             cal = replace(cal, T_body_lidar=T_bl, T_body_cam=T_bl @ np.linalg.inv(T_cl))
     return cal, bias, notes
+
+
+def _fuse_acceleration_yaw(seq, track, cfg: CalibConfig, cal: Calibration, re, R: np.ndarray, off: float,
+                           rep: dict, notes: list) -> np.ndarray:
+    """``R_body_lidar [3, 3]`` with its rotation about the body's vertical (the mean specific
+    force) corrected by the yaw from horizontal accelerations, weighted against the hand-eye's
+    variance along that axis (none when the hand-eye left it at the start)."""
+    from fuse4d.calib.acceleration import estimate_yaw
+    up = np.mean(seq.imu.acc, axis=0)
+    up = up / max(np.linalg.norm(up), 1e-9)
+    ye = estimate_yaw(track.t, track.T_odom_lidar, seq.imu, R, cal.T_body_lidar[:3, 3], off, up,
+                      cfg.acceleration_segment_frames, index=track.index)
+    weak = re.weak_axes.reshape(-1, 3)
+    s_he = np.inf if not re.applied or (len(weak) and np.abs(weak @ up).max() > 0.5) \
+        else float(np.sqrt(max(up @ re.cov @ up, 0.0)))
+    s_acc = ye.std
+    w = 1.0 if not np.isfinite(s_he) else s_he ** 2 / (s_he ** 2 + s_acc ** 2)
+    fused = s_acc if not np.isfinite(s_he) else float(1.0 / np.sqrt(1.0 / s_he ** 2 + 1.0 / s_acc ** 2))
+    rep.update(imu_yaw_acc_deg=float(np.degrees(ye.psi)), imu_yaw_acc_std_deg=float(np.degrees(s_acc)),
+               imu_yaw_hand_eye_std_deg=float(np.degrees(s_he)), imu_yaw_std_deg=float(np.degrees(min(fused, s_he))))
+    if not np.isfinite(s_acc) or np.degrees(s_acc) > cfg.max_std_deg:
+        notes.append(f"yaw of the IMU mount from accelerations not applied (std {np.degrees(s_acc):.2f} deg > "
+                     f"{cfg.max_std_deg} deg): too little horizontal acceleration")
+        return R
+    return np_so3_exp(w * ye.psi * up) @ R
 
 
 def errors(cal: Calibration, truth: Calibration, start: Calibration | None = None) -> dict[str, float]:

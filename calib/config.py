@@ -65,6 +65,13 @@ class CalibConfig:
             the sweeps with the gyro at the previous pass's offset and rotation (the first at
             the start calibration's); passes stop once the offset moves < 1 ms and the
             rotation < 0.2 deg.
+        yaw_from_acceleration: also estimate the IMU mount's rotation about the body's
+            vertical from horizontal accelerations (odometry velocity changes vs the
+            accelerometer) and fuse it with the hand-eye's by inverse variance along that axis
+            (hand-eye cannot see it on a yaw-only drive). Applied when its std is within
+            ``max_std_deg``.
+        acceleration_segment_frames: frames per segment of that fit (each segment has its own
+            start velocity; the bootstrap resamples segments).
         max_std_deg / max_std_m / max_std_ms: an estimate whose standard deviation
             exceeds these is flagged ``excited: false`` and not applied.
     """
@@ -96,6 +103,8 @@ class CalibConfig:
     min_rotation_deg: float = 0.3
     min_motion_pairs: int = 10
     motion_passes: int = 3
+    yaw_from_acceleration: bool = True
+    acceleration_segment_frames: int = 20
     max_std_deg: float = 0.5
     max_std_m: float = 0.1
     max_std_ms: float = 5.0

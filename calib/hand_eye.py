@@ -30,6 +30,7 @@ from fuse4d.errors import DataError
 class RotationEstimate:
     """``R_body_lidar [3, 3]`` with ``std_deg [3]`` (about the body axes) and flags.
 
+    ``cov [3, 3]``: covariance (rad², body axes) of the rotation before weak directions are reset.
     ``excited``: every direction is determined. ``weak_axes [K, 3]``: unit vectors (body
     frame) of the K undetermined directions, along which ``R_body_lidar`` keeps the start
     (``R_init``); ``applied``: at least one direction was determined (K < 3) and a start
@@ -44,6 +45,7 @@ class RotationEstimate:
     notes: list[str] = field(default_factory=list)
     weak_axes: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     applied: bool = False
+    cov: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.inf))
 
 
 def gyro_rotations(imu: ImuSamples, t0: np.ndarray, t1: np.ndarray, offset_s: float = 0.0) -> np.ndarray:
@@ -118,7 +120,7 @@ def estimate_rotation(a: np.ndarray, b: np.ndarray, dt: np.ndarray, R_init: np.n
         ev, U = np.linalg.eigh(cov)
         weak = U[:, np.degrees(np.sqrt(np.clip(ev, 0, None))) > max_std_deg].T
     except np.linalg.LinAlgError:
-        std, weak = np.full(3, np.inf), np.eye(3)
+        cov, std, weak = np.full((3, 3), np.inf), np.full(3, np.inf), np.eye(3)
     excited = len(weak) == 0
     bias = x[3:]
     notes = []
@@ -135,7 +137,7 @@ def estimate_rotation(a: np.ndarray, b: np.ndarray, dt: np.ndarray, R_init: np.n
             y = _gauss_newton(_res_sub_j, _jac_sub, np.concatenate([np.zeros(P.shape[1]), bias]), sargs)
             R, bias = np_so3_exp(P @ y[:-3]) @ R_init, y[-3:]
     applied = excited or (R_init is not None and len(weak) < 3)
-    return RotationEstimate(R, std, bias, excited, int(moving.sum()), notes, weak, applied)
+    return RotationEstimate(R, std, bias, excited, int(moving.sum()), notes, weak, applied, cov)
 
 
 def rotation_vectors(T_prev_curr: np.ndarray) -> np.ndarray:
