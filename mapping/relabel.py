@@ -26,7 +26,7 @@ from collections import deque
 import numpy as np
 
 from fuse4d.data.classes import GROUND, NUM_CLASSES, POLE
-from fuse4d.mapping.shapes import ShapeRules, ground_height, moving_classes, pole_mask
+from fuse4d.mapping.shapes import ShapeRules, base_classes, ground_height, moving_classes, pole_mask
 
 _IS_GROUND = np.isin(np.arange(NUM_CLASSES), GROUND)
 
@@ -102,7 +102,7 @@ class MapLabels:
             ``[(index, labels [N] uint8 or None)]`` of the scans that left the queue, in order.
         """
         pts = None if points_world is None else np.asarray(points_world, np.float32)
-        self._queue.append((index, pts, labels, moving, ground, ranges, self._parts(pts, moving, ground)))
+        self._queue.append((index, pts, labels, moving, ground, ranges, self._parts(pts, labels, moving, ground)))
         out = []
         while len(self._queue) > self.lag:
             out.append(self._relabel(*self._queue.popleft()))
@@ -115,13 +115,15 @@ class MapLabels:
             out.append(self._relabel(*self._queue.popleft()))
         return out
 
-    def _parts(self, pts, moving, ground):
-        """(static non-ground, ground) points of a scan, the shape rules' context; None without them."""
+    def _parts(self, pts, labels, moving, ground):
+        """(static non-ground points, ground points, the first's labels: the model's while queued,
+        the relabelled ones once past) of a scan, the shape rules' context; None without ground flags."""
         if self.shapes is None or pts is None or ground is None or len(ground) != len(pts):
             return None
         g = np.asarray(ground, bool)
         static = np.ones(len(pts), bool) if moving is None else ~np.asarray(moving, bool)
-        return pts[static & ~g], pts[g]
+        lab = np.zeros(len(pts), np.uint8) if labels is None or len(labels) != len(pts) else np.asarray(labels, np.uint8)
+        return pts[static & ~g], pts[g], lab[static & ~g]
 
     def _relabel(self, index, pts, labels, moving, ground, ranges, parts):
         if labels is None or pts is None or len(labels) != len(pts):
@@ -147,11 +149,9 @@ class MapLabels:
         on a pole (judged on its own ``parts`` and its neighbours') become poles; its moving points
         take the class their object's size gives."""
         ctx = [parts] + list(self._past) + [q[-1] for q in self._queue if q[-1] is not None]
-        self._past.append(parts)
         candidate = nonground & ~moving
-        if not candidate.any() and not moving.any():
-            return
-        gtab = ground_height(np.concatenate([c[1] for c in ctx]))
+        if candidate.any() or moving.any():
+            gtab = ground_height(np.concatenate([c[1] for c in ctx]))
         if candidate.any():
             pole = pole_mask(pts[candidate], np.concatenate([c[0] for c in ctx]), gtab, self.shapes)
             labels[np.flatnonzero(candidate)[pole]] = POLE
@@ -159,3 +159,10 @@ class MapLabels:
             idx = np.flatnonzero(moving)
             cls = moving_classes(pts[idx], labels[idx], nonground[idx], gtab, self.shapes)
             labels[idx[cls > 0]] = cls[cls > 0]
+        band = ~nonground & ~moving
+        if band.any():  # the column above: this scan's labels as they now stand, the past's relabelled ones
+            ctx[0] = parts[:2] + (labels[candidate],)
+            cls = base_classes(pts[band], np.concatenate([c[0] for c in ctx]), np.concatenate([c[2] for c in ctx]),
+                               self.shapes)
+            labels[np.flatnonzero(band)[cls > 0]] = cls[cls > 0]
+        self._past.append(parts[:2] + (labels[candidate],))

@@ -28,6 +28,13 @@ at most about 2.4 m tall and 5.5 m long; a truck's box is taller than 2.6 m). A 
 extent is measured on its own points, not from the ground: its lower body is often hidden by the
 traffic in between.
 
+The geometric ground mask keeps every point within 0.25 m of the local ground, so the **base** of
+a wall, a car or a trunk takes a ground class. A static ground-band point whose column goes on
+upward as an object (at least ``base_points`` non-ground context points within ``base_radius`` m
+of it horizontally and up to ``base_height`` m above it, ``base_classes``) takes the class most of
+those points have, when that is not a ground class or a pedestrian (a person seldom stands
+still over the scans gathered, and a slow walker the motion segmentation missed smears over them).
+
 Units are metres in a world frame whose z axis is up (the odometry's level frame); every size is a
 physical one, nothing is fitted to the synthetic world. The points must be deskewed: at 10 m/s a
 sweep smears a pole over a metre, and the scans no longer agree on where it stands.
@@ -60,6 +67,9 @@ class ShapeRules:
     person_height: tuple[float, float] = (1.2, 2.2)
     truck_height: float = 2.6
     truck_length: float = 7.0
+    base_radius: float = 0.15
+    base_height: float = 1.0
+    base_points: int = 3
 
 
 class _Grid:
@@ -286,4 +296,38 @@ def moving_classes(points: np.ndarray, labels: np.ndarray, nonground: np.ndarray
         if vote is not None and vote.argmax() in (CAR, OTHER_VEHICLE):
             tall = np.ptp(p[:, 2]) > rules.truck_height or length > rules.truck_length
             out[m] = OTHER_VEHICLE if tall else CAR
+    return out
+
+
+def base_classes(points: np.ndarray, context: np.ndarray, context_labels: np.ndarray,
+                 rules: ShapeRules = ShapeRules(), k: int = 8) -> np.ndarray:
+    """Classes ``[N]`` uint8 of static ground-band points ``[N, 3]`` (world, m) that are the base of
+    an object standing over them: the majority class of the non-ground ``context`` points
+    ``[M, 3]`` (labels ``context_labels`` ``[M]``) in the column above each (see the module
+    docstring; the column is an upright ellipsoid of radius ``base_radius`` and height
+    ``base_height`` resting on the point, its ``k`` nearest points counted). 0 = keep."""
+    from scipy.spatial import cKDTree
+
+    from fuse4d.data.classes import GROUND, NUM_CLASSES, PEDESTRIAN
+
+    out = np.zeros(len(points), np.uint8)
+    if len(points) == 0 or len(context) < rules.base_points:
+        return out
+    half = rules.base_height / 2
+    s = np.array([1.0, 1.0, rules.base_radius / half])  # the ellipsoid becomes a ball of base_radius
+    tree = cKDTree(np.asarray(context, np.float64) * s)
+    q = (np.asarray(points, np.float64) + [0.0, 0.0, half]) * s
+    d, idx = tree.query(q, k=min(k, len(context)), distance_upper_bound=rules.base_radius)
+    d, idx = d.reshape(len(q), -1), idx.reshape(len(q), -1)
+    hit = np.isfinite(d)
+    many = np.flatnonzero(hit.sum(1) >= rules.base_points)
+    if len(many) == 0:
+        return out
+    lab = np.where(hit[many], np.asarray(context_labels)[np.minimum(idx[many], len(context) - 1)], 0)
+    votes = np.zeros((len(many), NUM_CLASSES), np.int32)
+    np.add.at(votes, (np.repeat(np.arange(len(many)), lab.shape[1]), lab.reshape(-1)), 1)
+    votes[:, [0, *GROUND, PEDESTRIAN]] = 0  # a person seldom stands still over the scans gathered
+    best = votes.argmax(1)
+    ok = votes[np.arange(len(many)), best] >= rules.base_points
+    out[many[ok]] = best[ok]
     return out

@@ -6,8 +6,8 @@ import numpy as np
 
 from fuse4d.data.classes import BUILDING, CAR, OTHER_VEHICLE, PEDESTRIAN, POLE, ROAD, VEGETATION
 from fuse4d.mapping.relabel import MapLabels
-from fuse4d.mapping.shapes import (ShapeRules, ground_at, ground_height, moving_classes, objects, pole_features,
-                                   pole_mask)
+from fuse4d.mapping.shapes import (ShapeRules, base_classes, ground_at, ground_height, moving_classes, objects,
+                                   pole_features, pole_mask)
 
 RNG = np.random.default_rng(0)
 
@@ -83,7 +83,11 @@ def test_map_labels_call_a_static_pole_a_pole_and_keep_moving_points():
     assert j == 0
     n = len(pole)
     assert (out[10:n] == POLE).mean() > 0.9 and (out[:10] == BUILDING).all()
-    assert (out[n:n + len(wall)] == BUILDING).all() and (out[n + len(wall):] == ROAD).all()
+    # ground points stay road, but for those the wall stands on (its column goes on up over them)
+    g = pts[n + len(wall):]
+    under = (np.abs(g[:, 1] + 10.0) < 0.2) | (np.hypot(g[:, 0] - 10.0, g[:, 1] - 5.0) < 0.3)
+    assert (out[n:n + len(wall)] == BUILDING).all() and (out[n + len(wall):][~under] == ROAD).all()
+    assert set(out[n + len(wall):][under].tolist()) <= {ROAD, BUILDING, POLE}
     # without ground flags, or with the rules off, nothing changes
     ml = MapLabels(_Empty, lag=0, shapes=None)
     (_, same), = ml.add(0, pts, lab, None, gflag)
@@ -149,3 +153,28 @@ def test_moving_objects_take_the_class_their_size_gives():
     assert (moving_classes(pts, lab, nonground, gtab, ShapeRules(truck_height=2.0))[-3500 - 4:-1500 - 4] == OTHER_VEHICLE).all()
     assert (moving_classes(pts, lab, nonground, gtab, ShapeRules(person_height=(1.2, 1.6)))[:150] == 0).all()
     assert moving_classes(pts[:3], lab[:3], nonground[:3], gtab).tolist() == [0, 0, 0]
+
+
+def test_ground_band_points_under_an_object_take_its_class():
+    ground, objs = _scene()
+    # the band's share of a wall, a parked car and a person (0-0.25 m), flagged ground by the segmentation
+    wall_foot = np.c_[RNG.uniform(5, 25, 400), np.full(400, -10.0) + RNG.normal(0, 0.02, 400), RNG.uniform(0.0, 0.25, 400)]
+    car_foot = _box(8.25, -2.1, 4.5, 1.8, 0.1, 0.25, 300)
+    person_foot = _box(20.0, 3.0, 0.3, 0.3, 0.0, 0.25, 30)
+    open_road = ground[np.abs(ground[:, 1] + 10.0) > 1.0][:3000]
+    band = np.concatenate([wall_foot, car_foot, person_foot, open_road])
+    ctx = np.concatenate([objs["wall"], objs["car"], objs["person"]])
+    lab = np.r_[np.full(len(objs["wall"]), BUILDING), np.full(len(objs["car"]), CAR), np.full(len(objs["person"]), PEDESTRIAN)]
+    out = base_classes(band, ctx, lab.astype(np.uint8))
+    k = np.cumsum([0, 400, 300, 30, len(open_road)])
+    assert (out[k[0]:k[1]] == BUILDING).mean() > 0.95 and (out[k[1]:k[2]] == CAR).mean() > 0.95
+    # a person does not lend its class (it seldom stands still over the scans), and open road stays road
+    assert (out[k[2]:k[3]] == 0).all()
+    def in_car(pad):  # the open road under the parked car's footprint (x 6-10.5, y -3 to -1.2), grown by pad
+        return ((open_road[:, 0] > 6 - pad) & (open_road[:, 0] < 10.5 + pad)
+                & (open_road[:, 1] > -3 - pad) & (open_road[:, 1] < -1.2 + pad))
+    assert (out[k[3]:][~in_car(0.2)] == 0).all() and (out[k[3]:][in_car(-0.2)] == CAR).mean() > 0.95
+    # the road further than base_radius from a wall's plane keeps its class
+    near = np.c_[RNG.uniform(5, 25, 200), np.full(200, -10.3), np.zeros(200)]
+    assert (base_classes(near, ctx, lab.astype(np.uint8)) == 0).all()
+    assert (base_classes(near, ctx, lab.astype(np.uint8), ShapeRules(base_radius=0.4)) == BUILDING).mean() > 0.9
