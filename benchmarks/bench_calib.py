@@ -13,7 +13,7 @@ CPU seconds of the LiDAR-camera solve and jit compile seconds are separate colum
 
 Run: python benchmarks/bench_calib.py [--seeds 0,10,20] [--frames 150] [--calib-frames 40]
      [--real-only | --synthetic-only] [--draws 3] [--pipeline SEED]
-     python benchmarks/bench_calib.py --imu-e2e --seeds 0,10,20,1 --frames 150
+     python benchmarks/bench_calib.py --imu-e2e --seeds 0,10,20,1 --frames 150 [--acc-yaw]
 """
 
 from __future__ import annotations
@@ -41,12 +41,14 @@ def main() -> None:
     ap.add_argument("--imu-only", action="store_true", help="only the IMU rows on ground-truth motion")
     ap.add_argument("--imu-e2e", action="store_true",
                     help="only the IMU estimates end to end (LiDAR odometry on the log, as fuse4d calib runs them)")
+    ap.add_argument("--acc-yaw", action="store_true",
+                    help="with --imu-e2e: also fuse the mount's yaw from horizontal accelerations (off by default)")
     args = ap.parse_args()
     if args.imu_only:
         imu(args.seeds)
         return
     if args.imu_e2e:
-        imu_end_to_end(args.seeds, args.frames)
+        imu_end_to_end(args.seeds, args.frames, args.acc_yaw)
         return
     if not args.real_only and args.seeds:
         imu(args.seeds)
@@ -125,27 +127,33 @@ def imu(seeds: str, frames: int = 200) -> None:
     print()
 
 
-def imu_end_to_end(seeds: str, frames: int) -> None:
+def imu_end_to_end(seeds: str, frames: int, acc_yaw: bool = False) -> None:
     """Time offset and IMU-LiDAR rotation from a seeded 20 ms / 1 deg error, with the motion
-    from ``calibrate_sequence``'s own LiDAR odometry (the LiDAR-camera part is skipped)."""
+    from ``calibrate_sequence``'s own LiDAR odometry (the LiDAR-camera part is skipped).
+    "acc yaw" is the mount's yaw from horizontal accelerations (and its std), "yaw std" the
+    std about the vertical after fusing it with the hand-eye."""
+    nan = float("nan")
     from fuse4d.calib.calibrate import calibrate_sequence
     from fuse4d.calib.config import CalibConfig
     from fuse4d.calib.io import with_calibration_error
     from fuse4d.data.synthetic import split_of, synthesize
     print(f"IMU estimates end to end (LiDAR odometry), {frames}-frame logs, from 2 deg / 10 cm / 20 ms")
     print(f"{'case':24s} {'dt ms':>5s} {'→':>6s} {'std':>5s} {'per pass ms':>20s} {'imu°':>5s} {'→':>6s} "
-          f"{'determ.':>7s} {'std° x/y/z':>17s} {'weak axis':>18s} {'odo s':>6s} {'total s':>7s}")
+          f"{'determ.':>7s} {'std° x/y/z':>17s} {'weak axis':>18s} {'acc yaw°':>8s} {'std':>5s} {'yaw std':>7s} "
+          f"{'odo s':>6s} {'total s':>7s}")
     for seed in (int(s) for s in seeds.split(",")):
         bad, truth = with_calibration_error(synthesize(seed=seed, frames=frames), 2.0, 0.1, 20.0, seed)
         tic = time.perf_counter()
-        r = calibrate_sequence(bad, CalibConfig(lidar_camera=False), truth=truth).report
+        r = calibrate_sequence(bad, CalibConfig(lidar_camera=False, yaw_from_acceleration=acc_yaw), truth=truth).report
         total = time.perf_counter() - tic
         passes = "/".join(f"{x:.2f}" for x in r["time_offset_passes_ms"])
         weak = " ".join(f"({','.join(f'{c:+.1f}' for c in w)})" for w in r["imu_rot_weak_axes"]) or "-"
         print(f"{'synthetic ' + split_of(seed) + ' seed ' + str(seed):24s} {r['time_offset_err_ms_before']:5.1f} "
               f"{r['time_offset_err_ms']:6.3f} {r['time_offset_std_ms']:5.2f} {passes:>20s} "
               f"{r['imu_rot_err_deg_before']:5.2f} {r['imu_rot_err_deg']:6.3f} {r['imu_rot_err_determined_deg']:7.3f} "
-              f"{'/'.join(f'{x:.2f}' for x in r['imu_rot_std_deg']):>17s} {weak:>18s} {r['odometry_s']:6.0f} "
+              f"{'/'.join(f'{x:.2f}' for x in r['imu_rot_std_deg']):>17s} {weak:>18s} "
+              f"{r.get('imu_yaw_acc_deg', nan):+8.3f} {r.get('imu_yaw_acc_std_deg', nan):5.2f} "
+              f"{r.get('imu_yaw_std_deg', nan):7.2f} {r['odometry_s']:6.0f} "
               f"{total:7.0f}", flush=True)
 
 
