@@ -274,6 +274,9 @@ class Pipeline:
                     r = dyn.add_frame(frame, T, row)
                     if r.get("point_dynamic") is not None:
                         p_dyn = np.asarray(r["point_dynamic"], np.float32)
+                    for t_k, p_k in r.get("revised", []):  # the backward pass revised earlier scans
+                        k = int(np.argmin(np.abs(np.asarray(seq.timestamps) - t_k)))
+                        store.write_points("dynamic" + _STAGED, k, [np.asarray(p_k, np.float32)])
                     if r.get("pixel_dynamic") is not None:
                         px = np.asarray(r["pixel_dynamic"], np.float32)
                 if maps is not None:

@@ -37,6 +37,10 @@ class DynamicsConfig:
         revise_previous: backward evidence: the previous scan's points in the space a new scan sees
             free are moving (receding objects, a car ahead at the ego's speed); its posterior is revised
             before it is carried on and kept in the history.
+        backward_frames: offline backward pass: once an object is moving, its points in up to this many
+            earlier scans (moved back by its track's velocity) are moving too, and those scans' outputs
+            are revised (0 = streaming only: each scan's output is final when returned).
+        backward_min_speed: only objects whose track moves at least this fast (m/s) reach back.
         carry_radius: a point takes the posterior of the previous scan's nearest point within it
             (after moving that point with its track's velocity).
     Tracking (:mod:`~fuse4d.dynamics.tracking`):
@@ -69,7 +73,7 @@ class DynamicsConfig:
     l_prior: float = -1.5
     l_carry: float = 0.6
     l_clamp: float = 6.0
-    min_range: float = 2.0
+    min_range: float = 1.0
     ray_origin_lidar: list[float] | None = None
     max_range: float = 60.0
     ground_cell: float = 0.5
@@ -79,6 +83,8 @@ class DynamicsConfig:
     cluster_fraction: float = 0.5
     carry_radius: float = 0.3
     revise_previous: bool = True
+    backward_frames: int = 10
+    backward_min_speed: float = 0.5
     pair_fraction: float = 0.05
     l_model: float = 0.5
     track_gate: float = 2.5
@@ -102,6 +108,8 @@ class DynamicsConfig:
                      "vel_sigma", "consistency_tau", "l_free", "l_clamp"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"DynamicsConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.backward_frames < 0:
+            raise ConfigError(f"DynamicsConfig.backward_frames must be >= 0, got {self.backward_frames!r}")
         if self.history < 1 or self.track_min_hits < 1 or self.attn_topk < 1:
             raise ConfigError("DynamicsConfig.history, track_min_hits and attn_topk must be >= 1")
         if len(self.cue_weights) != 3:

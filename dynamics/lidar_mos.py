@@ -93,6 +93,7 @@ class LidarMOS:
         self._prev_logodds: np.ndarray | None = None
         self._prev: tuple | None = None  # (T_world_sensor, log-odds before voting, objects, seen static, valid, ground)
         self._flow: np.ndarray | None = None
+        self.recent: deque[_Scan] = deque(maxlen=config.backward_frames + 1)
 
     def update(self, points_world: np.ndarray, T_world_sensor: np.ndarray,
                flow_prev: np.ndarray | None = None, extra_logodds: np.ndarray | None = None
@@ -142,6 +143,7 @@ class LidarMOS:
         self.past.append(now.with_posterior(prob))
         self._prev_points, self._prev_logodds = pts, final
         self._prev = (T_world_sensor, logodds, objects, seen_static, valid, ground)
+        self.recent.append(_Scan(pts, objects, seen_static, valid & ~ground, final, now))
         return {"prob": prob.astype(np.float32), "logodds": logodds.astype(np.float32), "ground": ground,
                 "objects": objects, "valid": valid}
 
@@ -163,6 +165,58 @@ class LidarMOS:
         self._prev_logodds = np.maximum(self._prev_logodds, final)
         prob = 1.0 / (1.0 + np.exp(-self._prev_logodds))
         self.past[-1].with_posterior(prob)  # the previous scan's grids, its static returns revised
+        if self.recent and self.config.backward_frames > 0:
+            rec = self.recent[-1]
+            rec.changed |= bool(((self._prev_logodds > 0) != (rec.final > 0)).any())
+            rec.final = self._prev_logodds
+
+    def backward(self, velocity: np.ndarray | None, t: float) -> list[tuple[float, np.ndarray]]:
+        """Offline backward pass after :meth:`update`: once a later scan's object is moving, the same
+        object in the earlier scans kept (``backward_frames``) is moving too (a car caught only once it
+        showed a leading edge, a receding truck caught once it left free space behind).
+
+        ``velocity [N, 3]`` (m/s) of the scan just updated (its track's; zeros or None = unknown) and its
+        stamp ``t`` (s). Each earlier scan's points lying in a ``carry_radius`` voxel of the next scan's
+        moving points, moved back by their velocity, are moving; its objects are voted again; the pass
+        walks back while decisions change. Returns ``[(t_k, prob_k [N_k] float32)]`` of the earlier scans
+        whose moving/static decisions changed since they were last returned (oldest first)."""
+        if not self.recent:
+            return []
+        cur = self.recent[-1]
+        cur.t, cur.velocity = float(t), velocity
+        cfg = self.config
+        recs = list(self.recent)
+        for j in range(len(recs) - 2, -1, -1):
+            a, b = recs[j], recs[j + 1]
+            if b.velocity is None:
+                break
+            src = (b.final > 0) & (np.linalg.norm(b.velocity[:, :2], axis=1) >= cfg.backward_min_speed)
+            if not src.any():
+                break
+            vel = b.velocity[src]
+            keys = _voxel_keys(b.points[src] - vel * (b.t - a.t), cfg.carry_radius)
+            keys, first = np.unique(keys, return_index=True)
+            q = _voxel_keys(a.points, cfg.carry_radius)
+            pos = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
+            hit = keys[pos] == q
+            back = hit & a.valid & (a.final <= 0) & ~a.seen_static  # a stopped car, seen static, stays
+            if a.velocity is None:
+                a.velocity = np.zeros((len(a.points), 3))
+            slow = hit & (np.linalg.norm(a.velocity[:, :2], axis=1) < cfg.backward_min_speed)
+            a.velocity[slow] = vel[first[pos[slow]]]  # the track's velocity carries on backward
+            if not back.any():
+                continue
+            lifted = a.final.copy()
+            lifted[back] = cfg.l_free
+            new = np.where(a.seen_static, a.final, np.maximum(a.final, self._vote(lifted, a.objects, a.seen_static)))
+            a.final, a.changed = new, True
+            a.past.with_posterior(1.0 / (1.0 + np.exp(-new)))  # later scans see its static surfaces only
+        out = []
+        for rec in recs[:-1]:
+            if rec.changed:
+                rec.changed = False
+                out.append((rec.t, (1.0 / (1.0 + np.exp(-rec.final))).astype(np.float32)))
+        return out
 
     def _carried(self, pts: np.ndarray) -> np.ndarray:
         """The previous posterior (log-odds above the prior) of the previous scan's points, moved by
@@ -201,6 +255,16 @@ class LidarMOS:
         up = sel & lift[np.maximum(objects, 0)]
         out[up] = np.maximum(out[up], self.config.l_free)
         return out
+
+
+class _Scan:
+    """A recent scan the backward pass may revise: points ``[N, 3]`` (world), object ids, seen-static flags,
+    ``valid`` (in range and not ground: the points the pass may lift), final log-odds ``[N]``, its range grids (``past``), stamp and per-point velocity."""
+
+    def __init__(self, points, objects, seen_static, valid, final, past):
+        self.points, self.objects, self.seen_static, self.valid = points, objects, seen_static, valid
+        self.final, self.past = final, past
+        self.t, self.velocity, self.changed = 0.0, None, False
 
 
 def segment_pair(points_a: np.ndarray, T_world_sensor_a: np.ndarray, points_b: np.ndarray,

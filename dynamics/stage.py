@@ -97,6 +97,7 @@ class DynamicsStage:
         self._cue_frames: dict[float, dict[str, np.ndarray]] = {}
         self._table: dict[str, np.ndarray] | None = None
         self._observed: np.ndarray | float = 1.0
+        self._revised: list[tuple[float, np.ndarray]] = []
 
     @classmethod
     def for_sequence(cls, seq, config: DynamicsConfig | dict | None = None) -> "DynamicsStage":
@@ -129,6 +130,8 @@ class DynamicsStage:
         T_world_body = np.asarray(T_world_body, np.float64)
         if frame.points is not None and len(frame.points) and np.isfinite(T_world_body).all():
             out["point_dynamic"] = self._lidar(frame, T_world_body, row.get("point_dynamic"))
+            if self._revised:
+                out["revised"] = self._revised
         if frame.image is not None and row.get("window") is not None:
             cues = self._camera(row["window"], int(row.get("position", 0)))
             if cues:
@@ -182,6 +185,7 @@ class DynamicsStage:
         for m, v in zip(members, vel):
             velocity[m] = v
         self._prev, self._prev_velocity = (t, T_wl), velocity
+        self._revised = self.mos.backward(velocity, t)
         return prob
 
     def _camera(self, wp, position: int) -> dict[str, np.ndarray]:

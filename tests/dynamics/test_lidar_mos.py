@@ -108,3 +108,43 @@ def test_two_sweeps_av2(shared):
     pred, gt = prob > 0.5, f0.point_dynamic
     iou = (pred & gt).sum() / (pred | gt).sum()
     assert iou >= 0.4, iou  # measured 0.50 (precision 0.85, recall 0.55)
+
+
+def test_backward_pass_revises_earlier_scans(traffic_ious):
+    """The offline backward pass only adds what later scans proved moving: the final output beats the
+    output as first returned (seed 20, 20 frames: 0.888 -> 0.898)."""
+    first, final = traffic_ious
+    assert final > first + 0.005, (first, final)
+
+
+def test_backward_pass_lifts_a_moving_object_but_not_a_stopped_one():
+    """Scan A saw a car (not yet known to move) and a parked car; scan B sees the first car 1 m on, moving
+    at 10 m/s. Moved back by its velocity, B's car lands on A's: A's car becomes moving, every point of it
+    (object vote), while the parked car beside it, seen static, stays static."""
+    from fuse4d.dynamics.lidar_mos import LidarMOS
+
+    cfg = DynamicsConfig(carry_radius=0.3)
+    grid = SphericalGrid.for_sensor(cfg, 32, 1024, (-25.0, 15.0))
+    rng = np.random.default_rng(1)
+    car = rng.uniform([0, 0, 0.3], [4.5, 1.8, 1.5], (300, 3)) + [10.0, 3.0, 0.0]
+    parked = rng.uniform([0, 0, 0.3], [4.5, 1.8, 1.5], (300, 3)) + [10.0, -3.0, 0.0]
+    mos = LidarMOS(cfg, grid)
+    T = np.eye(4)
+    T[2, 3] = 1.7
+    a = np.vstack([car, parked])
+    above = ~mos.update(a, T)["ground"]  # no road here: each car's lowest points count as ground
+    rec = mos.recent[-1]
+    rec.final[:] = -3.0                  # nothing was moving in A yet
+    rec.seen_static[300:] = True         # the parked car was seen static before
+    mos.backward(np.zeros((600, 3)), 0.0)
+    b = np.vstack([car + [1.0, 0.0, 0.0], parked])
+    mos.update(b, T)
+    mos.recent[-1].final[:300], mos.recent[-1].final[300:] = 3.0, -3.0
+    v = np.zeros((600, 3))
+    v[:300] = [10.0, 0.0, 0.0]
+    revised = mos.backward(v, 0.1)
+    assert len(revised) == 1 and revised[0][0] == 0.0
+    prob = revised[0][1]
+    assert above[:300].mean() > 0.7
+    assert (prob[:300][above[:300]] > 0.5).all() and (prob[300:] < 0.5).all()
+    assert (mos.recent[0].velocity[:300, 0] > 9.0).mean() > 0.5  # the velocity carries on backward

@@ -29,6 +29,8 @@ def run(tmp_path_factory):
         f = seq[i]
         out = stage.add_frame(f, seq.gt_poses[i], {"window": wp, "position": i})
         store.write_points("dynamic", i, [out["point_dynamic"]])
+        for t, p in out.get("revised", []):  # the backward pass revises earlier scans, as the pipeline writes them
+            store.write_points("dynamic", int(np.argmin(np.abs(seq.timestamps - t))), [p])
         frames.append(f)
         outs.append(out)
     table = stage.finish()
