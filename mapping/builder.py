@@ -221,6 +221,9 @@ class MapBuilder:
             near = keep & (rng <= cfg.max_range)
             el = keep & (rng <= cfg.elevation_max_range)
             self.elevation.integrate(ps[el], rng[el], ls[el], gs[el])
+            if not static.all():
+                mv = ~static & ~ground & (np.linalg.norm(pts - origin, axis=1) <= cfg.elevation_max_range)
+                self.elevation.add_moving(pts[mv])
             static_world = (ps[near], ls[near])
             self._add_points(frame, T, ps[near], ls[near])
         if cfg.mesh and frame.image is not None and cal.K is not None and self.frames % cfg.mesh_every == 0:
@@ -285,7 +288,8 @@ class MapBuilder:
         lo = np.zeros(len(c), np.float32)
         lo[seen] = self.occupancy.log_odds_at(c[seen] - [0.0, 0.0, 0.5 * cfg.voxel_size])
         free = lo <= 0.5 * cfg.l_min  # seen through several times more than hit
-        self.transient_cells = self.elevation.drop_transient(free.reshape(self.elevation.mean.shape))
+        free = free.reshape(self.elevation.mean.shape) | self.elevation.outlived(cfg.elevation_moving, cfg.elevation_under)
+        self.transient_cells = self.elevation.drop_transient(free)
         occ = self.occupancy.arrays()
         occ["labels"] = self._ground_share(occ)
         self._finished = {

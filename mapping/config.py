@@ -31,7 +31,12 @@ class MappingConfig:
         noise), elevation_sigma_per_m (height noise per metre of range),
         max_slope_deg, max_step (m), max_roughness (m): the traversability rule;
         elevation_top_residual (m: a cell's height is its top, the mean raised by the local
-        plane's gradient, where the 3 × 3 plane fit leaves at most this RMS; elsewhere the mean).
+        plane's gradient, where the 3 × 3 plane fit leaves at most this RMS; elsewhere the mean),
+        elevation_moving (a top surface above the ground layer that at least this many times as
+        many scans saw moving points over as confirmed it is dropped for the ground layer: a moving
+        object the dynamics missed in a scan or two; 0 = off), elevation_under (the same for a top
+        that more than this many times as many later scans saw only the ground under; 0 = off:
+        it also drops tree crowns the field of view cuts off near by).
     Mesh (TSDF, Open3D VoxelBlockGrid): mesh (on/off), tsdf_voxel (m; None = 0.1 m for
         LiDAR depth, 0.02 m for depth cameras), tsdf_trunc_voxels (truncation in
         voxels), mesh_max_depth (m), mesh_every (integrate every n-th frame).
@@ -66,6 +71,8 @@ class MappingConfig:
     max_step: float = 0.25
     max_roughness: float = 0.1
     elevation_top_residual: float = 0.04
+    elevation_moving: float = 0.5
+    elevation_under: float = 0.0
     mesh: bool = True
     tsdf_voxel: float | None = None
     tsdf_trunc_voxels: float = 4.0
@@ -91,6 +98,9 @@ class MappingConfig:
             raise ConfigError(f"MappingConfig.range_sigma must be >= 0, got {self.range_sigma!r}")
         if not self.elevation_top_residual >= 0:
             raise ConfigError(f"MappingConfig.elevation_top_residual must be >= 0, got {self.elevation_top_residual!r}")
+        for name in ("elevation_moving", "elevation_under"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"MappingConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.label_range >= 0:
             raise ConfigError(f"MappingConfig.label_range must be >= 0, got {self.label_range!r}")
         if not 0 < self.carve_core <= 1:

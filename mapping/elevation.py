@@ -23,6 +23,7 @@ from fuse4d.data.classes import GROUND, NUM_CLASSES
 _TILE = 64          # growth granularity, cells
 _GATE = 3.0         # Mahalanobis gate of the height update
 _MIN_VAR = 1e-6     # variance floor, m²
+_COUNT_MAX = np.iinfo(np.uint16).max
 
 
 class ElevationMap:
@@ -54,6 +55,9 @@ class ElevationMap:
         self.gmean = np.full(shape, np.nan, np.float32)   # ground points only (no top-surface rule)
         self.gvar = np.full(shape, np.nan, np.float32)
         self.ghist = np.zeros((*shape, self.num_classes), np.uint16)
+        self.ntop = np.zeros(shape, np.uint16)      # scans that confirmed the current top surface
+        self.nunder = np.zeros(shape, np.uint16)    # later scans that saw only ground in the cell
+        self.nmoving = np.zeros(shape, np.uint16)   # scans that saw a moving object above the cell's ground
 
     def _grow(self, cmin: np.ndarray, cmax: np.ndarray) -> None:
         """Make cells ``cmin..cmax`` (inclusive, anchor-relative) part of the grid."""
@@ -64,7 +68,7 @@ class ElevationMap:
             cmin, cmax = np.minimum(cmin, self.lo), np.maximum(cmax, self.lo + shape - 1)
         new_lo = np.floor_divide(cmin, _TILE) * _TILE
         new_hi = (np.floor_divide(cmax, _TILE) + 1) * _TILE
-        names = ("mean", "var", "zmin", "zmax", "hist", "gmean", "gvar", "ghist")
+        names = ("mean", "var", "zmin", "zmax", "hist", "gmean", "gvar", "ghist", "ntop", "nunder", "nmoving")
         old_lo, old = self.lo, [getattr(self, k) for k in names]
         self._alloc(new_lo, tuple(int(v) for v in new_hi - new_lo))
         if shape.all():
@@ -135,6 +139,15 @@ class ElevationMap:
         out_v = np.where(higher, v, np.where(fuse, (1 - k) * v0, v0))
         mean[cells] = out_m
         var[cells] = np.maximum(out_v, _MIN_VAR)
+        # how the top surface holds up over time: scans confirming it, and scans after it was set
+        # that saw the cell's ground but nothing above it (the top stood there for a while only)
+        ntop, nunder = self.ntop.reshape(-1), self.nunder.reshape(-1)
+        ntop[cells[higher]], nunder[cells[higher]] = 1, 0
+        ntop[cells[fuse]] = np.minimum(ntop[cells[fuse]].astype(np.int64) + 1, _COUNT_MAX)
+        if ground is not None:
+            only_ground = np.logical_and.reduceat(np.asarray(ground, bool)[order], start)
+            under = cells[lower & only_ground]
+            nunder[under] = np.minimum(nunder[under].astype(np.int64) + 1, _COUNT_MAX)
         if lab is not None:
             hist = self.hist.reshape(-1, self.num_classes)
             hist[cells[higher & ~new]] = 0  # a new top surface: its classes start over
@@ -165,6 +178,43 @@ class ElevationMap:
             uidx, cnt = np.unique(idx, return_counts=True)
             hf = self.ghist.reshape(-1)
             hf[uidx] = np.minimum(hf[uidx].astype(np.int64) + cnt, np.iinfo(np.uint16).max).astype(np.uint16)
+
+    def add_moving(self, points: np.ndarray) -> None:
+        """Count one scan's moving points ``[N, 3]`` (world m, above the ground) in their cells
+        (once per cell and scan): where moving things were seen, a top seen as often is theirs."""
+        p = np.asarray(points, np.float64).reshape(-1, 3)
+        p = p[np.isfinite(p).all(1)]
+        if not len(p):
+            return
+        c = np.floor((p[:, :2] - self.anchor) / self.res).astype(np.int64)
+        self._grow(c.min(0), c.max(0))
+        c -= self.lo
+        cells = np.unique(c[:, 0] * self.mean.shape[1] + c[:, 1])
+        n = self.nmoving.reshape(-1)
+        n[cells] = np.minimum(n[cells].astype(np.int64) + 1, _COUNT_MAX)
+
+    def outlived(self, moving: float = 0.5, under: float = 0.0) -> np.ndarray:
+        """Cells ``[H, W]`` bool whose top surface above the ground layer was a moving object.
+
+        The dynamics stage misses a moving object in a scan or two (far away, mostly), and the
+        top it leaves stays: no later ray crosses a car's roof (a ray from the sensor's height
+        passes it only tens of metres beyond). Such a top is one that:
+
+        * ``moving``: at least ``moving`` times as many scans saw moving points above the cell's
+          ground as confirmed the top (:meth:`add_moving`); a static top keeps being confirmed
+          while its cell is in view, and moving things seldom cross it; 0 = off;
+        * ``under``: more than ``under`` times as many later scans saw only the ground in the
+          cell as confirmed the top; 0 = off (it also takes overhangs the sensor's field of view
+          cuts off near by, tree crowns, for transient).
+        """
+        out = np.zeros(self.mean.shape, bool)
+        ntop = self.ntop.astype(np.float64)
+        if moving > 0:
+            out |= (self.nmoving > 0) & (self.nmoving >= moving * ntop)
+        if under > 0:
+            out |= self.nunder > under * ntop
+        with np.errstate(invalid="ignore"):
+            return out & (self.mean > self.gmean)
 
     def drop_transient(self, free: np.ndarray) -> int:
         """Replace top surfaces that turned out to be transient by the ground layer.

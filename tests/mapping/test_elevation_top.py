@@ -40,3 +40,33 @@ def test_map_of_a_sloped_road_matches_the_cell_tops():
     err_mean = np.abs(m.mean - truth)[ok]
     assert np.median(err_mean) > 0.012                                   # the mean lies 1.5 cm low
     assert np.median(err_top) < 0.004                                    # measured ~0.001 m
+
+
+def _scan(rng, xy_lo, xy_hi, z, n=400):
+    xy = rng.uniform(xy_lo, xy_hi, (n, 2))
+    return np.column_stack([xy, np.full(n, z) + 0.003 * rng.standard_normal(n)])
+
+
+def test_a_missed_moving_objects_top_gives_way_to_the_ground_and_a_static_one_stays():
+    """Cell A (x in [0, 0.5)): a car's roof leaks into the map in one scan, the dynamics flagged
+    it in two others; cell B (x in [1, 1.5)): a static box top confirmed in three scans, one scan
+    with a moving point over it. A's top becomes its ground (0 m), B keeps its 1.2 m."""
+    rng = np.random.default_rng(0)
+    m = ElevationMap(0.5)
+    ground = lambda lo, hi: _scan(rng, (lo, 0.05), (hi, 0.45), 0.0)  # noqa: E731
+    for k in range(3):
+        pts = [ground(0.0, 0.5)] if k else [ground(0.0, 0.5), _scan(rng, (0.05, 0.05), (0.45, 0.45), 1.4, 20)]
+        pts += [ground(1.0, 1.1), _scan(rng, (1.1, 0.05), (1.45, 0.45), 1.2)]
+        p = np.concatenate(pts)
+        m.integrate(p, np.full(len(p), 10.0), None, p[:, 2] < 0.25)
+        if k:  # the car, flagged moving, over A; once a passer-by over B
+            m.add_moving(_scan(rng, (0.05, 0.05), (0.45, 0.45), 1.0, 30))
+        if k == 2:
+            m.add_moving(_scan(rng, (1.1, 0.05), (1.45, 0.45), 0.9, 5))
+    a, b = (0, 0), (2, 0)
+    assert m.mean[a] > 1.3 and m.mean[b] > 1.1  # both tops are in the map before the check
+    gone = m.outlived(moving=0.5)
+    assert gone[a] and not gone[b]
+    assert m.drop_transient(gone) == 1
+    assert abs(m.mean[a]) < 0.01 and abs(m.mean[b] - 1.2) < 0.01
+    assert not m.outlived(moving=0.0).any()
