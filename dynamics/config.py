@@ -51,6 +51,9 @@ class DynamicsConfig:
             and noise (m/s) of the velocity measured by registering an object's previous points
             onto its new ones (translation and turn about its centre).
         track_baseline: frames back the velocity registration reaches (its error / baseline).
+        track_smooth / smooth_accel_sigma / smooth_disp_sigma: the tracks table's horizontal velocities
+            come from an offline smoother over each track's registrations, each dated at the middle of
+            its span (random walk, variance + smooth_accel_sigma² per s; noise smooth_disp_sigma m / span).
         vel_gate: a settled track rejects velocity measurements farther than this (m/s).
         max_speed: fastest object (m/s) the velocity search considers.
         icp_min_inliers: share of points that must register for a velocity measurement.
@@ -97,6 +100,9 @@ class DynamicsConfig:
     max_speed: float = 25.0
     track_baseline: int = 4
     vel_gate: float = 3.0
+    track_smooth: bool = True
+    smooth_accel_sigma: float = 1.0
+    smooth_disp_sigma: float = 0.1
     attn_layers: list[int] | None = None
     attn_topk: int = 1
     consistency_tau: float = 0.05

@@ -11,7 +11,9 @@ between the objects' capture times (a spinning LiDAR sees an object up to one sw
 the stamp), with its heading carried forward by the turn (CTRV) and its vertical velocity
 from the ground's slope along its heading (it rolls on the ground); unmatched detections start
 tentative tracks, which are confirmed after ``track_min_hits`` matches. The table of confirmed track states
-(one row per track and frame) is what the store's ``dynamics/tracks`` holds.
+(one row per track and frame) is what the store's ``dynamics/tracks`` holds; offline, its horizontal
+velocities are re-estimated at the end by a fixed-interval smoother over each track's registrations,
+each dated at the middle of its span (:func:`smooth_velocities`).
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ class Tracker:
         self.rows: list[tuple] = []
         self._next_id = 0
         self._t: float | None = None
+        self._meas: dict[int, list[tuple[float, float, float, float]]] = {}  # id -> (t_mid, vx, vy, span)
 
     def _predict(self, dt: float) -> None:
         # road users accelerate vertically only as the slope under them changes: far less than
@@ -239,6 +242,8 @@ class Tracker:
         if share < cfg.icp_min_inliers:
             return None
         v = d / span
+        if not settled or np.linalg.norm(v - tr.velocity) <= cfg.vel_gate:  # the gated ones are not kept either
+            self._meas.setdefault(tr.id, []).append((t - span / 2, float(v[0]), float(v[1]), span))
         if not settled:  # the median of the first three starts the filter (one bad search is outvoted)
             tr.first.append(v)
             if len(tr.first) == 3:
@@ -297,8 +302,63 @@ class Tracker:
 
     def table(self) -> dict[str, np.ndarray]:
         """Confirmed track states, one row per track and frame: columns of :data:`TRACK_COLUMNS`
-        (``track_id`` int64, the rest float64)."""
-        return rows_to_table(self.rows)
+        (``track_id`` int64, the rest float64). With ``track_smooth`` the horizontal velocities are
+        the offline smoother's (:func:`smooth_velocities`), not the causal filter's."""
+        table = rows_to_table(self.rows)
+        if not self.config.track_smooth or not len(table["t"]):
+            return table
+        cfg = self.config
+        for tid in np.unique(table["track_id"]):
+            meas = self._meas.get(int(tid))
+            rows = np.flatnonzero(table["track_id"] == tid)
+            if not meas or len(meas) < 2:
+                continue
+            m = np.asarray(meas, np.float64)
+            v = smooth_velocities(m[:, 0], m[:, 1:3], cfg.smooth_disp_sigma / m[:, 3], table["t"][rows],
+                                  cfg.smooth_accel_sigma)
+            table["vx"][rows], table["vy"][rows] = v[:, 0], v[:, 1]
+        return table
+
+
+def smooth_velocities(t_meas: np.ndarray, v_meas: np.ndarray, sigma: np.ndarray, t_out: np.ndarray,
+                      accel_sigma: float) -> np.ndarray:
+    """Fixed-interval (Rauch–Tung–Striebel) smoother of a velocity ``[2]`` random walk.
+
+    Args:
+        t_meas: ``[M]`` s, when each measurement holds: a registration's mean velocity over a span is
+            the velocity at the span's middle (a causal filter that dates it at the span's end lags
+            by half the span, which is what an accelerating or turning object's error is made of).
+        v_meas: ``[M, 2]`` m/s measured velocities; sigma: ``[M]`` m/s their noise.
+        t_out: ``[K]`` s, times of the wanted estimates.
+        accel_sigma: the velocity's random walk: its variance grows by ``accel_sigma² · dt`` (m²/s³).
+    Returns:
+        ``[K, 2]`` m/s smoothed velocities at ``t_out`` (both sides of each time count).
+    """
+    t = np.r_[t_meas, t_out]
+    is_meas = np.r_[np.ones(len(t_meas), bool), np.zeros(len(t_out), bool)]
+    z = np.vstack([v_meas, np.zeros((len(t_out), 2))])
+    r = np.r_[np.asarray(sigma, np.float64) ** 2, np.zeros(len(t_out))]
+    order = np.argsort(t, kind="stable")
+    t, is_meas, z, r = t[order], is_meas[order], z[order], r[order]
+    n = len(t)
+    m_f, p_f, p_p = np.zeros((n, 2)), np.zeros(n), np.zeros(n)
+    m, p = z[np.argmax(is_meas)].copy(), 1e4
+    for k in range(n):  # one step per measurement or output time: tens per track, not points
+        if k:
+            p = p + accel_sigma ** 2 * (t[k] - t[k - 1])
+        p_p[k] = p
+        if is_meas[k]:
+            g = p / (p + r[k])
+            m, p = m + g * (z[k] - m), (1 - g) * p
+        m_f[k], p_f[k] = m, p
+    m_s = m_f.copy()
+    for k in range(n - 2, -1, -1):
+        c = p_f[k] / p_p[k + 1]
+        m_s[k] = m_f[k] + c * (m_s[k + 1] - m_f[k])
+    out = np.empty((len(t_out), 2))
+    pos = np.flatnonzero(~is_meas)
+    out[order[pos] - len(t_meas)] = m_s[pos]
+    return out
 
 
 def rows_to_table(rows: list[tuple]) -> dict[str, np.ndarray]:

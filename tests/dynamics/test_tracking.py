@@ -119,6 +119,29 @@ def test_tracker_velocity_of_moving_boxes():
     assert np.median(np.concatenate(errs)) <= 0.3
 
 
+def test_smoother_removes_the_lag_of_span_registrations():
+    """A car accelerating at 2 m/s² while turning at 0.3 rad/s, measured every 0.1 s by registrations over
+    the last 0.4 s (mean velocities, noise 0.1 m/s). Dated at the span's end, as a causal filter reads them,
+    they lag ~0.4 m/s; the smoother, dating them at the middle, is within noise of the truth."""
+    from fuse4d.dynamics.tracking import smooth_velocities
+
+    rng = np.random.default_rng(3)
+
+    def vel(t):
+        speed, yaw = 5.0 + 2.0 * t, 0.3 * t
+        return np.stack([speed * np.cos(yaw), speed * np.sin(yaw)], -1)
+
+    t_end = np.arange(0.4, 4.0, 0.1)
+    span = 0.4
+    meas = np.array([vel(np.linspace(t - span, t, 41)).mean(0) for t in t_end]) + rng.normal(0, 0.1, (len(t_end), 2))
+    lag = np.linalg.norm(meas - vel(t_end), axis=1)
+    out = smooth_velocities(t_end - span / 2, meas, np.full(len(t_end), 0.25), t_end, 1.0)
+    err = np.linalg.norm(out - vel(t_end), axis=1)
+    assert np.median(lag) > 0.35
+    assert np.median(err[:-5]) < 0.1  # the last ones have no later registrations to centre them
+    assert np.median(err) < 0.5 * np.median(lag)
+
+
 def test_csv_round_trip(tmp_path):
     rows = [(3, 0.1, 1.0, 2.0, 0.5, 7.5, -0.25, 0.0, 4.5, 1.8, 1.5, 0.3),
             (3, 0.2, 1.75, 1.975, 0.5, 7.5, -0.25, 0.0, 4.5, 1.8, 1.5, 0.3),
