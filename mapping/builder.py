@@ -282,7 +282,8 @@ class MapBuilder:
         if self._pending is not None:
             p, self._pending = self._pending, None
             self._integrate(*p, None)
-        # elevation cells whose top surface was later seen through were a missed moving object
+        # elevation cells whose top surface was later seen through, or was seen less often than moving
+        # things over it, were a missed moving object
         c = self.elevation.cell_centres().reshape(-1, 3)
         seen = np.isfinite(c[:, 2])
         lo = np.zeros(len(c), np.float32)

@@ -221,7 +221,8 @@ class ElevationMap:
 
         Args:
             free: ``[H, W]`` bool, cells whose top-surface voxel was later seen through
-                (occupancy log-odds < 0): a moving object the dynamics stage missed.
+                (occupancy log-odds < 0) or whose top was a moving object's (:meth:`outlived`):
+                a moving object the dynamics stage missed.
         Returns:
             the number of cells changed (those without a ground layer become unobserved).
         """
