@@ -163,7 +163,7 @@ def imu_scale_track(t: np.ndarray, steps: dict[int, np.ndarray], imu: ImuSamples
                     noise: ImuNoise | None = None, covers=None, step_sigma: float = 0.05,
                     scale_walk: float = 0.03, prior_std: float = 0.2, acc_bias_std: float = 0.03,
                     huber: float = 2.0, outlier: float = 3.0, iterations: int = 6,
-                    min_steps: int = 10) -> ScaleTrack:
+                    min_steps: int = 10, inverse: bool = False) -> ScaleTrack:
     """Per-step scale of the depth-odometry translations from a visual-inertial translation smoother.
 
     Unknowns: positions and velocities of every frame (m, m/s, in the frame of the gyro's chained
@@ -182,6 +182,14 @@ def imu_scale_track(t: np.ndarray, steps: dict[int, np.ndarray], imu: ImuSamples
         huber: Huber threshold of the reweighting, in ``step_sigma`` (of a step's 3-D residual / √3).
         outlier: steps whose residual stays beyond this many ``step_sigma`` are outliers.
         min_steps: fewer fitted steps give scale 1, std inf.
+        inverse: fit ``λ_k = 1/s_k`` with the steps as the observations, ``λ_k (p_k - p_(k-1)) = R t_k``
+            (Gauss-Newton on the bilinear rows, from the linear fit), so the steps' noise does not pull the
+            scale towards zero. The default (False) keeps ``s_k`` multiplying the noisy step, which does:
+            exact steps with 8 cm noise per axis fitted 0.861 instead of 0.930 on test seed 10 (0.938 with
+            ``inverse``). Camera+IMU ATE on train seeds 2/3/5/6/7/8/12/13, 100 frames: every seed
+            ≤ 1 % of distance with it (worst 1.49 → 0.94 %, median 0.50 → 0.55 %); held-out 0/10/20/1
+            0.15/0.44/1.25/1.04 → 0.25/1.11/0.50/0.71 %, a trade, so it is not the default. The
+            per-step prior around 1 then pulls harder (λ's prior), 0.909 → 0.934 where the default gives 0.922.
 
     Returns:
         :class:`ScaleTrack`.
@@ -206,7 +214,7 @@ def imu_scale_track(t: np.ndarray, steps: dict[int, np.ndarray], imu: ImuSamples
     N = BA + 3
     eye = np.eye(3)
 
-    def system(g_fix, w_vis):
+    def system(g_fix, w_vis, lin=None):
         rows, cols, vals, rhs = [], [], [], []
         n = 0
 
@@ -235,9 +243,15 @@ def imu_scale_track(t: np.ndarray, steps: dict[int, np.ndarray], imu: ImuSamples
                     add([V + 3 * k + a, V + 3 * k - 3 + a] + bias, [1, -1, *(-RJv[a])], dv[a] + g_fix[a] * dt, wv)
                     add([P + 3 * k + a, P + 3 * k - 3 + a, V + 3 * k - 3 + a] + bias, [1, -1, -dt, *(-RJp[a])],
                         dp[a] + 0.5 * g_fix[a] * dt * dt, wp)
-        for r, k in enumerate(vis):  # p_k - p_(k-1) - s_k R t_k = 0
-            for a in range(3):
-                add([P + 3 * k + a, P + 3 * k - 3 + a, SC + k - 1], [1, -1, -obs[r, a]], 0.0, w_vis[r] / step_sigma)
+        for r, k in enumerate(vis):
+            if lin is None:  # p_k - p_(k-1) - s_k R t_k = 0
+                for a in range(3):
+                    add([P + 3 * k + a, P + 3 * k - 3 + a, SC + k - 1], [1, -1, -obs[r, a]], 0.0, w_vis[r] / step_sigma)
+            else:  # λ_k (p_k - p_(k-1)) - R t_k = 0, linearised at (p⁰, λ⁰): the step is the observation
+                lam0, dp0 = lin[1][k - 1], lin[0][k] - lin[0][k - 1]
+                for a in range(3):
+                    add([P + 3 * k + a, P + 3 * k - 3 + a, SC + k - 1], [lam0, -lam0, dp0[a]],
+                        obs[r, a] + lam0 * dp0[a], w_vis[r] / step_sigma)
         for k in range(1, S):
             if k > 1:
                 add([SC + k - 1, SC + k - 2], [1, -1], 0.0, 1.0 / (scale_walk * np.sqrt(max(t[k] - t[k - 1], 1e-3))))
@@ -259,11 +273,22 @@ def imu_scale_track(t: np.ndarray, steps: dict[int, np.ndarray], imu: ImuSamples
     g_dir = x[G:G + 3] / max(np.linalg.norm(x[G:G + 3]), 1e-9)
     g_fix = gravity * g_dir
     sigma = step_sigma
+    lin = None
+    if inverse:
+        s0 = x[SC:SC + S - 1]
+        lin = (x[P:P + 3 * S].reshape(S, 3), 1.0 / np.where(s0 > 0.2, s0, 1.0))
     for _ in range(iterations):
-        A, b = system(g_fix, w)
+        A, b = system(g_fix, w, lin)
         x, H = solve(A, b)
         pos, s = x[P:P + 3 * S].reshape(S, 3), x[SC:SC + S - 1]
+        if inverse:
+            if not (s > 0.2).all():
+                return ScaleTrack({}, set(), 1.0, float("inf"), float("nan"))
+            lin = (pos, s)
+            lam, s = s, 1.0 / s
         e = np.linalg.norm(pos[vis] - pos[[k - 1 for k in vis]] - s[[k - 1 for k in vis], None] * obs, axis=1)
+        if inverse:  # in the steps' own units: |λ Δp - R t|
+            e = e / s[[k - 1 for k in vis]]
         sigma = max(1.4826 * float(np.median(e)) / np.sqrt(2.0), 1e-3)   # robust σ per axis (m), reported
         u = e / (huber * step_sigma * np.sqrt(3.0))
         w = np.sqrt(np.where(u <= 1.0, 1.0, 1.0 / np.maximum(u, 1e-12)))
@@ -275,6 +300,8 @@ def imu_scale_track(t: np.ndarray, steps: dict[int, np.ndarray], imu: ImuSamples
     u = np.zeros(N)
     u[[SC + k - 1 for k in vis]] = 1.0 / len(vis)
     std = float(np.sqrt(max(u @ spsolve(H, u), 0.0)))
+    if inverse:
+        std /= float(np.mean(lam[[k - 1 for k in vis]])) ** 2
     if not 0.5 < scale < 2.0:
         return ScaleTrack({}, set(), 1.0, float("inf"), sigma)
     log.info("visual-inertial scale track %.3f (%.3f-%.3f) over %d steps, %d outliers, σ %.3f m", scale,
