@@ -289,7 +289,7 @@ class MapBuilder:
         lo = np.zeros(len(c), np.float32)
         lo[seen] = self.occupancy.log_odds_at(c[seen] - [0.0, 0.0, 0.5 * cfg.voxel_size])
         free = lo <= 0.5 * cfg.l_min  # seen through several times more than hit
-        free = free.reshape(self.elevation.mean.shape) | self.elevation.outlived(cfg.elevation_moving, cfg.elevation_under)
+        free = free.reshape(self.elevation.mean.shape) | self.elevation.outlived(cfg.elevation_moving, cfg.elevation_under, cfg.elevation_moving_window)
         self.transient_cells = self.elevation.drop_transient(free)
         occ = self.occupancy.arrays()
         occ["labels"] = self._ground_share(occ)

@@ -36,7 +36,9 @@ class MappingConfig:
         many scans saw moving points over as confirmed it is dropped for the ground layer: a moving
         object the dynamics missed in a scan or two; 0 = off), elevation_under (the same for a top
         that more than this many times as many later scans saw only the ground under; 0 = off:
-        it also drops tree crowns the field of view cuts off near by).
+        it also drops tree crowns the field of view cuts off near by), elevation_moving_window (cells,
+        odd: the moving points are counted over this window around the cell, as an object's flagged
+        points fall beside the cell its missed ones topped).
     Mesh (TSDF, Open3D VoxelBlockGrid): mesh (on/off), tsdf_voxel (m; None = 0.1 m for
         LiDAR depth, 0.02 m for depth cameras), tsdf_trunc_voxels (truncation in
         voxels), mesh_max_depth (m), mesh_every (integrate every n-th frame).
@@ -73,6 +75,7 @@ class MappingConfig:
     elevation_top_residual: float = 0.04
     elevation_moving: float = 0.5
     elevation_under: float = 0.0
+    elevation_moving_window: int = 5
     mesh: bool = True
     tsdf_voxel: float | None = None
     tsdf_trunc_voxels: float = 4.0
@@ -98,6 +101,9 @@ class MappingConfig:
             raise ConfigError(f"MappingConfig.range_sigma must be >= 0, got {self.range_sigma!r}")
         if not self.elevation_top_residual >= 0:
             raise ConfigError(f"MappingConfig.elevation_top_residual must be >= 0, got {self.elevation_top_residual!r}")
+        if self.elevation_moving_window < 1 or self.elevation_moving_window % 2 == 0:
+            raise ConfigError(f"MappingConfig.elevation_moving_window must be an odd number >= 1, "
+                              f"got {self.elevation_moving_window}")
         for name in ("elevation_moving", "elevation_under"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"MappingConfig.{name} must be >= 0, got {getattr(self, name)!r}")

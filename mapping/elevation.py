@@ -193,7 +193,7 @@ class ElevationMap:
         n = self.nmoving.reshape(-1)
         n[cells] = np.minimum(n[cells].astype(np.int64) + 1, _COUNT_MAX)
 
-    def outlived(self, moving: float = 0.5, under: float = 0.0) -> np.ndarray:
+    def outlived(self, moving: float = 0.5, under: float = 0.0, window: int = 1) -> np.ndarray:
         """Cells ``[H, W]`` bool whose top surface above the ground layer was a moving object.
 
         The dynamics stage misses a moving object in a scan or two (far away, mostly), and the
@@ -210,7 +210,11 @@ class ElevationMap:
         out = np.zeros(self.mean.shape, bool)
         ntop = self.ntop.astype(np.float64)
         if moving > 0:
-            out |= (self.nmoving > 0) & (self.nmoving >= moving * ntop)
+            nm = self.nmoving
+            if window > 1:  # an object's flagged points fall beside the cell its missed ones topped
+                from scipy.ndimage import maximum_filter
+                nm = maximum_filter(nm, size=window, mode="constant")
+            out |= (nm > 0) & (nm >= moving * ntop)
         if under > 0:
             out |= self.nunder > under * ntop
         with np.errstate(invalid="ignore"):

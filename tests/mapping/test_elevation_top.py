@@ -70,3 +70,19 @@ def test_a_missed_moving_objects_top_gives_way_to_the_ground_and_a_static_one_st
     assert m.drop_transient(gone) == 1
     assert abs(m.mean[a]) < 0.01 and abs(m.mean[b] - 1.2) < 0.01
     assert not m.outlived(moving=0.0).any()
+
+
+def test_moving_points_beside_the_cell_count_within_the_window():
+    """A roof leaked into cell (0, 0) once; the object's flagged points fell in the next cell
+    (0.5-1 m) only: the 3 x 3 window takes the top for the object's, the cell alone does not."""
+    rng = np.random.default_rng(1)
+    m = ElevationMap(0.5)
+    for k in range(3):
+        p = _scan(rng, (0.0, 0.05), (1.0, 0.45), 0.0)
+        if k == 0:
+            p = np.concatenate([p, _scan(rng, (0.05, 0.05), (0.45, 0.45), 1.4, 10)])
+        m.integrate(p, np.full(len(p), 10.0), None, p[:, 2] < 0.25)
+        m.add_moving(_scan(rng, (0.55, 0.05), (0.95, 0.45), 1.0, 30))
+    assert m.mean[0, 0] > 1.3
+    assert not m.outlived(moving=0.5, window=1)[0, 0]
+    assert m.outlived(moving=0.5, window=3)[0, 0]
