@@ -152,7 +152,7 @@ class FusionModel(nn.Module):
         x = torch.cat(parts, 2)                                   # [B, S, T, D]
         T = x.shape[2]
         mask = torch.cat(masks, 2)
-        full = bool(mask.all())
+        full = not any(k.endswith("_valid") for k in inputs) or bool(mask.all())  # no _valid: all valid (torch.export)
         st = self.state0[None].expand(B, -1, -1) if state is None else state["tokens"]
         M = st.shape[1]
         fmask = None if full else mask.view(B * S, T)

@@ -34,6 +34,11 @@ train-seed windows) measured 1.05-1.44x at S = 8 and 1.05x at S = 32 and moved d
 per pixel: not adopted. onnxruntime's int8 graph (``fuse4d model export --int8``) is 1.15x its
 own fp32 graph; its lead over torch fp32 is onnxruntime's, not int8's.
 
+Compiled int8 does not change this: PT2E static int8 of the whole graph (torchao's
+X86InductorQuantizer, every conv and Linear) compiled by inductor runs at 1.02x eager fp32 and
+0.88x / 1.01x inductor's own fp32 graph at S = 8 / 32, after ~400 s of compile per window size
+(``fusion/pt2e_int8.py``, ``benchmarks/bench_pt2e.py``). ``--precision int8`` stays eager.
+
 ``bf16`` on this CPU: 23-33x slower than fp32 (same table: bf16 model 0.030x at S = 8,
 0.044x at S = 32; a bf16 conv 0.01-0.02x, Linear 0.10-0.13x). Without avx512_bf16 / AMX /
 avx_vnni_2, ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is False, so a bf16 convolution
