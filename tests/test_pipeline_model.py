@@ -82,9 +82,10 @@ def test_model_outputs_land_in_the_store_with_design_names(seq, tmp_path):
     np.testing.assert_array_equal(np.diff(offsets), counts)
     sem = store.read_points("semantics")
     # near points keep the model's class; far static points take their map voxel's (mapping/relabel.py),
-    # which for this oracle model changes a few boundary points only
+    # which for this oracle model changes a few boundary points only; the shape rules (mapping/shapes.py)
+    # act at any range: ground-band points at a pole's foot take the pole's class (0.5 % here)
     near = np.linalg.norm(seq[7].points[:, :3], axis=1) <= 10.0
-    np.testing.assert_array_equal(sem[7][near], seq[7].point_semantics[near])
+    assert np.mean(sem[7][near] == seq[7].point_semantics[near]) > 0.99
     assert np.mean(sem[7] == seq[7].point_semantics) > 0.95
     assert store.root["lidar/semantics"].dtype == np.uint8 and store.root["lidar/dynamic"].dtype == np.float32
     gates = store.read("gates")
