@@ -28,22 +28,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_deploy import _cpu_median  # noqa: E402
 
 
-def _op_split(fn) -> dict:
-    """CPU ms of one ``fn()`` call split into conv / Linear / rest (torch.profiler self times by op
-    name: eager aten/mkldnn ops, inductor's onednn int8 ops, externs; rest = total - conv - Linear)."""
-    from torch.profiler import ProfilerActivity, profile
+def _op_split(fn, ms: float) -> dict:
+    """``ms`` (the CPU ms of one ``fn()`` call) split into conv / Linear / rest by the shares of
+    their ops' self time in one profiled call (torch.profiler: eager aten/mkldnn ops, inductor's
+    onednn int8 ops and externs) within the whole call's time; rest = ms - conv - Linear."""
+    from torch.profiler import ProfilerActivity, profile, record_function
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        t0 = time.process_time()
-        fn()
-        total = time.process_time() - t0
-    r = {"conv": 0.0, "linear": 0.0}
+        with record_function("fuse4d_window"):
+            fn()
+    r, whole = {"conv": 0.0, "linear": 0.0}, 0.0
     for e in prof.key_averages():
         k = e.key.lower()
+        if k == "fuse4d_window":
+            whole = e.cpu_time_total
+            continue
         kind = "conv" if "conv" in k else "linear" if ("linear" in k or k in ("aten::addmm", "aten::mm", "aten::bmm")) else None
-        if kind and e.self_cpu_time_total > 0:
-            r[kind] += e.self_cpu_time_total / 1e3
-    r["total"] = 1e3 * total
-    r["rest"] = max(r["total"] - r["conv"] - r["linear"], 0.0)
+        if kind:
+            r[kind] += e.self_cpu_time_total
+    r = {k: ms * v / max(whole, 1e-9) for k, v in r.items()}
+    r["rest"] = ms - r["conv"] - r["linear"]
     return r
 
 
@@ -74,7 +77,7 @@ def print_pt2e(model, frames, calib, sizes=(8, 32)) -> None:
                 cs = time.perf_counter() - t0 if name != "fp32 eager" else 0.0
                 d = float(((o[0] - ref[0]).abs() / ref[0].abs().clamp_min(1e-3)).max())
                 ms = 1e3 * _cpu_median(lambda: fn(*args)) / S
-                rows[name] = (ms, cs, _op_split(lambda: fn(*args)), d)
+                rows[name] = (ms, cs, _op_split(lambda: fn(*args), ms * S), d)
         for name, (ms, cs, sp, d) in rows.items():
             print(f"| {S} | {name} | {ms:.1f} | {rows['fp32 eager'][0] / ms:.2f} | {rows['fp32 compiled'][0] / ms:.2f} | "
                   f"{cs:.0f} | {sp['conv'] / S:.1f} | {sp['linear'] / S:.1f} | {sp['rest'] / S:.1f} | {d:.3f} |", flush=True)
