@@ -13,13 +13,24 @@ complete, batch 1, ``S >= 3`` dynamic at export). Every convolution and Linear i
 dequantise with the neighbouring pointwise ops and compiles the rest (norms, pools, resampling,
 attention glue) to C++.
 
-Measured (tiny.pt, camera+LiDAR+IMU graph on train seed 2, 1 thread, CPU ms per frame, median of 5
-after the first call; load 7-9; the steps of ``benchmarks/bench_pt2e.py``, run as a scratch script):
+Measured (``python benchmarks/bench_pt2e.py``: tiny.pt, camera+LiDAR+IMU graph on train seed 2,
+1 thread, CPU ms per frame, median of 5; load 3.3-4.3; the compiles came from inductor's cache;
+cold, each took 381-411 s at load 7-9):
 
-| S | eager fp32 | fp32 compiled (x eager) | int8 PT2E compiled (x eager / x compiled fp32) | compile s fp32 / int8 |
-|---|---|---|---|---|
-| 8 | 38.1 | 33.0 (1.15) | 37.4 (1.02 / 0.88) | 381 / 399 |
-| 32 | 57.9 | 56.9 (1.02) | 56.5 (1.02 / 1.01) | 411 / 410 |
+| S | variant | ms/frame | x eager fp32 | x compiled fp32 | conv / Linear / rest ms |
+|---|---|---|---|---|---|
+| 8 | fp32 eager | 40.7 | 1.00 | 0.70 | 18.6 / 3.3 / 18.8 |
+| 8 | fp32 compiled | 28.4 | 1.44 | 1.00 | 14.1 / 1.0 / 13.2 |
+| 8 | int8 PT2E compiled | 30.4 | 1.34 | 0.93 | 11.6 / 0.8 / 17.9 |
+| 32 | fp32 eager | 51.0 | 1.00 | 0.84 | 24.6 / 4.0 / 22.4 |
+| 32 | fp32 compiled | 42.6 | 1.20 | 1.00 | 13.0 / 1.9 / 27.7 |
+| 32 | int8 PT2E compiled | 44.3 | 1.15 | 0.96 | 14.8 / 1.5 / 27.9 |
+
+An earlier run of the same steps at load 7-9 gave int8 1.02x / 1.02x eager and 0.88x / 1.01x
+compiled fp32 (S = 8 / 32). What int8 gains over eager fp32 is the compiler's: compiled fp32
+gains more. For 2x eager fp32, conv + Linear of the int8 graph would have to drop from 12.4 to
+2.5 ms per frame at S = 8 (5x faster int8 kernels; AVX2 int8 is at most ~2x fp32 FMA), and at
+S = 32 its rest alone (27.9 ms) exceeds half of eager fp32 (25.5 ms).
 
 Inductor's int8 graph is no faster than its fp32 graph: on this AVX2 CPU (no VNNI) oneDNN's
 int8 convolutions and Linears are about as fast as its fp32 ones, as the eager roofline in

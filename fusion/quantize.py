@@ -35,9 +35,10 @@ per pixel: not adopted. onnxruntime's int8 graph (``fuse4d model export --int8``
 own fp32 graph; its lead over torch fp32 is onnxruntime's, not int8's.
 
 Compiled int8 does not change this: PT2E static int8 of the whole graph (torchao's
-X86InductorQuantizer, every conv and Linear) compiled by inductor runs at 1.02x eager fp32 and
-0.88x / 1.01x inductor's own fp32 graph at S = 8 / 32, after ~400 s of compile per window size
-(``fusion/pt2e_int8.py``, ``benchmarks/bench_pt2e.py``). ``--precision int8`` stays eager.
+X86InductorQuantizer, every conv and Linear) compiled by inductor runs at 1.34x / 1.15x eager
+fp32 but 0.93x / 0.96x inductor's own fp32 graph at S = 8 / 32 (1.02x / 1.02x eager under load),
+after ~400 s of cold compile per window size (``fusion/pt2e_int8.py``, ``benchmarks/bench_pt2e.py``).
+``--precision int8`` stays eager.
 
 ``bf16`` on this CPU: 23-33x slower than fp32 (same table: bf16 model 0.030x at S = 8,
 0.044x at S = 32; a bf16 conv 0.01-0.02x, Linear 0.10-0.13x). Without avx512_bf16 / AMX /
