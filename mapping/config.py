@@ -131,3 +131,16 @@ class MappingConfig:
         """Build from a dict; unknown keys raise ConfigError."""
         from fuse4d.sections import section_from_dict
         return section_from_dict(cls, d, "mapping")
+
+    @classmethod
+    def from_saved(cls, d: dict[str, Any] | None) -> tuple["MappingConfig", list[str]]:
+        """Build from a run's saved ``mapping`` section, which another fuse4d version may have
+        written: settings this version does not know are left out instead of refused.
+
+        Returns:
+            ``(config, names of the settings left out)``.
+        """
+        from dataclasses import fields
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        return cls.from_dict({k: v for k, v in d.items() if k in known}), sorted(set(d) - known)

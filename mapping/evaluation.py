@@ -28,6 +28,7 @@ poses the run's world is the odometry's, not the log's.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -35,6 +36,8 @@ import numpy as np
 
 from fuse4d.data.classes import GROUND, NUM_CLASSES
 from fuse4d.mapping.elevation import traversability
+
+log = logging.getLogger(__name__)
 
 
 def _gt_index(centres: np.ndarray, origin: np.ndarray, res: float, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -183,8 +186,12 @@ def _register() -> None:
         if seq is None or not seq.gt_maps:
             return {}
         cfg = store.meta.get("config", {}).get("mapping") or {}
-        return evaluate_maps(maps, seq.gt_maps, MappingConfig.from_dict(cfg) if isinstance(cfg, dict) else None,
-                             _run_to_gt(store, seq, align))
+        config = None
+        if isinstance(cfg, dict):  # a run written by another version may hold settings this one lacks
+            config, dropped = MappingConfig.from_saved(cfg)
+            if dropped:
+                log.warning("%s: mapping settings unknown to this version left out: %s", path, ", ".join(dropped))
+        return evaluate_maps(maps, seq.gt_maps, config, _run_to_gt(store, seq, align))
 
 
 def _run_to_gt(store, seq, align: str) -> np.ndarray | None:
